@@ -1,0 +1,46 @@
+# Two commands for a fresh clone (see README):  make book   and   make test
+# Both create the local virtual environment .venv on first use and reuse it afterwards.
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch is installed first, explicitly pinned: an unpinned torch would make pip
+# fetch a multi-GB CUDA build. Override on machines that need another build, e.g.
+#   make test TORCH_SPEC="torch==2.5.1 --index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+# pip on some machines prints a warning for every missing mirror folder; hide only those lines.
+QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
+
+BOOK_ARGS := . --config book/_config.yml --toc book/_toc.yml --builder html \
+             -W -n --keep-going
+
+.PHONY: help install book test lint clean
+
+help:
+	@echo "make book   install if needed, run every notebook, build the HTML book in _build/html"
+	@echo "make test   install if needed, run all tests (unit, notebooks in quick mode, book build)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(TORCH_SPEC) 2>&1 | $(QUIET_PIP)
+	$(PY) -m pip install -e ".[test]" 2>&1 | $(QUIET_PIP)
+	$(PY) -c "import analysis, torch; print('installed analysis', analysis.__version__, 'torch', torch.__version__)"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build $(BOOK_ARGS)
+	@echo "Open _build/html/index.html"
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest
+
+clean:
+	rm -rf _build .pytest_cache

@@ -1,0 +1,93 @@
+"""Tomogram and IMOD model input/output.
+
+Everything returned here is in (z, y, x) voxel order with lengths in nm; IMOD's (x, y, z) order
+and the MRC header's Å appear only inside this package.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.io.atomic import atomic_output
+from analysis.io.imod import (
+    POINT_COLUMNS,
+    model_voxel_size_nm,
+    read_imod_model,
+    write_vesicle_model,
+)
+from analysis.io.rasterise import GROUPINGS, points_to_labels, points_to_sheet
+from analysis.io.tomogram import MRCHeaderWarning, Tomogram, read_tomogram, write_mrc
+
+
+@dataclass
+class Annotation:
+    """A manual IMOD annotation rasterised onto a tomogram.
+
+    Attributes
+    ----------
+    points : pandas.DataFrame
+        The model's points in the tomogram's voxels (see :func:`read_imod_model`).
+    labels : numpy.ndarray, shape (z, y, x), int32
+        One id per vesicle (closed contours and scattered spheres), 0 = background.
+    membrane : numpy.ndarray, shape (z, y, x), bool
+        The open contours (e.g. a traced plasma membrane), empty if there are none.
+    """
+
+    points: pd.DataFrame
+    labels: np.ndarray
+    membrane: np.ndarray
+
+    @property
+    def n_vesicles(self) -> int:
+        """Number of distinct vesicle labels."""
+        return int(np.count_nonzero(np.unique(self.labels)))
+
+
+def read_annotation(
+    path: str | os.PathLike,
+    like: Tomogram,
+    *,
+    grouping: str = "auto",
+    model_voxel_size_nm: float | None = None,
+) -> Annotation:
+    """Read an IMOD model and rasterise it at the shape and voxel size of ``like``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.mod`` file.
+    like : Tomogram
+        The tomogram the model was drawn on (or the same volume at another binning).
+    grouping : str
+        How closed contours form vesicles; see :func:`points_to_labels`.
+    model_voxel_size_nm : float, optional
+        Voxel size the model was drawn at, for models that do not record it.
+    """
+    points = read_imod_model(path, like=like, model_voxel_size_nm=model_voxel_size_nm)
+    return Annotation(
+        points=points,
+        labels=points_to_labels(points, like.shape, grouping=grouping),
+        membrane=points_to_sheet(points, like.shape),
+    )
+
+
+__all__ = [
+    "GROUPINGS",
+    "POINT_COLUMNS",
+    "Annotation",
+    "MRCHeaderWarning",
+    "Tomogram",
+    "atomic_output",
+    "model_voxel_size_nm",
+    "points_to_labels",
+    "points_to_sheet",
+    "read_annotation",
+    "read_imod_model",
+    "read_tomogram",
+    "write_mrc",
+    "write_vesicle_model",
+]

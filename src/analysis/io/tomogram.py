@@ -1,0 +1,382 @@
+"""Read and write tomograms (MRC, TIFF, OME-Zarr) with their voxel size.
+
+Arrays are (z, y, x) everywhere, as ``mrcfile`` returns them. File headers give pixel spacing in
+Å (MRC) or in a unit named in the metadata (TIFF, OME-Zarr); this module converts it to the one
+number the rest of the package uses, ``voxel_size_nm``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from analysis.errors import InputFileError
+from analysis.io.atomic import atomic_output
+
+#: Relative difference between axes above which a voxel size counts as anisotropic.
+ANISOTROPY_TOLERANCE = 1e-3
+
+MRC_SUFFIXES = (".mrc", ".rec", ".map", ".mrcs", ".st", ".ali")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+# MRC modes that hold complex numbers or colour, which no tomogram is.
+_UNSUPPORTED_MODES = {3: "complex int16", 4: "complex float32", 16: "RGB colour"}
+
+# Length units, as they appear in TIFF and OME-Zarr metadata, in nm.
+_UNIT_IN_NM = {
+    "angstrom": 0.1,
+    "å": 0.1,
+    "a": 0.1,
+    "nanometer": 1.0,
+    "nanometre": 1.0,
+    "nm": 1.0,
+    "micrometer": 1e3,
+    "micrometre": 1e3,
+    "micron": 1e3,
+    "µm": 1e3,
+    "um": 1e3,
+    "\\u00b5m": 1e3,
+    "millimeter": 1e6,
+    "millimetre": 1e6,
+    "mm": 1e6,
+}
+
+
+class MRCHeaderWarning(UserWarning):
+    """An MRC header broke the MRC2014 standard but the file could still be read."""
+
+
+@dataclass
+class Tomogram:
+    """A tomogram and what is needed to place it in space.
+
+    Attributes
+    ----------
+    data : numpy.ndarray, shape (z, y, x), float32
+        The density. A read-only ``numpy.memmap`` when read with ``mmap=True``.
+    voxel_size_nm : float
+        Isotropic voxel size in nm.
+    origin_angstrom : tuple of float
+        The header origin (x, y, z) in Å, as IMOD uses it to place models (0 when unknown).
+    path : pathlib.Path or None
+        The file it came from.
+    """
+
+    data: np.ndarray
+    voxel_size_nm: float
+    origin_angstrom: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    path: Path | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape (z, y, x) in voxels."""
+        return tuple(int(n) for n in self.data.shape)
+
+
+def read_tomogram(
+    path: str | os.PathLike,
+    *,
+    voxel_size_nm: float | None = None,
+    mmap: bool = False,
+    check_finite: bool = True,
+    zarr_level: int = 0,
+) -> Tomogram:
+    """Read a tomogram from MRC, TIFF or OME-Zarr as float32 (z, y, x) with its voxel size.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        An MRC file (``.mrc``, ``.rec``, ``.map``, …), a TIFF stack (``.tif``, ``.tiff``) or an
+        OME-Zarr folder (``.zarr``).
+    voxel_size_nm : float, optional
+        Use this voxel size (nm) instead of the one in the file. Needed when the header holds
+        none (0) or a wrong one, and allowed for anisotropic headers.
+    mmap : bool
+        Memory-map an MRC file instead of reading it into memory. A float32 file is then
+        returned as a read-only ``numpy.memmap`` (no copy); other modes are converted, which
+        reads them.
+    check_finite : bool
+        Refuse volumes with NaN or infinite voxels (checked slab by slab, in bounded memory).
+    zarr_level : int
+        Which resolution level of an OME-Zarr multiscale image to read (0 = full resolution).
+
+    Returns
+    -------
+    Tomogram
+
+    Raises
+    ------
+    InputFileError
+        With one line naming the file and the problem: missing file, not a tomogram, truncated
+        data, 2-D image, complex or RGB data, NaN/Inf voxels, zero or anisotropic voxel size.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix == ".zarr" or (path.is_dir() and _looks_like_zarr(path)):
+        data, spacing_nm, origin = _read_ome_zarr(path, zarr_level)
+    elif suffix in TIFF_SUFFIXES:
+        data, spacing_nm, origin = _read_tiff(path)
+    else:
+        data, spacing_nm, origin = _read_mrc(path, mmap)
+
+    if data.ndim != 3 or data.shape[0] < 2:
+        what = "2-D image" if data.ndim == 2 or data.ndim == 3 else f"{data.ndim}-D array"
+        raise InputFileError(
+            path, f"is a {what} of shape {data.shape}; a 3-D tomogram (z, y, x) is needed"
+        )
+    if check_finite:
+        _check_finite(path, data)
+    size = _resolve_voxel_size(path, spacing_nm, voxel_size_nm)
+    return Tomogram(data=data, voxel_size_nm=size, origin_angstrom=origin, path=path)
+
+
+def _looks_like_zarr(path: Path) -> bool:
+    return any((path / name).exists() for name in (".zattrs", ".zgroup", "zarr.json"))
+
+
+def _read_mrc(path: Path, mmap: bool):
+    """Return (data, spacing_nm (x, y, z) or None, origin Å)."""
+    opener = mrcfile.mmap if mmap else mrcfile.open
+    try:
+        mrc = opener(path, mode="r")
+    except ValueError as strict_err:
+        # Old-style headers written by IMOD, Pyto and older software lack the map ID or the
+        # machine stamp; mrcfile reads them in permissive mode. Anything it still cannot read
+        # is not an MRC file we can use.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                mrc = opener(path, mode="r", permissive=True)
+            except (ValueError, OSError) as err:
+                raise InputFileError(path, f"is not an MRC file ({err})") from err
+        if mrc.data is None:
+            problems = "; ".join(str(w.message) for w in caught) or str(strict_err)
+            mrc.close()
+            truncated = "bytes in data block" in problems
+            what = "is truncated" if truncated else "is not a readable MRC file"
+            raise InputFileError(path, f"{what} ({problems})") from strict_err
+        if not _header_is_plausible(mrc):
+            mrc.close()
+            raise InputFileError(path, f"is not an MRC file ({strict_err})") from strict_err
+        warnings.warn(
+            f"{path}: non-standard MRC header read permissively ({strict_err})",
+            MRCHeaderWarning,
+            stacklevel=3,
+        )
+    except OSError as err:
+        raise InputFileError(path, f"cannot be read ({err.strerror or err})") from err
+    with mrc:
+        mode = int(mrc.header.mode)
+        if mode in _UNSUPPORTED_MODES:
+            raise InputFileError(
+                path, f"holds {_UNSUPPORTED_MODES[mode]} data (MRC mode {mode}), not a density map"
+            )
+        if mrc.data.ndim == 4:
+            raise InputFileError(
+                path, f"is a volume stack of shape {mrc.data.shape}, not one tomogram"
+            )
+        vs = mrc.voxel_size
+        spacing_nm = (float(vs.x) / 10.0, float(vs.y) / 10.0, float(vs.z) / 10.0)
+        origin = (
+            float(mrc.header.origin.x),
+            float(mrc.header.origin.y),
+            float(mrc.header.origin.z),
+        )
+        if mmap and mrc.data.dtype == np.float32:
+            data = mrc.data  # a read-only memmap; stays valid after the file object is closed
+        else:
+            data = np.asarray(mrc.data, dtype=np.float32).copy()
+    return data, spacing_nm, origin
+
+
+def _header_is_plausible(mrc) -> bool:
+    header = mrc.header
+    dims = (int(header.nx), int(header.ny), int(header.nz))
+    return all(0 < n < 1 << 20 for n in dims) and mrc.data is not None
+
+
+def _read_tiff(path: Path):
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.asarray()
+            spacing_nm = _tiff_spacing_nm(tif)
+    except (tifffile.TiffFileError, ValueError, OSError) as err:
+        raise InputFileError(path, f"is not a readable TIFF stack ({err})") from err
+    if data.ndim == 4 and data.shape[-1] in (3, 4) or np.iscomplexobj(data):
+        raise InputFileError(
+            path, f"holds colour or complex data of shape {data.shape}, not a density map"
+        )
+    return data.astype(np.float32, copy=False), spacing_nm, (0.0, 0.0, 0.0)
+
+
+def _tiff_spacing_nm(tif) -> tuple[float, float, float] | None:
+    """Voxel spacing (x, y, z) in nm from ImageJ or OME metadata, or None if absent."""
+    page = tif.pages[0]
+    ij = tif.imagej_metadata or {}
+    unit = str(ij.get("unit", "")).lower()
+    if unit in _UNIT_IN_NM and "XResolution" in page.tags:
+        scale = _UNIT_IN_NM[unit]
+        num, den = page.tags["XResolution"].value
+        x = den / num * scale
+        num, den = page.tags["YResolution"].value if "YResolution" in page.tags else (num, den)
+        y = den / num * scale
+        z = float(ij.get("spacing", x / scale)) * scale
+        return (x, y, z)
+    if tif.is_ome and tif.ome_metadata:
+        import re
+
+        sizes = {}
+        for axis in "XYZ":
+            m = re.search(rf'PhysicalSize{axis}="([0-9.eE+-]+)"', tif.ome_metadata)
+            u = re.search(rf'PhysicalSize{axis}Unit="([^"]+)"', tif.ome_metadata)
+            if m:
+                sizes[axis] = float(m.group(1)) * _UNIT_IN_NM.get(
+                    (u.group(1) if u else "µm").lower(), 1e3
+                )
+        if {"X", "Y", "Z"} <= sizes.keys():
+            return (sizes["X"], sizes["Y"], sizes["Z"])
+    return None
+
+
+def _read_ome_zarr(path: Path, level: int):
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+    except Exception as err:  # zarr raises several unrelated types for a folder it cannot read
+        raise InputFileError(path, f"is not a readable OME-Zarr image ({err})") from err
+    attrs = attrs.get("ome", attrs)  # OME-NGFF 0.5 nests its metadata under "ome"
+    if "multiscales" not in attrs:
+        raise InputFileError(path, "is a Zarr folder without OME 'multiscales' metadata")
+    ms = attrs["multiscales"][0]
+    datasets = ms["datasets"]
+    if not 0 <= level < len(datasets):
+        raise InputFileError(
+            path, f"has {len(datasets)} resolution levels; level {level} does not exist"
+        )
+    axes = [a if isinstance(a, dict) else {"name": a} for a in ms.get("axes", [])]
+    names = [a["name"] for a in axes] or ["z", "y", "x"][-3:]
+    scale = [1.0] * len(names)
+    for transform in datasets[level].get("coordinateTransformations", []) + ms.get(
+        "coordinateTransformations", []
+    ):
+        if transform.get("type") == "scale":
+            scale = [s * t for s, t in zip(scale, transform["scale"], strict=True)]
+    data = np.asarray(group[datasets[level]["path"]], dtype=np.float32)
+    # Drop singleton time/channel axes so that (z, y, x) remain.
+    keep = [i for i, n in enumerate(names) if n in ("z", "y", "x")]
+    data = data.reshape([data.shape[i] for i in keep]) if len(keep) == 3 else data
+    units = {a["name"]: a.get("unit", "") for a in axes}
+    spacing = {}
+    for i, n in enumerate(names):
+        if n in ("x", "y", "z"):
+            factor = _UNIT_IN_NM.get(str(units.get(n, "")).lower())
+            if factor is None:
+                return data, None, (0.0, 0.0, 0.0)
+            spacing[n] = scale[i] * factor
+    return data, (spacing["x"], spacing["y"], spacing["z"]), (0.0, 0.0, 0.0)
+
+
+def _check_finite(path: Path, data: np.ndarray, slab: int = 16) -> None:
+    bad = 0
+    for start in range(0, data.shape[0], slab):
+        bad += int(np.count_nonzero(~np.isfinite(data[start : start + slab])))
+    if bad:
+        raise InputFileError(path, f"contains {bad} NaN or infinite voxels; fix or mask them first")
+
+
+def _resolve_voxel_size(path: Path, spacing_nm, override: float | None) -> float:
+    if override is not None:
+        if not (math.isfinite(override) and override > 0):
+            raise InputFileError(
+                path, f"voxel_size_nm={override} given; it must be a positive number"
+            )
+        return float(override)
+    if spacing_nm is None or min(spacing_nm) <= 0 or not all(map(math.isfinite, spacing_nm)):
+        raise InputFileError(
+            path,
+            "has no voxel size in its header; pass voxel_size_nm=… (e.g. --voxel-size-nm on the "
+            "command line)",
+        )
+    x, y, z = spacing_nm
+    if max(abs(y - x), abs(z - x)) > ANISOTROPY_TOLERANCE * x:
+        raise InputFileError(
+            path,
+            f"has an anisotropic voxel size (x, y, z) = ({x:.4g}, {y:.4g}, {z:.4g}) nm; resample "
+            "it to isotropic voxels or pass voxel_size_nm=… if the header is wrong",
+        )
+    return float(x)
+
+
+def write_mrc(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    voxel_size_nm: float,
+    *,
+    origin_angstrom: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> Path:
+    """Write a float map or an integer label volume as MRC, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file. It is written to a temporary file beside it and renamed at the end, so a
+        crash never leaves a half-written file under this name.
+    data : numpy.ndarray, shape (z, y, x)
+        Floating-point data are written as float32 (mode 2). Booleans and integers are written
+        as the smallest MRC integer mode that holds them (int8, int16 or uint16); larger label
+        values fall back to float32, which holds integers exactly up to 2**24.
+    voxel_size_nm : float
+        Isotropic voxel size in nm (written to the header in Å).
+    origin_angstrom : tuple of float
+        Header origin (x, y, z) in Å.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    path = Path(path)
+    data = np.asarray(data)
+    if data.ndim != 3:
+        raise InputFileError(
+            path, f"cannot write a {data.ndim}-D array as a tomogram; (z, y, x) expected"
+        )
+    if not (voxel_size_nm and voxel_size_nm > 0):
+        raise InputFileError(
+            path, f"cannot write voxel size {voxel_size_nm} nm; it must be positive"
+        )
+    out = _mrc_dtype(data)
+    with atomic_output(path) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(data, dtype=out))
+            mrc.voxel_size = float(voxel_size_nm) * 10.0
+            mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin_angstrom
+            mrc.update_header_stats()
+    return path
+
+
+def _mrc_dtype(data: np.ndarray) -> np.dtype:
+    if data.dtype == bool:
+        return np.dtype(np.int8)
+    if np.issubdtype(data.dtype, np.integer):
+        lo = int(data.min()) if data.size else 0
+        hi = int(data.max()) if data.size else 0
+        for dtype in (np.int8, np.int16, np.uint16):
+            info = np.iinfo(dtype)
+            if info.min <= lo and hi <= info.max:
+                return np.dtype(dtype)
+        return np.dtype(np.float32)
+    if np.iscomplexobj(data):
+        raise ValueError("complex data cannot be written as a tomogram")
+    return np.dtype(np.float32)

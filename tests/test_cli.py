@@ -1,0 +1,57 @@
+"""The command line: real files in, exit codes and one-line errors out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from analysis.cli import EXIT_BAD_INPUT, main
+from analysis.io import read_tomogram, write_mrc, write_vesicle_model
+
+
+def test_mod2labels_writes_one_label_per_vesicle(tmp_path, capsys):
+    tomo = write_mrc(tmp_path / "t.mrc", np.zeros((20, 30, 30), np.float32), 2.0)
+    centres = np.array([[10.0, 8.0, 8.0], [10.0, 20.0, 20.0]])
+    model = write_vesicle_model(tmp_path / "v.mod", centres, np.array([4.0, 5.0]), 2.0)
+    out = tmp_path / "labels.mrc"
+    assert main(["mod2labels", str(model), "--like", str(tomo), "--out", str(out)]) == 0
+    labels = read_tomogram(out).data
+    assert labels.shape == (20, 30, 30)
+    assert labels[10, 8, 8] == 1 and labels[10, 20, 20] == 2
+    assert "2 vesicles" in capsys.readouterr().out
+
+
+def test_bad_input_exits_non_zero_with_one_line_and_no_output(tmp_path):
+    tomo = write_mrc(tmp_path / "t.mrc", np.zeros((4, 5, 6), np.float32), 2.0)
+    model = write_vesicle_model(tmp_path / "v.mod", np.array([[10.0, 20.0, 30.0]]), [3.0], 2.0)
+    out = tmp_path / "labels.mrc"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis.cli",
+            "mod2labels",
+            str(model),
+            "--like",
+            str(tomo),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == EXIT_BAD_INPUT
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {model}")
+    assert "outside the tomogram" in lines[0]
+    assert not out.exists()
+
+
+def test_info_reports_voxel_size(tmp_path, capsys):
+    tomo = write_mrc(tmp_path / "t.mrc", np.ones((4, 5, 6), np.float32), 1.469)
+    assert main(["info", str(tomo)]) == 0
+    assert "1.469" in capsys.readouterr().out
+    assert main(["info", str(tmp_path / "missing.mrc")]) == EXIT_BAD_INPUT
