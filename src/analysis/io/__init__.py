@@ -19,7 +19,8 @@ from analysis.io.imod import (
     read_imod_model,
     write_vesicle_model,
 )
-from analysis.io.rasterise import GROUPINGS, points_to_labels, points_to_sheet
+from analysis.io.labels import VESICLE_COLUMNS, label_table
+from analysis.io.rasterise import GROUPINGS, paint_ball, points_to_labels, points_to_sheet
 from analysis.io.tomogram import MRCHeaderWarning, Tomogram, read_tomogram, write_mrc
 
 
@@ -78,10 +79,13 @@ def read_annotation(
 __all__ = [
     "GROUPINGS",
     "POINT_COLUMNS",
+    "VESICLE_COLUMNS",
     "Annotation",
     "MRCHeaderWarning",
     "Tomogram",
     "atomic_output",
+    "label_table",
+    "paint_ball",
     "model_voxel_size_nm",
     "points_to_labels",
     "points_to_sheet",

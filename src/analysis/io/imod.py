@@ -274,6 +274,48 @@ def _check_inside(path: Path, points: pd.DataFrame, shape) -> None:
         )
 
 
+def zyx_to_imod(zyx_vox: np.ndarray) -> np.ndarray:
+    """Voxel positions (z, y, x) to IMOD point coordinates (x, y, z), float32."""
+    zyx = np.asarray(zyx_vox, dtype=np.float64).reshape(-1, 3)
+    return np.column_stack(
+        [zyx[:, 2] + _XY_EDGE_OFFSET, zyx[:, 1] + _XY_EDGE_OFFSET, zyx[:, 0]]
+    ).astype(np.float32)
+
+
+def new_model(
+    voxel_size_nm: float,
+    *,
+    shape: tuple[int, int, int] | None = None,
+    origin_angstrom: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> ImodModel:
+    """An empty IMOD model that records the tomogram's size, voxel size and origin.
+
+    The MINX chunk holds the image spacing and origin as 3dmod writes them, so that 3dmod (and
+    :func:`read_imod_model`) rescale the model when it is opened on another binning.
+    """
+    model = ImodModel()
+    if shape is not None:
+        model.header.zmax, model.header.ymax, model.header.xmax = (int(n) for n in shape)
+    model.header.pixelsize = float(voxel_size_nm)
+    model.header.units = _IMOD_UNITS_NM
+    model.header.flags.otrans_has_image_origin_values = True
+    spacing = (float(voxel_size_nm) * 10.0,) * 3
+    origin = tuple(float(v) for v in origin_angstrom)
+    zero = (0.0, 0.0, 0.0)
+    model.minx = MINX(
+        oscale=spacing, otrans=origin, orot=zero, cscale=spacing, ctrans=origin, crot=zero
+    )
+    return model
+
+
+def write_model(path: str | os.PathLike, model: ImodModel) -> Path:
+    """Write an IMOD model atomically (temporary file, then rename)."""
+    model.update_sizes()
+    with atomic_output(path) as tmp:
+        model.to_file(tmp)
+    return Path(path)
+
+
 def write_vesicle_model(
     path: str | os.PathLike,
     centres_vox: np.ndarray,
@@ -310,25 +352,8 @@ def write_vesicle_model(
     radii = np.asarray(radii_vox, dtype=np.float64).reshape(-1)
     if len(radii) != len(centres):
         raise ValueError(f"{len(centres)} centres but {len(radii)} radii")
-    xyz = np.column_stack(
-        [centres[:, 2] + _XY_EDGE_OFFSET, centres[:, 1] + _XY_EDGE_OFFSET, centres[:, 0]]
-    ).astype(np.float32)
-    model = ImodModel()
-    if shape is not None:
-        model.header.zmax, model.header.ymax, model.header.xmax = (int(n) for n in shape)
-    model.header.pixelsize = float(voxel_size_nm)
-    model.header.units = _IMOD_UNITS_NM
-    model.header.flags.otrans_has_image_origin_values = True
-    spacing = (float(voxel_size_nm) * 10.0,) * 3
-    origin = tuple(float(v) for v in origin_angstrom)
-    model.minx = MINX(
-        oscale=spacing,
-        otrans=origin,
-        orot=(0.0, 0.0, 0.0),
-        cscale=spacing,
-        ctrans=origin,
-        crot=(0.0, 0.0, 0.0),
-    )
+    xyz = zyx_to_imod(centres)
+    model = new_model(voxel_size_nm, shape=shape, origin_angstrom=origin_angstrom)
     obj = Object(color=(0.0, 0.8, 1.0))
     obj.header.name = name
     obj.header.flags.scattered = True
@@ -338,14 +363,14 @@ def write_vesicle_model(
         obj.contours.append(contour)
     obj.update_sizes()
     model.objects.append(obj)
-    model.update_sizes()
-    with atomic_output(path) as tmp:
-        model.to_file(tmp)
-    return Path(path)
+    return write_model(path, model)
 
 
 __all__ = [
     "POINT_COLUMNS",
+    "new_model",
+    "write_model",
+    "zyx_to_imod",
     "model_voxel_size_nm",
     "read_imod_model",
     "write_vesicle_model",

@@ -141,12 +141,12 @@ def points_to_labels(
         scattered["radius_vox"].to_numpy(),
         strict=True,
     ):
-        _paint_ball(labels, centre, float(radius) if np.isfinite(radius) else 0.0, next_id)
+        paint_ball(labels, centre, float(radius) if np.isfinite(radius) else 0.0, next_id)
         next_id += 1
     return labels
 
 
-def _paint_ball(labels: np.ndarray, centre: np.ndarray, radius: float, value: int) -> None:
+def paint_ball(labels: np.ndarray, centre: np.ndarray, radius: float, value: int) -> None:
     """Set every voxel whose centre lies within ``radius`` of ``centre`` (z, y, x) to ``value``."""
     lo = np.maximum(np.floor(centre - radius).astype(int), 0)
     hi = np.minimum(np.ceil(centre + radius).astype(int) + 1, labels.shape)

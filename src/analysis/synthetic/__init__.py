@@ -1,0 +1,174 @@
+"""Seeded synthetic synapse tomograms with exact ground truth.
+
+:func:`make_synapse` builds a phantom (:mod:`.geometry`), images it through a simulated tilt
+series and weighted back-projection (:mod:`.imaging`), and simulates a manual IMOD annotation
+(:mod:`.annotation`). :func:`write_synapse` stores everything under the file names fixed in
+DESIGN.md; :func:`sample_dataset` caches a train/validation/test set on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from analysis.io import write_mrc
+from analysis.io.atomic import atomic_output
+from analysis.synthetic.annotation import simulate_outlines, write_outline_model
+from analysis.synthetic.geometry import Phantom, SynapseGeometry, make_phantom
+from analysis.synthetic.imaging import Microscope, image_phantom
+
+
+@dataclass
+class Synapse:
+    """A synthetic tomogram with its truth.
+
+    Attributes
+    ----------
+    tomogram : numpy.ndarray, shape (z, y, x), float32
+        The reconstruction, normalised to zero mean and unit variance; membranes dark.
+    phantom : Phantom
+        The density and exact truth (labels, AZ mask, region mask, vesicle and filament tables).
+    outlines : list
+        Simulated manual annotation: (vesicle_id, points (n, 3) in z, y, x voxels) per outline.
+    tilt_series : numpy.ndarray, shape (n_tilts, y, x)
+    tilts_deg : numpy.ndarray
+    microscope : Microscope
+    seed : int
+    """
+
+    tomogram: np.ndarray
+    phantom: Phantom
+    outlines: list
+    tilt_series: np.ndarray
+    tilts_deg: np.ndarray
+    microscope: Microscope = field(default_factory=Microscope)
+    seed: int = 0
+
+    @property
+    def voxel_size_nm(self) -> float:
+        return self.phantom.geometry.voxel_size_nm
+
+
+def make_synapse(
+    geometry: SynapseGeometry | None = None,
+    microscope: Microscope | None = None,
+    seed: int = 0,
+) -> Synapse:
+    """Build, image and annotate one synthetic synapse. Same seed, same numbers.
+
+    Parameters
+    ----------
+    geometry : SynapseGeometry, optional
+        Phantom parameters (shape, voxel size, vesicle counts and sizes, …).
+    microscope : Microscope, optional
+        Tilt range, defocus, SNR, … of the simulated acquisition.
+    seed : int
+        Seeds the phantom (``seed``), the noise (``seed + 1``) and the annotator (``seed + 2``).
+    """
+    geometry = geometry or SynapseGeometry()
+    microscope = microscope or Microscope()
+    phantom = make_phantom(geometry, seed=seed)
+    imaged = image_phantom(phantom.density, geometry.voxel_size_nm, microscope, seed=seed + 1)
+    tomo = imaged["tomogram"]
+    tomo = ((tomo - tomo.mean()) / tomo.std()).astype(np.float32)
+    outlines = simulate_outlines(phantom.vesicles, seed=seed + 2)
+    return Synapse(
+        tomo, phantom, outlines, imaged["tilt_series"], imaged["tilts_deg"], microscope, seed
+    )
+
+
+def write_synapse(synapse: Synapse, outdir: str | os.PathLike, name: str) -> dict[str, Path]:
+    """Write a synthetic synapse under the DESIGN.md file names; returns them by role."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    p = synapse.phantom
+    vs = synapse.voxel_size_nm
+    files = {
+        "tomogram": write_mrc(outdir / f"{name}.mrc", synapse.tomogram, vs),
+        "labels": write_mrc(outdir / f"{name}_labels.mrc", p.labels, vs),
+        "az_mask": write_mrc(outdir / f"{name}_az_mask.mrc", p.az_mask, vs),
+        "region_mask": write_mrc(outdir / f"{name}_region_mask.mrc", p.region_mask, vs),
+        "manual": write_outline_model(
+            outdir / f"{name}_manual.mod", synapse.outlines, vs, p.labels.shape
+        ),
+    }
+    for role, table in (("vesicles", p.vesicles), ("filaments", p.filaments)):
+        path = outdir / f"{name}_{role}.csv"
+        with atomic_output(path) as tmp:
+            table.to_csv(tmp, index=False)
+        files[role] = path
+    return files
+
+
+#: Shape and vesicle count of the quick examples (tests, ANALYSIS_QUICK=1).
+QUICK_GEOMETRY = {"shape": (64, 128, 128), "n_vesicles": 40, "n_large_vesicles": 1}
+
+_FILE_ROLES = ("tomogram", "labels", "az_mask", "region_mask", "manual", "vesicles", "filaments")
+
+
+def default_data_dir() -> Path:
+    """Folder for generated data: ``$ANALYSIS_DATA_DIR``, else ``data/generated`` of the
+    repository holding the working directory, else ``~/.cache/sv-analysis``."""
+    if os.environ.get("ANALYSIS_DATA_DIR"):
+        return Path(os.environ["ANALYSIS_DATA_DIR"])
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "data" / "README.md").exists() and (folder / "pyproject.toml").exists():
+            return folder / "data" / "generated"
+    return Path.home() / ".cache" / "sv-analysis"
+
+
+def example_files(
+    name: str = "example",
+    *,
+    seed: int = 1,
+    quick: bool = False,
+    outdir: str | os.PathLike | None = None,
+) -> dict[str, Path]:
+    """Paths of a synthetic example tomogram and its truth, generated on first use.
+
+    Parameters
+    ----------
+    name : str
+        File stem; ``quick`` examples get ``_quick`` appended so both sizes can coexist.
+    seed : int
+        Seed of :func:`make_synapse`.
+    quick : bool
+        A small volume (64×128×128) for tests and quick runs, instead of 128×256×256.
+    outdir : path, optional
+        Where to keep the files; :func:`default_data_dir` by default.
+
+    Returns
+    -------
+    dict
+        Paths by role: tomogram, labels, az_mask, region_mask, manual, vesicles, filaments.
+    """
+    outdir = Path(outdir) if outdir is not None else default_data_dir()
+    stem = f"{name}_s{seed}" + ("_quick" if quick else "")
+    suffix = {"manual": ".mod", "vesicles": ".csv", "filaments": ".csv"}
+    files = {
+        role: outdir
+        / (f"{stem}.mrc" if role == "tomogram" else f"{stem}_{role}{suffix.get(role, '.mrc')}")
+        for role in _FILE_ROLES
+    }
+    if not all(p.exists() for p in files.values()):
+        geometry = SynapseGeometry(**QUICK_GEOMETRY) if quick else SynapseGeometry()
+        files = write_synapse(make_synapse(geometry, seed=seed), outdir, stem)
+    return files
+
+
+__all__ = [
+    "QUICK_GEOMETRY",
+    "default_data_dir",
+    "example_files",
+    "Microscope",
+    "Phantom",
+    "Synapse",
+    "SynapseGeometry",
+    "make_phantom",
+    "make_synapse",
+    "write_synapse",
+]

@@ -1,0 +1,353 @@
+"""Geometry of a synthetic presynaptic terminal, with exact ground truth.
+
+All positions are in voxels (z, y, x) of the output volume; sizes are given in nm and converted
+with ``voxel_size_nm``. The active-zone (AZ) plasma membrane is a gently curved sheet
+``y = y_az(z, x)``; the presynaptic cytoplasm, with the synaptic vesicles (SVs), lies at larger
+y, the synaptic cleft and the postsynaptic membrane at smaller y.
+
+The density returned is "mass": 0 for cytosol, about 1 for lipid head groups. Imaging
+(:mod:`analysis.synthetic.imaging`) turns it into cryo-ET contrast, where mass is dark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from analysis.io.rasterise import paint_ball
+
+# Lipid bilayer: two head-group layers 3 nm apart (centre to centre) and a lighter tail core,
+# about 4 nm in all, as in cryo-ET line profiles of synaptic membranes.
+HEADGROUP_SIGMA_NM = 0.7
+TAIL_DENSITY = 0.35
+
+
+@dataclass
+class SynapseGeometry:
+    """Parameters of the phantom. Lengths in nm, densities relative to lipid head groups.
+
+    The defaults describe a binned tomogram of a synaptosome, like those CryoVesNet was
+    trained on, scaled down to a size that builds in seconds.
+    """
+
+    shape: tuple[int, int, int] = (128, 256, 256)
+    voxel_size_nm: float = 2.2
+    n_vesicles: int = 160
+    #: outer radius (outer edge of the membrane) of SVs: normal, clipped to a range
+    radius_mean_nm: float = 20.5
+    radius_sd_nm: float = 2.0
+    radius_range_nm: tuple[float, float] = (16.0, 26.0)
+    membrane_thickness_nm: float = 4.0
+    lumen_density_range: tuple[float, float] = (0.12, 0.3)
+    #: smallest gap between two SV outer surfaces; 1 nm makes many nearly touch
+    min_gap_nm: float = 1.0
+    #: SVs cluster towards the AZ: density of SV centres decays as exp(-distance / this)
+    az_decay_nm: float = 60.0
+    az_depth_fraction: float = 0.16  # mean height of the AZ membrane, as a fraction of y
+    az_amplitude_nm: float = 12.0  # curvature of the AZ membrane
+    cleft_width_nm: float = 24.0
+    n_large_vesicles: int = 2
+    large_radius_range_nm: tuple[float, float] = (32.0, 50.0)
+    mitochondrion: bool = True
+    crowder_density_per_um3: float = 6.0e4
+    connector_max_gap_nm: float = 12.0
+    connector_fraction: float = 0.5
+    tether_max_gap_nm: float = 14.0
+    tether_fraction: float = 0.6
+    filament_radius_nm: float = 1.6
+    filament_density: float = 0.55
+    #: extra options kept for provenance (free-form)
+    notes: dict = field(default_factory=dict)
+
+    def nm(self, value_nm: float) -> float:
+        """Convert nm to voxels."""
+        return value_nm / self.voxel_size_nm
+
+
+@dataclass
+class Phantom:
+    """Density and truth of one synthetic synapse (all arrays (z, y, x))."""
+
+    density: np.ndarray  # float32
+    labels: np.ndarray  # int32, one id per SV (whole sphere incl. membrane), 0 elsewhere
+    az_mask: np.ndarray  # bool, the AZ membrane bilayer
+    region_mask: np.ndarray  # bool, presynaptic cytoplasm (the side of the AZ holding the SVs)
+    vesicles: pd.DataFrame
+    filaments: pd.DataFrame
+    geometry: SynapseGeometry
+
+
+def _bilayer(distance_nm: np.ndarray) -> np.ndarray:
+    """Density across a bilayer as a function of the signed distance to its mid-plane (nm)."""
+    half = 1.5
+    s2 = 2 * HEADGROUP_SIGMA_NM**2
+    heads = np.exp(-((distance_nm - half) ** 2) / s2) + np.exp(-((distance_nm + half) ** 2) / s2)
+    core = TAIL_DENSITY * np.exp(-(distance_nm**2) / (2 * 1.0**2))
+    return heads + core
+
+
+def _az_surface(g: SynapseGeometry, rng: np.random.Generator):
+    """Height y_az(z, x) of the AZ membrane (voxels), a smooth random curved sheet."""
+    nz, ny, nx = g.shape
+    z = np.arange(nz)[:, None]
+    x = np.arange(nx)[None, :]
+    amp = g.nm(g.az_amplitude_nm)
+    phase = rng.uniform(0, 2 * np.pi, size=2)
+    wavelength = rng.uniform(1.2, 2.0) * nx
+    y = (
+        g.az_depth_fraction * ny
+        + amp * np.sin(2 * np.pi * x / wavelength + phase[0])
+        + 0.4 * amp * np.sin(2 * np.pi * z / (1.5 * nz) + phase[1])
+    )
+    return y.astype(np.float32)
+
+
+def _membrane_sheet(g, y_surface, offset_vox=0.0):
+    """Bilayer density of the sheet y = y_surface + offset, and its signed distance (nm)."""
+    ny = g.shape[1]
+    yy = np.arange(ny, dtype=np.float32)[None, :, None]
+    surface = (y_surface + offset_vox)[:, None, :]
+    # Correct the vertical distance for the local slope so the bilayer keeps its thickness.
+    dy_dx = np.gradient(y_surface, axis=1)[:, None, :]
+    dy_dz = np.gradient(y_surface, axis=0)[:, None, :]
+    distance_nm = (yy - surface) * g.voxel_size_nm / np.sqrt(1 + dy_dx**2 + dy_dz**2)
+    return distance_nm
+
+
+def _place_spheres(g, rng, radii_vox, allowed, existing, min_gap_vox, max_tries=200):
+    """Rejection-sample non-overlapping sphere centres; ``allowed(c, r)`` gives acceptance odds."""
+    centres = []
+    placed_c = [c for c, _ in existing]
+    placed_r = [r for _, r in existing]
+    shape = np.asarray(g.shape, dtype=float)
+    for r in radii_vox:
+        for _ in range(max_tries):
+            c = rng.uniform(r + 1, shape - r - 1)
+            if placed_c:
+                d = np.linalg.norm(np.asarray(placed_c) - c, axis=1)
+                if np.any(d < np.asarray(placed_r) + r + min_gap_vox):
+                    continue
+            if rng.uniform() < allowed(c, r):
+                centres.append(c)
+                placed_c.append(c)
+                placed_r.append(r)
+                break
+        else:
+            centres.append(None)
+    return centres
+
+
+def _box(centre, reach, shape):
+    lo = np.maximum(np.floor(centre - reach).astype(int), 0)
+    hi = np.minimum(np.ceil(centre + reach).astype(int) + 1, shape)
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    grids = np.ogrid[sl]
+    return sl, grids
+
+
+def _add_shell(density, centre, outer_r_vox, g, lumen_density, double_gap_nm=None):
+    """Add a vesicle-like bilayer shell whose outer head group edge sits at ``outer_r_vox``."""
+    reach = outer_r_vox + g.nm(4.0)
+    sl, grids = _box(centre, reach, density.shape)
+    r_nm = (
+        np.sqrt(sum((gr - c) ** 2 for gr, c in zip(grids, centre, strict=True))) * g.voxel_size_nm
+    )
+    outer_nm = outer_r_vox * g.voxel_size_nm
+    mid_nm = outer_nm - g.membrane_thickness_nm / 2
+    shell = _bilayer(r_nm - mid_nm)
+    if double_gap_nm is not None:  # mitochondrion-like: an inner membrane further in
+        shell = shell + _bilayer(r_nm - (mid_nm - double_gap_nm))
+        inner_edge = mid_nm - double_gap_nm - g.membrane_thickness_nm / 2
+    else:
+        inner_edge = mid_nm - g.membrane_thickness_nm / 2
+    lumen = lumen_density / (1 + np.exp((r_nm - inner_edge) / 0.5))
+    density[sl] += (shell + lumen).astype(np.float32)
+
+
+def _add_segment(density, a, b, radius_vox, value):
+    """Add a cylinder (filament) from a to b (voxels) with a soft edge."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    reach = radius_vox + 2
+    lo = np.maximum(np.floor(np.minimum(a, b) - reach).astype(int), 0)
+    hi = np.minimum(np.ceil(np.maximum(a, b) + reach).astype(int) + 1, density.shape)
+    if np.any(hi <= lo):
+        return
+    sl = tuple(slice(x, y) for x, y in zip(lo, hi, strict=True))
+    grids = np.ogrid[sl]
+    ab = b - a
+    length2 = float(ab @ ab) or 1.0
+    t = sum((gr - ai) * d for gr, ai, d in zip(grids, a, ab, strict=True)) / length2
+    t = np.clip(t, 0, 1)
+    d2 = sum((gr - (ai + t * d)) ** 2 for gr, ai, d in zip(grids, a, ab, strict=True))
+    density[sl] += (value * np.exp(-d2 / (2 * radius_vox**2))).astype(np.float32)
+
+
+def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phantom:
+    """Build the density and exact truth of one synthetic presynaptic terminal.
+
+    Parameters
+    ----------
+    geometry : SynapseGeometry, optional
+        Sizes, counts and densities; the defaults give a 128×256×256 volume at 2.2 nm.
+    seed : int
+        Seed of every random choice: the same seed gives the same phantom.
+
+    Returns
+    -------
+    Phantom
+    """
+    g = geometry or SynapseGeometry()
+    rng = np.random.default_rng(seed)
+    nz, ny, nx = g.shape
+    density = np.zeros(g.shape, dtype=np.float32)
+
+    # Active zone membrane, the cleft and the postsynaptic membrane (a distractor).
+    y_az = _az_surface(g, rng)
+    d_az_nm = _membrane_sheet(g, y_az)
+    density += _bilayer(d_az_nm).astype(np.float32)
+    az_mask = np.abs(d_az_nm) <= g.membrane_thickness_nm / 2
+    d_post_nm = _membrane_sheet(g, y_az, -g.nm(g.cleft_width_nm + g.membrane_thickness_nm))
+    density += _bilayer(d_post_nm).astype(np.float32)
+    # cleft proteins and the postsynaptic density: a denser band beside the postsynaptic membrane
+    density += (0.15 * expit((-d_post_nm - 2.0) / 1.5) * (d_post_nm > -40)).astype(np.float32)
+    region_mask = d_az_nm > g.membrane_thickness_nm / 2
+
+    def distance_to_az_vox(c):
+        zi = int(np.clip(round(c[0]), 0, nz - 1))
+        xi = int(np.clip(round(c[2]), 0, nx - 1))
+        return c[1] - y_az[zi, xi]
+
+    # Distractors first, far from the AZ: a mitochondrion-like double membrane and endosomes.
+    obstacles = []
+    if g.mitochondrion:
+        r = g.nm(rng.uniform(45.0, 60.0))
+        spot = _place_spheres(
+            g, rng, [r], lambda c, r: float(distance_to_az_vox(c) > r + g.nm(80)), [], 0
+        )[0]
+        if spot is not None:
+            _add_shell(density, spot, r, g, lumen_density=0.35, double_gap_nm=7.0)
+            obstacles.append((spot, r))
+    for r_nm in rng.uniform(*g.large_radius_range_nm, size=g.n_large_vesicles):
+        r = g.nm(r_nm)
+        spot = _place_spheres(
+            g,
+            rng,
+            [r],
+            lambda c, r: float(distance_to_az_vox(c) > r + g.nm(30)),
+            obstacles,
+            g.nm(3),
+        )[0]
+        if spot is not None:
+            _add_shell(density, spot, r, g, lumen_density=rng.uniform(0.0, 0.1))
+            obstacles.append((spot, r))
+
+    # Synaptic vesicles, clustered towards the AZ, never overlapping, often nearly touching.
+    radii_nm = np.clip(
+        rng.normal(g.radius_mean_nm, g.radius_sd_nm, size=g.n_vesicles), *g.radius_range_nm
+    )
+    radii_nm = np.sort(radii_nm)[::-1]  # large first packs more reliably
+    min_to_az_vox = g.nm(g.membrane_thickness_nm / 2 + 1.0)
+
+    def sv_odds(c, r):
+        gap = distance_to_az_vox(c) - r - min_to_az_vox
+        if gap < 0:
+            return 0.0
+        return float(np.exp(-gap * g.voxel_size_nm / g.az_decay_nm))
+
+    centres = _place_spheres(g, rng, g.nm(radii_nm), sv_odds, obstacles, g.nm(g.min_gap_nm), 400)
+    keep = [i for i, c in enumerate(centres) if c is not None]
+    centres_vox = np.array([centres[i] for i in keep]).reshape(-1, 3)
+    radii_nm = radii_nm[keep]
+    radii_vox = g.nm(radii_nm)
+    lumen = rng.uniform(*g.lumen_density_range, size=len(keep))
+    labels = np.zeros(g.shape, dtype=np.int32)
+    for i, (c, r, lum) in enumerate(zip(centres_vox, radii_vox, lumen, strict=True)):
+        _add_shell(density, c, r, g, lumen_density=lum)
+        paint_ball(labels, c, r, i + 1)
+
+    filaments = _add_filaments(density, g, rng, centres_vox, radii_vox, y_az)
+    _add_crowders(density, g, rng, labels, region_mask)
+
+    vs = g.voxel_size_nm
+    az_dist = np.array([distance_to_az_vox(c) for c in centres_vox]).reshape(-1) * vs
+    vesicles = pd.DataFrame(
+        {
+            "vesicle_id": np.arange(1, len(keep) + 1),
+            "z_vox": centres_vox[:, 0],
+            "y_vox": centres_vox[:, 1],
+            "x_vox": centres_vox[:, 2],
+            "radius_vox": radii_vox,
+            "z_nm": centres_vox[:, 0] * vs,
+            "y_nm": centres_vox[:, 1] * vs,
+            "x_nm": centres_vox[:, 2] * vs,
+            "radius_nm": radii_nm,
+            "membrane_thickness_nm": g.membrane_thickness_nm,
+            "lumen_density": lumen,
+            "az_distance_nm": az_dist,
+        }
+    )
+    return Phantom(density, labels, az_mask, region_mask, vesicles, filaments, g)
+
+
+def _add_filaments(density, g, rng, centres, radii, y_az):
+    """Connectors between neighbouring SVs and tethers from SVs to the AZ membrane."""
+    rows = []
+    radius_vox = g.nm(g.filament_radius_nm) / 2  # Gaussian sigma: the visible width ~ 2 sigma
+    nz, _, nx = g.shape
+    for i in range(len(centres)):
+        for j in range(i + 1, len(centres)):
+            v = centres[j] - centres[i]
+            dist = float(np.linalg.norm(v))
+            gap_nm = (dist - radii[i] - radii[j]) * g.voxel_size_nm
+            if gap_nm <= g.connector_max_gap_nm and rng.uniform() < g.connector_fraction:
+                u = v / dist
+                a = centres[i] + u * radii[i]
+                b = centres[j] - u * radii[j]
+                _add_segment(density, a, b, radius_vox, g.filament_density)
+                rows.append(("connector", i + 1, j + 1, a, b))
+    for i, (c, r) in enumerate(zip(centres, radii, strict=True)):
+        zi = int(np.clip(round(c[0]), 0, nz - 1))
+        xi = int(np.clip(round(c[2]), 0, nx - 1))
+        gap_nm = (c[1] - r - y_az[zi, xi]) * g.voxel_size_nm - g.membrane_thickness_nm / 2
+        if gap_nm <= g.tether_max_gap_nm and rng.uniform() < g.tether_fraction:
+            a = c - np.array([0.0, r, 0.0])
+            b = np.array([c[0], y_az[zi, xi] + g.nm(g.membrane_thickness_nm / 2), c[2]])
+            _add_segment(density, a, b, radius_vox, g.filament_density)
+            rows.append(("tether", i + 1, 0, a, b))
+    vs = g.voxel_size_nm
+    return pd.DataFrame(
+        {
+            "filament_id": np.arange(1, len(rows) + 1),
+            "kind": [r[0] for r in rows],
+            "vesicle_a": [r[1] for r in rows],
+            "vesicle_b": [r[2] for r in rows],  # 0 = the AZ membrane (tethers)
+            "z0_vox": [r[3][0] for r in rows],
+            "y0_vox": [r[3][1] for r in rows],
+            "x0_vox": [r[3][2] for r in rows],
+            "z1_vox": [r[4][0] for r in rows],
+            "y1_vox": [r[4][1] for r in rows],
+            "x1_vox": [r[4][2] for r in rows],
+            "length_nm": [float(np.linalg.norm(r[4] - r[3])) * vs for r in rows],
+        }
+    )
+
+
+def _add_crowders(density, g, rng, labels, region_mask):
+    """Protein complexes in the cytosol: small dense blobs outside the vesicles."""
+    from scipy import ndimage
+
+    volume_um3 = np.prod(g.shape) * (g.voxel_size_nm / 1000.0) ** 3
+    n = rng.poisson(g.crowder_density_per_um3 * volume_um3)
+    pos = (rng.uniform(0, 1, size=(n, 3)) * np.asarray(g.shape)).astype(int)
+    free = (labels[tuple(pos.T)] == 0) & region_mask[tuple(pos.T)]
+    pos = pos[free]
+    impulses = np.zeros(g.shape, dtype=np.float32)
+    sigma_vox = g.nm(2.5)
+    # weight so that a blob's peak density is ~0.3–0.7 after smoothing
+    peak = rng.uniform(0.3, 0.7, size=len(pos)) * (2 * np.pi * sigma_vox**2) ** 1.5
+    np.add.at(impulses, tuple(pos.T), peak.astype(np.float32))
+    density += ndimage.gaussian_filter(impulses, sigma_vox)

@@ -1,0 +1,111 @@
+"""Notebook conventions, and every notebook executed in quick mode."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+import tomllib
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+REPO_URL = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Homepage"]
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [ch["file"] for ch in part.get("chapters", [])]
+    return files
+
+
+def test_there_are_notebooks_and_they_are_numbered_in_order():
+    assert NOTEBOOKS, "no notebooks found"
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert numbers == list(range(1, len(NOTEBOOKS) + 1))
+
+
+def test_every_notebook_is_in_the_toc_and_every_toc_entry_exists():
+    toc = _toc_files()
+    for nb in NOTEBOOKS:
+        assert f"notebooks/{nb.stem}" in toc, f"{nb.name} is not in book/_toc.yml"
+    for entry in toc:
+        candidates = [ROOT / f"{entry}{ext}" for ext in (".md", ".ipynb")]
+        assert any(c.exists() for c in candidates), f"toc entry {entry} has no file"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_conventions(path):
+    nb = nbformat.read(path, as_version=4)
+    cells = nb.cells
+    for cell in cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, "stored with outputs"
+    first = cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# ")
+    assert (
+        sum(
+            ln.startswith("# ")
+            for c in cells
+            if c.cell_type == "markdown"
+            for ln in c.source.splitlines()
+        )
+        == 1
+    ), "exactly one '#' title"
+    badge = f"colab.research.google.com/github/{REPO_URL.split('github.com/')[1]}/blob/main/notebooks/{path.name}"
+    assert badge in first.source, "Colab badge missing or pointing elsewhere"
+    install = cells[1]
+    assert install.cell_type == "code"
+    assert 'if "google.colab" in sys.modules:' in install.source
+    assert f"git+{REPO_URL}" in install.source
+    params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(params) == 1 and "ANALYSIS_QUICK" in params[0].source
+    headings = [
+        ln
+        for c in cells
+        if c.cell_type == "markdown"
+        for ln in c.source.splitlines()
+        if ln.startswith("## ")
+    ]
+    for section in (
+        "## Overview",
+        "## Prerequisites",
+        "## Imports",
+        "## Summary",
+        "## What's next",
+    ):
+        assert section in headings, f"missing section {section}"
+    # no logic defined in notebooks: functions and classes belong in the package
+    for cell in cells:
+        if cell.cell_type == "code":
+            assert "def " not in cell.source and "class " not in cell.source
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_in_quick_mode(path, tmp_path):
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    env_before = os.environ.get("ANALYSIS_QUICK")
+    os.environ["ANALYSIS_QUICK"] = "1"
+    try:
+        NotebookClient(
+            nb,
+            timeout=900,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
+    finally:
+        if env_before is None:
+            os.environ.pop("ANALYSIS_QUICK", None)
+        else:
+            os.environ["ANALYSIS_QUICK"] = env_before
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+    ]
+    assert not errors
