@@ -55,3 +55,21 @@ def test_info_reports_voxel_size(tmp_path, capsys):
     assert main(["info", str(tomo)]) == 0
     assert "1.469" in capsys.readouterr().out
     assert main(["info", str(tmp_path / "missing.mrc")]) == EXIT_BAD_INPUT
+
+
+def test_synth_writes_the_design_file_names(tmp_path, capsys):
+    out = tmp_path / "synth"
+    assert main(["synth", str(out), "--n", "2", "--shape", "32", "64", "64", "--seed", "7"]) == 0
+    for stem in ("synthetic_01", "synthetic_02"):
+        for suffix in (
+            ".mrc",
+            "_labels.mrc",
+            "_manual.mod",
+            "_vesicles.csv",
+            "_az_mask.mrc",
+            "_filaments.csv",
+        ):
+            assert (out / f"{stem}{suffix}").exists(), f"{stem}{suffix}"
+    tomo = read_tomogram(out / "synthetic_01.mrc")
+    assert tomo.shape == (32, 64, 64) and tomo.voxel_size_nm == 2.2
+    assert main(["synth", str(tmp_path / "no" / "such" / "dir")]) == EXIT_BAD_INPUT

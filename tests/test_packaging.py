@@ -98,3 +98,11 @@ def test_ci_runs_exactly_the_readme_test_command():
         if ln.strip() and not ln.startswith("#")
     ]
     assert lines[-1].strip() == "make test"
+
+
+def test_repository_url_is_the_same_everywhere():
+    url = _pyproject()["project"]["urls"]["Homepage"]
+    config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
+    assert config["repository"]["url"] == url
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["repository-code"] == url

@@ -115,3 +115,15 @@ def test_manual_annotation_rasterises_back_to_the_truth(tmp_path):
     assert dice > 0.9
     n_truth = len(np.unique(read_tomogram(files["labels"]).data)) - 1
     assert ann.n_vesicles == n_truth
+
+
+def test_sample_dataset_has_fixed_disjoint_splits(tmp_path):
+    from analysis.synthetic import sample_dataset
+
+    data = sample_dataset(quick=True, outdir=tmp_path)
+    assert [len(data[s]) for s in ("train", "validation", "test")] == [2, 1, 1]
+    names = [f["tomogram"].name for split in data.values() for f in split]
+    assert len(set(names)) == len(names)
+    again = sample_dataset(quick=True, outdir=tmp_path)  # cached: same files, not regenerated
+    mtimes = [f["tomogram"].stat().st_mtime_ns for split in again.values() for f in split]
+    assert mtimes == [f["tomogram"].stat().st_mtime_ns for split in data.values() for f in split]

@@ -76,6 +76,49 @@ def mod2labels(
     typer.echo(f"{out}: {ann.n_vesicles} vesicles")
 
 
+@app.command()
+def synth(
+    outdir: Annotated[Path, typer.Argument(help="Folder for the tomograms and their truth.")],
+    n: Annotated[int, typer.Option(help="How many tomograms.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the first tomogram (then seed+1, …).")] = 1,
+    name: Annotated[
+        str, typer.Option(help="File stem; tomograms are NAME_01, NAME_02, …")
+    ] = "synthetic",
+    shape: Annotated[tuple[int, int, int], typer.Option(help="Volume shape z y x (voxels).")] = (
+        128,
+        256,
+        256,
+    ),
+    voxel_size_nm: Annotated[float, typer.Option(help="Voxel size (nm).")] = 2.2,
+    n_vesicles: Annotated[
+        int, typer.Option(help="Synaptic vesicles to place (per 128x256x256).")
+    ] = 160,
+    snr: Annotated[float, typer.Option(help="Signal-to-noise ratio of each tilt image.")] = 0.5,
+    defocus_um: Annotated[float, typer.Option(help="Defocus (µm, negative = underfocus).")] = -8.0,
+) -> None:
+    """Write synthetic synapse tomograms with exact truth and simulated IMOD annotations.
+
+    Per tomogram: NAME.mrc, NAME_labels.mrc, NAME_manual.mod, NAME_vesicles.csv,
+    NAME_az_mask.mrc, NAME_region_mask.mrc, NAME_filaments.csv.
+    """
+    from tqdm import tqdm
+
+    from analysis.synthetic import Microscope, SynapseGeometry, make_synapse, write_synapse
+
+    if not outdir.parent.exists():
+        raise InputFileError(outdir, f"parent folder {outdir.parent} does not exist")
+    # scale the vesicle count with the volume so that the packing density stays the same
+    scale = (shape[0] * shape[1] * shape[2]) / (128 * 256 * 256)
+    geometry = SynapseGeometry(
+        shape=shape, voxel_size_nm=voxel_size_nm, n_vesicles=max(1, round(n_vesicles * scale))
+    )
+    microscope = Microscope(snr=snr, defocus_um=defocus_um)
+    for i in tqdm(range(n), desc="synthetic tomograms", disable=n == 1):
+        stem = f"{name}_{i + 1:02d}"
+        write_synapse(make_synapse(geometry, microscope, seed=seed + i), outdir, stem)
+        typer.echo(f"{outdir / stem}.mrc")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``analysis`` command; returns the exit code."""
     try:

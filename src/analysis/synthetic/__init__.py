@@ -160,8 +160,44 @@ def example_files(
     return files
 
 
+#: Seeds of the cached sample data set, per split. Fixed: the book's numbers depend on them.
+SPLIT_SEEDS = {
+    "train": (101, 102, 103, 104, 105, 106),
+    "validation": (201, 202),
+    "test": (301, 302, 303),
+}
+#: How many tomograms per split a quick data set keeps.
+QUICK_SPLIT_SIZE = {"train": 2, "validation": 1, "test": 1}
+
+
+def sample_dataset(
+    *, quick: bool = False, outdir: str | os.PathLike | None = None
+) -> dict[str, list[dict[str, Path]]]:
+    """The train / validation / test sample data set, generated on first use and cached.
+
+    Parameters
+    ----------
+    quick : bool
+        Fewer, smaller tomograms (see :data:`QUICK_SPLIT_SIZE`, :data:`QUICK_GEOMETRY`).
+    outdir : path, optional
+        Cache folder; :func:`default_data_dir` by default.
+
+    Returns
+    -------
+    dict
+        For each split, a list of file dictionaries as returned by :func:`example_files`.
+    """
+    out = {}
+    for split, seeds in SPLIT_SEEDS.items():
+        chosen = seeds[: QUICK_SPLIT_SIZE[split]] if quick else seeds
+        out[split] = [example_files(split, seed=s, quick=quick, outdir=outdir) for s in chosen]
+    return out
+
+
 __all__ = [
     "QUICK_GEOMETRY",
+    "SPLIT_SEEDS",
+    "sample_dataset",
     "default_data_dir",
     "example_files",
     "Microscope",

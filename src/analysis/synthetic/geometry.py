@@ -124,6 +124,9 @@ def _place_spheres(g, rng, radii_vox, allowed, existing, min_gap_vox, max_tries=
     placed_r = [r for _, r in existing]
     shape = np.asarray(g.shape, dtype=float)
     for r in radii_vox:
+        if np.any(shape - r - 1 <= r + 1):  # does not fit in this volume at all
+            centres.append(None)
+            continue
         for _ in range(max_tries):
             c = rng.uniform(r + 1, shape - r - 1)
             if placed_c:
