@@ -33,8 +33,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The book is built in quick mode for now: in full mode the myst-nb execution of notebook 01
+# stalls (kernel and builder both idle; nbconvert runs the same notebook in 8 s). Issue open.
+BOOK_QUICK ?= 1
+
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build $(BOOK_ARGS)
+	ANALYSIS_QUICK=$(BOOK_QUICK) $(VENV)/bin/jupyter-book build $(BOOK_ARGS)
 	@echo "Open _build/html/index.html"
 
 test: $(STAMP)
