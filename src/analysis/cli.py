@@ -123,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``analysis`` command; returns the exit code."""
     try:
         app(args=argv, standalone_mode=False)
-    except InputFileError as err:
-        typer.echo(f"error: {err}", err=True)
-        return EXIT_BAD_INPUT
-    except ValueError as err:  # a bad option value that the library refused
+    except ValueError as err:  # InputFileError, or an option value the library refused
         typer.echo(f"error: {err}", err=True)
         return EXIT_BAD_INPUT
     except typer.Exit as err:

@@ -79,17 +79,22 @@ def _parse(path: Path) -> ImodModel:
 
 
 def model_voxel_size_nm(model: ImodModel) -> float | None:
-    """Voxel size (nm) of the image a model was last saved on, from its MINX chunk, or None.
+    """Voxel size (nm) of the image a model was drawn on, or None when the model does not say.
 
-    3dmod records the loaded image's pixel spacing (Å) in the MINX chunk; a spacing of exactly 1
-    is what it writes for images without a pixel size, so it counts as unknown.
+    3dmod records the loaded image's pixel spacing (Å) in the MINX chunk; otherwise the model
+    header's pixel size counts when its unit is nm. A spacing of exactly 1 is what IMOD writes for
+    images without a pixel size, so it counts as unknown.
     """
-    if model.minx is None:
-        return None
-    sx = float(model.minx.cscale[0])
-    if sx <= 0 or sx == 1.0:
-        return None
-    return sx / 10.0
+    size = None
+    if model.minx is not None and float(model.minx.cscale[0]) > 0:
+        size = float(model.minx.cscale[0]) / 10.0
+        if size == 0.1:  # 1 Å: the placeholder
+            size = None
+    if size is None and model.header.units == _IMOD_UNITS_NM and model.header.pixelsize > 0:
+        size = float(model.header.pixelsize)
+        if size == 1.0:
+            size = None
+    return size
 
 
 def read_imod_model(
@@ -233,14 +238,14 @@ def _points_table(model: ImodModel) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def _model_to_target(model, voxel_size_nm, origin_angstrom, model_voxel_size_nm):
+def _model_to_target(model, voxel_size_nm, origin_angstrom, drawn_at_nm):
     """Scale and shift (per x, y, z) from model coordinates to the target image, as 3dmod does.
 
     3dmod maps a model onto a newly loaded image through absolute coordinates:
     ``absolute = p * old_spacing - old_origin`` and ``p_new = (absolute + new_origin) /
     new_spacing``, with spacing and origin in Å from the MINX chunk and the image header.
     """
-    old_nm = model_voxel_size_nm or model_voxel_size_nm_or_none(model)
+    old_nm = drawn_at_nm or model_voxel_size_nm(model)
     if old_nm is None or voxel_size_nm is None:
         return np.ones(3), np.zeros(3)
     scale = old_nm / float(voxel_size_nm)
@@ -248,16 +253,6 @@ def _model_to_target(model, voxel_size_nm, origin_angstrom, model_voxel_size_nm)
     new_origin = old_origin if origin_angstrom is None else np.asarray(origin_angstrom, float)
     shift = (new_origin - old_origin) / (float(voxel_size_nm) * 10.0)
     return np.full(3, scale), shift
-
-
-def model_voxel_size_nm_or_none(model: ImodModel) -> float | None:
-    """Like :func:`model_voxel_size_nm`, falling back to the model header's pixel size in nm."""
-    size = model_voxel_size_nm(model)
-    if size is None and model.header.units == _IMOD_UNITS_NM and model.header.pixelsize > 0:
-        size = float(model.header.pixelsize)
-        if size == 1.0:
-            return None
-    return size
 
 
 def _check_inside(path: Path, points: pd.DataFrame, shape) -> None:

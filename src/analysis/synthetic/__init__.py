@@ -80,33 +80,42 @@ def make_synapse(
     )
 
 
-def write_synapse(synapse: Synapse, outdir: str | os.PathLike, name: str) -> dict[str, Path]:
-    """Write a synthetic synapse under the DESIGN.md file names; returns them by role."""
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    p = synapse.phantom
-    vs = synapse.voxel_size_nm
-    files = {
-        "tomogram": write_mrc(outdir / f"{name}.mrc", synapse.tomogram, vs),
-        "labels": write_mrc(outdir / f"{name}_labels.mrc", p.labels, vs),
-        "az_mask": write_mrc(outdir / f"{name}_az_mask.mrc", p.az_mask, vs),
-        "region_mask": write_mrc(outdir / f"{name}_region_mask.mrc", p.region_mask, vs),
-        "manual": write_outline_model(
-            outdir / f"{name}_manual.mod", synapse.outlines, vs, p.labels.shape
-        ),
-    }
-    for role, table in (("vesicles", p.vesicles), ("filaments", p.filaments)):
-        path = outdir / f"{name}_{role}.csv"
-        with atomic_output(path) as tmp:
-            table.to_csv(tmp, index=False)
-        files[role] = path
-    return files
-
-
 #: Shape and vesicle count of the quick examples (tests, ANALYSIS_QUICK=1).
 QUICK_GEOMETRY = {"shape": (64, 128, 128), "n_vesicles": 40, "n_large_vesicles": 1}
 
 _FILE_ROLES = ("tomogram", "labels", "az_mask", "region_mask", "manual", "vesicles", "filaments")
+
+
+def synapse_paths(outdir: str | os.PathLike, name: str) -> dict[str, Path]:
+    """The DESIGN.md file names of a synthetic synapse ``name`` in ``outdir``, by role."""
+    outdir = Path(outdir)
+    suffix = {
+        "tomogram": ".mrc",
+        "manual": "_manual.mod",
+        "vesicles": "_vesicles.csv",
+        "filaments": "_filaments.csv",
+    }
+    return {role: outdir / f"{name}{suffix.get(role, f'_{role}.mrc')}" for role in _FILE_ROLES}
+
+
+def write_synapse(synapse: Synapse, outdir: str | os.PathLike, name: str) -> dict[str, Path]:
+    """Write a synthetic synapse under the DESIGN.md file names; returns them by role."""
+    Path(outdir).mkdir(parents=True, exist_ok=True)
+    files = synapse_paths(outdir, name)
+    p = synapse.phantom
+    vs = synapse.voxel_size_nm
+    for role, volume in (
+        ("tomogram", synapse.tomogram),
+        ("labels", p.labels),
+        ("az_mask", p.az_mask),
+        ("region_mask", p.region_mask),
+    ):
+        write_mrc(files[role], volume, vs)
+    write_outline_model(files["manual"], synapse.outlines, vs, p.labels.shape)
+    for role, table in (("vesicles", p.vesicles), ("filaments", p.filaments)):
+        with atomic_output(files[role]) as tmp:
+            table.to_csv(tmp, index=False)
+    return files
 
 
 def default_data_dir() -> Path:
@@ -148,12 +157,7 @@ def example_files(
     """
     outdir = Path(outdir) if outdir is not None else default_data_dir()
     stem = f"{name}_s{seed}" + ("_quick" if quick else "")
-    suffix = {"manual": ".mod", "vesicles": ".csv", "filaments": ".csv"}
-    files = {
-        role: outdir
-        / (f"{stem}.mrc" if role == "tomogram" else f"{stem}_{role}{suffix.get(role, '.mrc')}")
-        for role in _FILE_ROLES
-    }
+    files = synapse_paths(outdir, stem)
     if not all(p.exists() for p in files.values()):
         geometry = SynapseGeometry(**QUICK_GEOMETRY) if quick else SynapseGeometry()
         files = write_synapse(make_synapse(geometry, seed=seed), outdir, stem)
@@ -198,6 +202,7 @@ __all__ = [
     "QUICK_GEOMETRY",
     "SPLIT_SEEDS",
     "sample_dataset",
+    "synapse_paths",
     "default_data_dir",
     "example_files",
     "Microscope",

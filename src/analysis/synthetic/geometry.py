@@ -174,13 +174,9 @@ def _add_segment(density, a, b, radius_vox, value):
     """Add a cylinder (filament) from a to b (voxels) with a soft edge."""
     a = np.asarray(a, float)
     b = np.asarray(b, float)
-    reach = radius_vox + 2
-    lo = np.maximum(np.floor(np.minimum(a, b) - reach).astype(int), 0)
-    hi = np.minimum(np.ceil(np.maximum(a, b) + reach).astype(int) + 1, density.shape)
-    if np.any(hi <= lo):
+    sl, grids = _box((a + b) / 2, np.abs(b - a) / 2 + radius_vox + 2, density.shape)
+    if any(s.stop <= s.start for s in sl):
         return
-    sl = tuple(slice(x, y) for x, y in zip(lo, hi, strict=True))
-    grids = np.ogrid[sl]
     ab = b - a
     length2 = float(ab @ ab) or 1.0
     t = sum((gr - ai) * d for gr, ai, d in zip(grids, a, ab, strict=True)) / length2
