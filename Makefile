@@ -33,12 +33,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The book is built in quick mode for now: in full mode the myst-nb execution of notebook 01
-# stalls (kernel and builder both idle; nbconvert runs the same notebook in 8 s). Issue open.
-BOOK_QUICK ?= 1
-
 book: $(STAMP)
-	ANALYSIS_QUICK=$(BOOK_QUICK) $(VENV)/bin/jupyter-book build $(BOOK_ARGS)
+	$(VENV)/bin/jupyter-book build $(BOOK_ARGS)
 	@echo "Open _build/html/index.html"
 
 test: $(STAMP)

@@ -114,30 +114,69 @@ def missing_wedge_figure(volume: np.ndarray, max_tilt_deg: float | None = None):
     return fig
 
 
+def overlay_rgb(
+    image: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    alpha: float = 0.35,
+    limits: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """A 2-D slice as an RGB array (uint8), grey density with labels blended in colour.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, shape (y, x)
+    labels : numpy.ndarray, shape (y, x), optional
+        0 = background (not coloured), positive ids coloured as in :func:`orthoslices`.
+    limits : tuple of float, optional
+        Grey-level range; the 1st and 99th percentiles of ``image`` by default.
+    """
+    lo, hi = limits or _robust_limits(image)
+    grey = np.clip((image - lo) / max(hi - lo, 1e-12), 0, 1)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    if labels is not None:
+        colours = _label_colours(int(labels.max()))
+        tint = colours(labels)[..., :3]
+        mask = (labels > 0)[..., None]
+        rgb = np.where(mask, (1 - alpha) * rgb + alpha * tint, rgb)
+    return (rgb * 255).round().astype(np.uint8)
+
+
 def slice_viewer(volume: np.ndarray, labels: np.ndarray | None = None, *, alpha: float = 0.35):
-    """Interactive xy slice viewer (ipywidgets): a slider over z, labels drawn over the density."""
+    """Interactive xy slice viewer (ipywidgets): a slider over z, labels drawn over the density.
+
+    The slice is drawn straight into an ``Image`` widget (no matplotlib figure per move of the
+    slider). A live widget needs a running kernel: notebooks tag the cell that shows it
+    ``skip-execution``, because headless execution (nbclient, used by the book build and the
+    tests) intermittently stalls for the whole cell timeout after a widget is displayed.
+    """
+    import io as _bytes_io
+
     import ipywidgets as widgets
+    from matplotlib.image import imsave
 
-    vmin, vmax = _robust_limits(volume)
-    cmap = _label_colours(int(labels.max()) if labels is not None else 0)
-
-    def show(z: int, overlay: bool = True):
-        fig, ax = plt.subplots(figsize=(6, 6))
-        ax.imshow(volume[z], cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
-        if overlay and labels is not None:
-            ax.imshow(
-                labels[z],
-                cmap=cmap,
-                vmin=0,
-                vmax=cmap.N - 1,
-                alpha=alpha * (labels[z] > 0),
-                interpolation="nearest",
-            )
-        ax.set_title(f"z = {z}")
-        plt.show()
-
-    return widgets.interactive(
-        show,
-        z=widgets.IntSlider(value=volume.shape[0] // 2, min=0, max=volume.shape[0] - 1),
-        overlay=widgets.Checkbox(value=labels is not None, description="annotation"),
+    limits = _robust_limits(volume)
+    slider = widgets.IntSlider(
+        value=volume.shape[0] // 2, min=0, max=volume.shape[0] - 1, description="z"
     )
+    overlay = widgets.Checkbox(
+        value=labels is not None, description="annotation", disabled=labels is None
+    )
+    picture = widgets.Image(format="png")
+
+    def draw(_change=None) -> None:
+        z = slider.value
+        rgb = overlay_rgb(
+            volume[z],
+            labels[z] if labels is not None and overlay.value else None,
+            alpha=alpha,
+            limits=limits,
+        )
+        buffer = _bytes_io.BytesIO()
+        imsave(buffer, rgb, format="png")
+        picture.value = buffer.getvalue()
+
+    slider.observe(draw, names="value")
+    overlay.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox([slider, overlay]), picture])

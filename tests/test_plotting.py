@@ -1,0 +1,47 @@
+"""Figures and the slice viewer draw what they are given."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib.image import imread
+
+from analysis import plotting
+
+
+def test_overlay_rgb_keeps_background_grey_and_tints_labels():
+    image = np.tile(np.linspace(0, 1, 8), (8, 1))
+    labels = np.zeros((8, 8), int)
+    labels[2:4, 2:4] = 1
+    rgb = plotting.overlay_rgb(image, labels, limits=(0, 1))
+    assert rgb.shape == (8, 8, 3) and rgb.dtype == np.uint8
+    background = rgb[labels == 0]
+    assert np.all(background[:, 0] == background[:, 1])  # grey: r == g == b
+    tinted = rgb[labels == 1].astype(int)
+    assert np.any(tinted[:, 0] != tinted[:, 1]) or np.any(tinted[:, 1] != tinted[:, 2])
+    assert rgb[0, 0, 0] == 0 and rgb[0, -1, 0] == 255
+
+
+def test_slice_viewer_redraws_when_the_slider_moves():
+    volume = np.zeros((4, 6, 6), np.float32)
+    volume[1] = 1.0
+    viewer = plotting.slice_viewer(volume)
+    slider = viewer.children[0].children[0]
+    picture = viewer.children[1]
+    slider.value = 0
+    dark = imread(io.BytesIO(picture.value))
+    slider.value = 1
+    bright = imread(io.BytesIO(picture.value))
+    assert dark.shape[:2] == (6, 6)
+    assert bright[..., :3].mean() > dark[..., :3].mean()
+
+
+def test_orthoslices_and_wedge_figures_have_their_panels():
+    rng = np.random.default_rng(0)
+    volume = rng.normal(size=(8, 10, 12)).astype(np.float32)
+    fig = plotting.orthoslices(volume, (volume > 1).astype(int), voxel_size_nm=2.0)
+    assert len(fig.axes) == 3 and fig.axes[0].get_xlabel() == "x (nm)"
+    fig = plotting.missing_wedge_figure(volume, max_tilt_deg=60)
+    assert plotting.xz_power_spectrum(volume).shape == (8, 12)
+    assert len(fig.axes) == 1
