@@ -1,0 +1,433 @@
+"""Training the 3D U-Net on patches: sampling, augmentation, loss, loop, checkpoints, resume.
+
+Everything random draws from one ``numpy.random.Generator`` and torch's seeded generator, both
+stored in every checkpoint, so an interrupted run resumed from its last checkpoint continues
+bit-identically on the CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch.nn import functional as F
+
+from analysis.errors import InputFileError
+from analysis.model import (
+    UNet3D,
+    UNetConfig,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+    select_device,
+)
+from analysis.normalise import DEFAULT_NORMALISATION, normalise
+
+
+@dataclass
+class TrainingVolume:
+    """One annotated tomogram, ready for patch sampling (all arrays (z, y, x)).
+
+    Attributes
+    ----------
+    image : numpy.ndarray, float32
+        The normalised tomogram.
+    target : numpy.ndarray, uint8
+        1 inside vesicles, 0 outside.
+    ignore : numpy.ndarray of bool, optional
+        True where the annotation says nothing (e.g. outside the annotated cell outline): these
+        voxels do not count in the loss or the validation Dice.
+    name : str
+    """
+
+    image: np.ndarray
+    target: np.ndarray
+    ignore: np.ndarray | None = None
+    name: str = ""
+
+    def __post_init__(self):
+        if self.image.shape != self.target.shape:
+            raise ValueError(
+                f"{self.name}: tomogram {self.image.shape} and labels {self.target.shape} differ in shape"
+            )
+        if self.ignore is not None and self.ignore.shape != self.image.shape:
+            raise ValueError(f"{self.name}: ignore mask {self.ignore.shape} differs in shape")
+        valid = self.target if self.ignore is None else self.target & ~self.ignore
+        self._foreground = np.flatnonzero(valid.ravel())
+
+
+def volume_from_files(
+    tomogram: str | os.PathLike,
+    labels: str | os.PathLike,
+    *,
+    region: str | os.PathLike | None = None,
+    normalisation: dict | None = None,
+) -> tuple[TrainingVolume, float]:
+    """Load a training volume from a tomogram and its annotation.
+
+    Parameters
+    ----------
+    tomogram : path
+        MRC, TIFF or OME-Zarr tomogram.
+    labels : path
+        A label volume (MRC, non-zero = vesicle) or an IMOD model (``.mod``) drawn on it.
+    region : path, optional
+        Mask (MRC, non-zero = annotated) or IMOD model of closed outlines delimiting where the
+        annotation is complete; everything outside is ignored in the loss.
+    normalisation : dict, optional
+        Intensity normalisation (:data:`analysis.normalise.DEFAULT_NORMALISATION`).
+
+    Returns
+    -------
+    (TrainingVolume, voxel_size_nm)
+    """
+    from analysis.io import read_annotation, read_tomogram
+
+    tomo = read_tomogram(tomogram)
+
+    def mask_of(path):
+        if Path(path).suffix.lower() == ".mod":
+            return read_annotation(path, tomo).labels > 0
+        data = read_tomogram(path, voxel_size_nm=tomo.voxel_size_nm, check_finite=False).data
+        if data.shape != tomo.shape:
+            raise InputFileError(path, f"has shape {data.shape}, the tomogram {tomo.shape}")
+        return data > 0
+
+    target = mask_of(labels).astype(np.uint8)
+    ignore = None if region is None else ~mask_of(region)
+    image = normalise(tomo.data, normalisation)
+    return TrainingVolume(image, target, ignore, Path(tomogram).name), tomo.voxel_size_nm
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (patch sizes in voxels)."""
+
+    epochs: int = 30
+    steps_per_epoch: int = 60
+    batch_size: int = 4
+    patch_size: int = 48
+    foreground_fraction: float = 0.6
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    dice_weight: float = 1.0
+    bce_weight: float = 1.0
+    augment: bool = True
+    val_patch_size: int = 64
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # mixed precision, used on CUDA only
+    extra: dict = field(default_factory=dict)
+
+
+# --- patches -------------------------------------------------------------------------------
+
+
+def _patch_slices(shape, corner, size):
+    return tuple(slice(c, c + s) for c, s in zip(corner, size, strict=True))
+
+
+def _pad_to(array: np.ndarray, size, mode: str) -> np.ndarray:
+    pad = [(0, max(0, s - n)) for s, n in zip(size, array.shape, strict=True)]
+    if any(p[1] for p in pad):
+        return np.pad(array, pad, mode=mode)
+    return array
+
+
+def sample_patch(vol: TrainingVolume, size: int, rng: np.random.Generator, foreground: bool):
+    """Cut one cubic patch (image, target, valid) from ``vol``.
+
+    With ``foreground`` the patch contains a vesicle voxel at a random position; otherwise its
+    corner is uniform over the volume. Volumes smaller than the patch are padded (reflected
+    image, ignored padding).
+    """
+    shape = np.asarray(vol.image.shape)
+    extent = np.minimum(shape, size)
+    if foreground and len(vol._foreground):
+        centre = np.asarray(
+            np.unravel_index(vol._foreground[rng.integers(len(vol._foreground))], shape)
+        )
+        offset = rng.integers(0, extent)
+        corner = np.clip(centre - offset, 0, shape - extent)
+    else:
+        corner = np.asarray(
+            [rng.integers(0, n - e + 1) for n, e in zip(shape, extent, strict=True)]
+        )
+    sl = _patch_slices(shape, corner, extent)
+    valid = np.ones(tuple(extent), bool) if vol.ignore is None else ~vol.ignore[sl]
+    cube = (size,) * 3
+    image = _pad_to(vol.image[sl], cube, "reflect" if min(extent) > 1 else "edge")
+    target = _pad_to(vol.target[sl], cube, "constant")
+    valid = _pad_to(valid, cube, "constant")
+    return image, target, valid
+
+
+def augment(image, target, valid, rng: np.random.Generator):
+    """Augmentation that respects cryo-ET physics.
+
+    Flips and 90° rotations act in the xy plane only: z is the beam direction and carries the
+    missing wedge, so swapping it with x or y would show the network artefacts real data never
+    have. Intensity scale and shift, Gaussian noise and blur follow.
+    """
+    k = int(rng.integers(4))
+    flip_y, flip_x = rng.uniform(size=2) < 0.5
+    arrays = []
+    for a in (image, target, valid):
+        a = np.rot90(a, k, axes=(1, 2))
+        if flip_y:
+            a = a[:, ::-1]
+        if flip_x:
+            a = a[:, :, ::-1]
+        arrays.append(np.ascontiguousarray(a))
+    image, target, valid = arrays
+    image = image * np.float32(rng.uniform(0.8, 1.25)) + np.float32(rng.uniform(-0.15, 0.15))
+    if rng.uniform() < 0.3:
+        image = ndimage.gaussian_filter(image, float(rng.uniform(0.3, 1.0)))
+    if rng.uniform() < 0.5:
+        image = image + rng.normal(0, rng.uniform(0.02, 0.15), size=image.shape).astype(np.float32)
+    return image.astype(np.float32), target, valid
+
+
+def make_batch(volumes, cfg: TrainConfig, rng: np.random.Generator):
+    """A batch of patches as tensors (B, 1, P, P, P): image, target, valid."""
+    images, targets, valids = [], [], []
+    for _ in range(cfg.batch_size):
+        vol = volumes[int(rng.integers(len(volumes)))]
+        patch = sample_patch(vol, cfg.patch_size, rng, rng.uniform() < cfg.foreground_fraction)
+        if cfg.augment:
+            patch = augment(*patch, rng)
+        for lst, a in zip((images, targets, valids), patch, strict=True):
+            lst.append(a)
+
+    def stack(arrays, dtype):
+        return torch.from_numpy(np.stack(arrays)[:, None].astype(dtype))
+
+    return stack(images, np.float32), stack(targets, np.float32), stack(valids, np.float32)
+
+
+# --- loss and metric -----------------------------------------------------------------------
+
+
+def dice_bce_loss(logits, target, valid, dice_weight: float = 1.0, bce_weight: float = 1.0):
+    """Soft Dice + binary cross-entropy over the valid voxels of a batch."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, weight=valid, reduction="sum")
+    bce = bce / valid.sum().clamp_min(1.0)
+    prob = torch.sigmoid(logits) * valid
+    inter = (prob * target).sum()
+    dice = 1 - (2 * inter + 1.0) / (prob.sum() + (target * valid).sum() + 1.0)
+    return dice_weight * dice + bce_weight * bce
+
+
+def dice_score(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Binary Dice of two masks over the valid voxels (1.0 when both are empty)."""
+    pred = pred.astype(bool)
+    target = target.astype(bool)
+    if valid is not None:
+        pred = pred & valid
+        target = target & valid
+    total = int(pred.sum()) + int(target.sum())
+    return 1.0 if total == 0 else 2.0 * int((pred & target).sum()) / total
+
+
+@torch.inference_mode()
+def predict_tiles(model, image: np.ndarray, tile: int, device, batch: int = 4) -> np.ndarray:
+    """Probability map of a whole volume from non-overlapping tiles (validation only).
+
+    The last tile along each axis is shifted to end at the border, so tiles cover everything.
+    """
+    model.eval()
+    shape = image.shape
+    starts = [sorted({*range(0, max(n - tile, 0) + 1, tile), max(n - tile, 0)}) for n in shape]
+    corners = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
+    out = np.zeros(shape, np.float32)
+    for i in range(0, len(corners), batch):
+        group = corners[i : i + batch]
+        cubes = [image[z : z + tile, y : y + tile, x : x + tile] for z, y, x in group]
+        size = cubes[0].shape
+        x_in = torch.from_numpy(np.stack(cubes)[:, None]).to(device)
+        prob = torch.sigmoid(model(x_in)).float().cpu().numpy()[:, 0]
+        for (z, y, x), p in zip(group, prob, strict=True):
+            out[z : z + size[0], y : y + size[1], x : x + size[2]] = p
+    return out
+
+
+def validation_dice(model, volumes, tile: int, device) -> float:
+    """Mean Dice (probability > 0.5) over whole validation volumes."""
+    scores = []
+    for vol in volumes:
+        prob = predict_tiles(model, vol.image, tile, device)
+        valid = None if vol.ignore is None else ~vol.ignore
+        scores.append(dice_score(prob > 0.5, vol.target, valid))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+# --- the loop ------------------------------------------------------------------------------
+
+
+def _schedule(cfg: TrainConfig):
+    total = max(cfg.epochs * cfg.steps_per_epoch, 1)
+    warm = min(cfg.warmup_steps, total - 1)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        progress = (step - warm) / max(total - warm, 1)
+        return float(
+            0.5 * (1 + np.cos(np.pi * min(progress, 1.0)))
+        )  # python float: checkpoints load weights-only
+
+    return factor
+
+
+METRIC_COLUMNS = ["epoch", "step", "train_loss", "val_dice", "lr", "seconds"]
+
+
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    from analysis.io.atomic import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def train(
+    train_volumes: list[TrainingVolume],
+    val_volumes: list[TrainingVolume],
+    checkpoint: str | os.PathLike,
+    *,
+    voxel_size_nm: float,
+    model_config: UNetConfig | None = None,
+    config: TrainConfig | None = None,
+    data: dict | None = None,
+    resume: bool = False,
+    init_from: str | os.PathLike | None = None,
+    stop_after_epoch: int | None = None,
+    progress: bool = True,
+) -> tuple[UNet3D, list[dict]]:
+    """Train (or fine-tune, or resume training of) a 3D U-Net.
+
+    Parameters
+    ----------
+    train_volumes, val_volumes : list of TrainingVolume
+    checkpoint : path
+        Written at the end of every epoch (model, optimiser, scheduler, RNG states, history);
+        the metrics go beside it as ``<checkpoint stem>_metrics.csv``.
+    voxel_size_nm : float
+        Voxel size of the training data, recorded for inference.
+    model_config : UNetConfig, optional
+        Architecture of a new network (ignored when resuming or fine-tuning).
+    config : TrainConfig, optional
+    data : dict, optional
+        Description of the training data, stored in the checkpoint.
+    resume : bool
+        Continue from ``checkpoint`` if it exists, bit-identically on the CPU.
+    init_from : path, optional
+        Start from the weights of this checkpoint (fine-tuning) instead of random ones.
+    stop_after_epoch : int, optional
+        Stop after this epoch, as an interruption would (used to test resuming).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    (model, history)
+        The trained model (evaluation mode) and one dict per epoch with :data:`METRIC_COLUMNS`.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config or TrainConfig()
+    checkpoint = Path(checkpoint)
+    device = select_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    state = None
+    if resume and checkpoint.exists():
+        state = read_checkpoint(checkpoint)
+        model = UNet3D(UNetConfig(**state["config"]))
+        model.load_state_dict(state["model_state"])
+    elif init_from is not None:
+        model, _ = load_model(init_from)
+    else:
+        model = UNet3D(model_config)
+    model.to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _schedule(cfg))
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    history: list[dict] = []
+    first_epoch = 1
+    if state is not None:
+        optimiser.load_state_dict(state["optimiser_state"])
+        scheduler.load_state_dict(state["scheduler_state"])
+        rng.bit_generator.state = state["numpy_rng_state"]
+        torch.set_rng_state(state["torch_rng_state"])
+        history = list(state["history"])
+        first_epoch = int(state["epoch"]) + 1
+
+    metrics_path = checkpoint.with_name(f"{checkpoint.stem}_metrics.csv")
+    step = (first_epoch - 1) * cfg.steps_per_epoch
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        losses = []
+        bar = tqdm(
+            range(cfg.steps_per_epoch),
+            desc=f"epoch {epoch}/{cfg.epochs}",
+            disable=not progress,
+            leave=False,
+        )
+        for _ in bar:
+            image, target, valid = (t.to(device) for t in make_batch(train_volumes, cfg, rng))
+            optimiser.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, enabled=use_amp):
+                logits = model(image)
+            loss = dice_bce_loss(logits.float(), target, valid, cfg.dice_weight, cfg.bce_weight)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+        val = validation_dice(model, val_volumes, cfg.val_patch_size, device)
+        history.append(
+            {
+                "epoch": epoch,
+                "step": step,
+                "train_loss": float(np.mean(losses)),
+                "val_dice": val,
+                "lr": float(scheduler.get_last_lr()[0]),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+        )
+        if progress:
+            print(f"epoch {epoch}: loss {history[-1]['train_loss']:.4f}, validation Dice {val:.4f}")
+        save_checkpoint(
+            checkpoint,
+            model,
+            voxel_size_nm=voxel_size_nm,
+            normalisation=DEFAULT_NORMALISATION,
+            seed=cfg.seed,
+            data=data or {},
+            metrics={"val_dice": val, "epoch": epoch},
+            optimiser_state=optimiser.state_dict(),
+            scheduler_state=scheduler.state_dict(),
+            numpy_rng_state=rng.bit_generator.state,
+            torch_rng_state=torch.get_rng_state(),
+            history=history,
+            epoch=epoch,
+            train_config=asdict(cfg),
+        )
+        _write_metrics(metrics_path, history)
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+    return model.eval(), history

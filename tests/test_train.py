@@ -1,0 +1,196 @@
+"""Training: it learns, it is reproducible, and a resumed run equals an uninterrupted one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from analysis.io import paint_ball
+from analysis.model import UNetConfig, load_model
+from analysis.train import (
+    TrainConfig,
+    TrainingVolume,
+    augment,
+    dice_bce_loss,
+    dice_score,
+    sample_patch,
+    train,
+    volume_from_files,
+)
+
+NET = UNetConfig(depth=2, base_channels=8, dropout=0.0)
+
+
+def _toy_volume(seed=0, shape=(24, 32, 32)):
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.int32)
+    paint_ball(labels, np.array([12.0, 10.0, 10.0]), 5.0, 1)
+    paint_ball(labels, np.array([10.0, 22.0, 20.0]), 6.0, 2)
+    image = np.where(labels > 0, -1.0, 0.0) + rng.normal(0, 0.3, shape)
+    return TrainingVolume(image.astype(np.float32), (labels > 0).astype(np.uint8), name="toy")
+
+
+def _cfg(**kw):
+    base = dict(
+        epochs=4,
+        steps_per_epoch=8,
+        batch_size=2,
+        patch_size=16,
+        val_patch_size=16,
+        lr=5e-3,
+        warmup_steps=4,
+        seed=3,
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+def test_a_tiny_network_overfits_one_small_volume(tmp_path):
+    vol = _toy_volume()
+    model, history = train(
+        [vol],
+        [vol],
+        tmp_path / "m.pt",
+        voxel_size_nm=2.0,
+        model_config=NET,
+        config=_cfg(epochs=6, steps_per_epoch=15),
+        progress=False,
+    )
+    assert history[-1]["val_dice"] > 0.9
+    metrics = pd.read_csv(tmp_path / "m_metrics.csv")
+    assert list(metrics.epoch) == [1, 2, 3, 4, 5, 6]
+    loaded, meta = load_model(tmp_path / "m.pt")
+    assert meta["voxel_size_nm"] == 2.0 and meta["metrics"]["epoch"] == 6
+    assert meta["normalisation"]["method"] == "percentile"
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    vol = _toy_volume()
+    full, _ = train(
+        [vol],
+        [vol],
+        tmp_path / "full.pt",
+        voxel_size_nm=2.0,
+        model_config=NET,
+        config=_cfg(),
+        progress=False,
+    )
+    train(
+        [vol],
+        [vol],
+        tmp_path / "cut.pt",
+        voxel_size_nm=2.0,
+        model_config=NET,
+        config=_cfg(),
+        stop_after_epoch=2,
+        progress=False,
+    )
+    resumed, history = train(
+        [vol],
+        [vol],
+        tmp_path / "cut.pt",
+        voxel_size_nm=2.0,
+        model_config=NET,
+        config=_cfg(),
+        resume=True,
+        progress=False,
+    )
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
+    vol = _toy_volume()
+    runs = [
+        train(
+            [vol],
+            [vol],
+            tmp_path / f"{i}.pt",
+            voxel_size_nm=2.0,
+            model_config=NET,
+            config=_cfg(epochs=1, seed=seed),
+            progress=False,
+        )[0]
+        for i, seed in enumerate((5, 5, 6))
+    ]
+    w = [_weights(m) for m in runs]
+    assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
+    assert not all(torch.equal(w[0][k], w[2][k]) for k in w[0])
+
+
+def test_volumes_smaller_than_a_patch_and_odd_shapes_work(tmp_path):
+    vol = _toy_volume(shape=(11, 13, 29))
+    rng = np.random.default_rng(0)
+    image, target, valid = sample_patch(vol, 16, rng, foreground=True)
+    assert image.shape == target.shape == valid.shape == (16, 16, 16)
+    assert not valid[11:].any()  # padding is ignored
+    _, history = train(
+        [vol],
+        [vol],
+        tmp_path / "odd.pt",
+        voxel_size_nm=2.0,
+        model_config=NET,
+        config=_cfg(epochs=1, val_patch_size=24),
+        progress=False,
+    )
+    assert np.isfinite(history[0]["val_dice"])
+
+
+def test_foreground_patches_contain_vesicle_voxels():
+    vol = _toy_volume()
+    rng = np.random.default_rng(1)
+    assert all(sample_patch(vol, 8, rng, foreground=True)[1].any() for _ in range(50))
+
+
+def test_augmentation_keeps_z_and_moves_image_and_labels_together():
+    rng = np.random.default_rng(2)
+    image = np.zeros((4, 6, 6), np.float32)
+    target = np.zeros((4, 6, 6), np.uint8)
+    image[1, 0, 5] = 10.0
+    target[1, 0, 5] = 1
+    for _ in range(20):
+        img, tgt, valid = augment(image, target, np.ones_like(target, bool), rng)
+        z, y, x = np.argwhere(tgt)[0]
+        assert z == 1  # xy-plane operations only: the missing-wedge axis never moves
+        assert img[z, y, x] == img.max()  # the bright voxel moved with its label
+        assert valid.all()
+
+
+def test_loss_and_dice_on_known_cases():
+    target = torch.zeros(1, 1, 4, 4, 4)
+    target[..., :2, :, :] = 1
+    valid = torch.ones_like(target)
+    perfect = (target * 2 - 1) * 20
+    wrong = -perfect
+    assert dice_bce_loss(perfect, target, valid) < 0.01
+    assert dice_bce_loss(wrong, target, valid) > 1.0
+    # ignored voxels do not count: a wrong prediction there costs nothing
+    mixed = perfect.clone()
+    mixed[..., 3, :, :] = 20.0
+    valid[..., 3, :, :] = 0
+    assert dice_bce_loss(mixed, target, valid) < 0.01
+    a = np.zeros((4, 4), bool)
+    a[:2] = True
+    assert dice_score(a, a) == 1.0
+    assert dice_score(a, ~a) == 0.0
+    assert dice_score(np.zeros_like(a), np.zeros_like(a)) == 1.0
+
+
+def test_training_volume_from_synthetic_files(tmp_path):
+    from analysis.synthetic import example_files
+
+    files = example_files("tv", seed=2, quick=True, outdir=tmp_path)
+    vol, voxel = volume_from_files(files["tomogram"], files["manual"], region=files["region_mask"])
+    assert voxel == pytest.approx(2.2)
+    assert vol.image.dtype == np.float32 and abs(float(np.median(vol.image))) < 1e-3
+    assert vol.target.any() and vol.ignore.any()
+    truth, _ = volume_from_files(files["tomogram"], files["labels"])
+    assert dice_score(vol.target, truth.target) > 0.9
