@@ -73,3 +73,43 @@ def test_synth_writes_the_design_file_names(tmp_path, capsys):
     tomo = read_tomogram(out / "synthetic_01.mrc")
     assert tomo.shape == (32, 64, 64) and tomo.voxel_size_nm == 2.2
     assert main(["synth", str(tmp_path / "no" / "such" / "dir")]) == EXIT_BAD_INPUT
+
+
+def test_train_then_resume_from_the_command_line(tmp_path, capsys):
+    from analysis.model import read_checkpoint
+    from analysis.synthetic import example_files
+
+    files = example_files("cli", seed=4, quick=True, outdir=tmp_path)
+    out = tmp_path / "m.pt"
+    args = [
+        "train",
+        str(out),
+        "--tomogram",
+        str(files["tomogram"]),
+        "--labels",
+        str(files["manual"]),
+        "--val-tomogram",
+        str(files["tomogram"]),
+        "--val-labels",
+        str(files["labels"]),
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "1",
+        "--patch-size",
+        "16",
+        "--depth",
+        "1",
+        "--base-channels",
+        "4",
+    ]
+    assert main(args) == 0
+    ckpt = read_checkpoint(out)
+    assert ckpt["epoch"] == 2 and ckpt["voxel_size_nm"] == 2.2
+    assert ckpt["data"]["train"] == [files["tomogram"].name]
+    assert main([*args, "--resume", "--epochs", "3"]) == 0
+    assert read_checkpoint(out)["epoch"] == 3
+    assert "validation Dice" in capsys.readouterr().out
+    assert main(["train", str(out), "--tomogram", str(files["tomogram"])]) == EXIT_BAD_INPUT

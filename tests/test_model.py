@@ -114,3 +114,27 @@ def test_device_selection_falls_back_to_cpu():
     assert select_device("cpu").type == "cpu"
     with pytest.raises(ValueError):
         select_device("tpu")
+
+
+def test_exported_weights_drop_training_state_and_keep_the_curve(tmp_path):
+    from analysis.model import export_weights, read_checkpoint
+
+    net = UNet3D(TINY)
+    history = [{"epoch": 1, "train_loss": 1.0, "val_dice": 0.5}]
+    full = save_checkpoint(
+        tmp_path / "full.pt",
+        net,
+        voxel_size_nm=2.2,
+        normalisation={},
+        seed=0,
+        data={"train": ["/abs/a.mrc"]},
+        optimiser_state={"x": torch.ones(1000)},
+        history=history,
+        train_config={"epochs": 1},
+    )
+    small = export_weights(full, tmp_path / "small.pt", data={"train": ["a.mrc"]})
+    payload = read_checkpoint(small)
+    assert "optimiser_state" not in payload
+    assert payload["metrics"]["history"] == history
+    assert payload["data"] == {"train": ["a.mrc"]}
+    assert small.stat().st_size < full.stat().st_size

@@ -45,3 +45,19 @@ def test_orthoslices_and_wedge_figures_have_their_panels():
     fig = plotting.missing_wedge_figure(volume, max_tilt_deg=60)
     assert plotting.xz_power_spectrum(volume).shape == (8, 12)
     assert len(fig.axes) == 1
+
+
+def test_training_figures():
+    history = [{"epoch": e, "train_loss": 1.0 / e, "val_dice": 0.3 + 0.1 * e} for e in (1, 2, 3)]
+    fig = plotting.learning_curves(history)
+    assert "best 0.600" in fig.axes[1].get_title()
+    volume = np.zeros((3, 8, 8), np.float32)
+    truth = np.zeros((3, 8, 8), np.uint8)
+    truth[1, 2:5, 2:5] = 1
+    prob = truth.astype(np.float32)
+    prob[1, 6, 6] = 0.9  # one false positive
+    fig = plotting.prediction_figure(volume, prob, truth, z=1)
+    agreement = fig.axes[2].get_images()[0].get_array()
+    assert tuple(agreement[6, 6]) == (0.9, 0.2, 0.2) and tuple(agreement[3, 3]) == (1, 1, 1)
+    fig = plotting.patch_gallery([(volume, truth)], ["a"])
+    assert fig.axes[0].get_title() == "a"

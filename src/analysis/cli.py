@@ -119,6 +119,93 @@ def synth(
         typer.echo(f"{outdir / stem}.mrc")
 
 
+@app.command("train")
+def train_command(
+    out: Annotated[Path, typer.Argument(help="Checkpoint to write (.pt); updated every epoch.")],
+    tomogram: Annotated[
+        list[Path] | None, typer.Option(help="Training tomogram (repeat; pairs with --labels).")
+    ] = None,
+    labels: Annotated[
+        list[Path] | None, typer.Option(help="Its labels: label MRC or IMOD .mod (repeat).")
+    ] = None,
+    val_tomogram: Annotated[list[Path] | None, typer.Option(help="Validation tomogram.")] = None,
+    val_labels: Annotated[list[Path] | None, typer.Option(help="Validation labels.")] = None,
+    synthetic: Annotated[
+        bool, typer.Option(help="Train on the cached synthetic sample data set.")
+    ] = False,
+    quick: Annotated[
+        bool, typer.Option(help="With --synthetic: the small quick data set.")
+    ] = False,
+    epochs: Annotated[int, typer.Option()] = 30,
+    steps_per_epoch: Annotated[int, typer.Option()] = 60,
+    batch_size: Annotated[int, typer.Option()] = 4,
+    patch_size: Annotated[int, typer.Option(help="Cubic patch edge (voxels).")] = 48,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    depth: Annotated[int, typer.Option(help="U-Net depth (new models).")] = 3,
+    base_channels: Annotated[int, typer.Option(help="U-Net width (new models).")] = 16,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue from OUT if it exists.")] = False,
+    init_from: Annotated[
+        Path | None, typer.Option(help="Fine-tune: start from this checkpoint's weights.")
+    ] = None,
+) -> None:
+    """Train a 3D U-Net on annotated tomograms (or the synthetic set); resumable."""
+    from analysis import train as tr
+    from analysis.model import UNetConfig
+
+    if synthetic:
+        from analysis.synthetic import sample_dataset
+
+        data = sample_dataset(quick=quick)
+        pairs = [(f["tomogram"], f["labels"]) for f in data["train"]]
+        val_pairs = [(f["tomogram"], f["labels"]) for f in data["validation"]]
+    else:
+        tomogram, labels = tomogram or [], labels or []
+        if not tomogram or len(tomogram) != len(labels):
+            raise ValueError(
+                "give --tomogram and --labels the same number of times (or --synthetic)"
+            )
+        pairs = list(zip(tomogram, labels, strict=True))
+        val_pairs = list(zip(val_tomogram or [], val_labels or [], strict=True))
+    loaded = [tr.volume_from_files(t, lab) for t, lab in pairs]
+    val = [tr.volume_from_files(t, lab)[0] for t, lab in val_pairs]
+    sizes = {round(v, 4) for _, v in loaded}
+    if len(sizes) != 1:
+        raise ValueError(
+            f"training tomograms have different voxel sizes {sorted(sizes)} nm; rescale them"
+        )
+    config = tr.TrainConfig(
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        patch_size=patch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+    )
+    description = {
+        "train": [Path(t).name for t, _ in pairs],
+        "validation": [Path(t).name for t, _ in val_pairs],
+        "labels": [Path(lab).name for _, lab in pairs],
+    }
+    _, history = tr.train(
+        [v for v, _ in loaded],
+        val,
+        out,
+        voxel_size_nm=loaded[0][1],
+        model_config=UNetConfig(depth=depth, base_channels=base_channels),
+        config=config,
+        data=description,
+        resume=resume,
+        init_from=init_from,
+    )
+    if history:
+        typer.echo(
+            f"{out}: epoch {history[-1]['epoch']}, validation Dice {history[-1]['val_dice']:.4f}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``analysis`` command; returns the exit code."""
     try:

@@ -22,6 +22,9 @@ from torch.nn import functional as F
 
 from analysis.errors import InputFileError
 
+#: The network trained by this package on the synthetic training set, shipped inside it.
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "sv_unet3d.pt"
+
 #: Version of the checkpoint layout; loading refuses any other.
 CHECKPOINT_FORMAT_VERSION = 1
 REQUIRED_CHECKPOINT_KEYS = (
@@ -277,3 +280,27 @@ def load_model(
             path, f"weights do not fit the recorded configuration ({first})"
         ) from err
     return model.to(map_location).eval(), payload
+
+
+def load_shipped_model(map_location: str | torch.device = "cpu") -> tuple[UNet3D, dict]:
+    """The shipped network (trained on the synthetic training set), offline, with its metadata.
+
+    See the training chapter of the book for the command that made it.
+    """
+    return load_model(SHIPPED_WEIGHTS, map_location)
+
+
+def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, **metadata: Any) -> Path:
+    """Write a model-only copy of a training checkpoint (no optimiser or RNG state).
+
+    The learning curve (``history``) is kept in ``metrics``; ``metadata`` entries replace those
+    of the checkpoint (e.g. a portable ``data`` description).
+    """
+    payload = read_checkpoint(checkpoint)
+    model = UNet3D(UNetConfig(**payload["config"]))
+    model.load_state_dict(payload["model_state"])
+    metrics = {**payload["metrics"], "history": payload.get("history", [])}
+    fields = {k: payload[k] for k in ("voxel_size_nm", "normalisation", "seed", "data")}
+    fields.update(metadata)
+    extra = {"train_config": payload["train_config"]} if "train_config" in payload else {}
+    return save_checkpoint(out, model, metrics=metrics, **fields, **extra)

@@ -180,3 +180,80 @@ def slice_viewer(volume: np.ndarray, labels: np.ndarray | None = None, *, alpha:
     overlay.observe(draw, names="value")
     draw()
     return widgets.VBox([widgets.HBox([slider, overlay]), picture])
+
+
+def learning_curves(history):
+    """Training loss and validation Dice per epoch (seaborn), from a training history.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame or list of dict
+        Columns ``epoch``, ``train_loss``, ``val_dice`` (as written by ``analysis.train``).
+    """
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.DataFrame(history)
+    fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    sns.lineplot(data=frame, x="epoch", y="train_loss", marker="o", ax=ax_loss)
+    ax_loss.set_ylabel("training loss (Dice + BCE)")
+    sns.lineplot(data=frame, x="epoch", y="val_dice", marker="o", color="tab:green", ax=ax_dice)
+    ax_dice.set_ylabel("validation Dice")
+    ax_dice.set_ylim(0, 1)
+    best = frame["val_dice"].max()
+    ax_dice.axhline(best, ls="--", color="grey", lw=1)
+    ax_dice.set_title(f"best {best:.3f}")
+    return fig
+
+
+def prediction_figure(image: np.ndarray, probability: np.ndarray, target: np.ndarray, z: int):
+    """One xy slice: the tomogram, the predicted probability, and prediction vs truth.
+
+    Parameters
+    ----------
+    image, probability, target : numpy.ndarray, shape (z, y, x)
+    z : int
+        The slice shown.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.5), constrained_layout=True)
+    lo, hi = _robust_limits(image[z])
+    axes[0].imshow(image[z], cmap="gray", vmin=lo, vmax=hi)
+    axes[0].set_title(f"tomogram, z = {z}")
+    im = axes[1].imshow(probability[z], cmap="magma", vmin=0, vmax=1)
+    fig.colorbar(im, ax=axes[1], shrink=0.8, label="vesicle probability")
+    axes[1].set_title("network output")
+    pred = probability[z] > 0.5
+    truth = target[z] > 0
+    # true positives white, false positives red, false negatives blue
+    rgb = np.zeros(pred.shape + (3,))
+    rgb[pred & truth] = 1.0
+    rgb[pred & ~truth] = (0.9, 0.2, 0.2)
+    rgb[~pred & truth] = (0.2, 0.4, 1.0)
+    axes[2].imshow(rgb)
+    axes[2].set_title("agreement (white), false pos. (red), missed (blue)")
+    for ax in axes:
+        ax.set_axis_off()
+    return fig
+
+
+def patch_gallery(patches, titles=None):
+    """Central xy slices of training patches: image on top, label outline below.
+
+    Parameters
+    ----------
+    patches : list of (image, target) pairs, each (z, y, x)
+    titles : list of str, optional
+    """
+    n = len(patches)
+    fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.4), constrained_layout=True, squeeze=False)
+    for i, (image, target) in enumerate(patches):
+        z = image.shape[0] // 2
+        lo, hi = _robust_limits(image)
+        axes[0, i].imshow(image[z], cmap="gray", vmin=lo, vmax=hi)
+        axes[1, i].imshow(image[z], cmap="gray", vmin=lo, vmax=hi)
+        axes[1, i].contour(target[z], levels=[0.5], colors="yellow", linewidths=1)
+        if titles:
+            axes[0, i].set_title(titles[i])
+        for ax in axes[:, i]:
+            ax.set_axis_off()
+    return fig
