@@ -113,3 +113,24 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     assert read_checkpoint(out)["epoch"] == 3
     assert "validation Dice" in capsys.readouterr().out
     assert main(["train", str(out), "--tomogram", str(files["tomogram"])]) == EXIT_BAD_INPUT
+    # fine-tuning from the checkpoint, with the loss restricted to an annotated region
+    tuned = tmp_path / "tuned.pt"
+    assert (
+        main(
+            [
+                *args[:1],
+                str(tuned),
+                *args[2:],
+                "--region",
+                str(files["region_mask"]),
+                "--init-from",
+                str(out),
+                "--epochs",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        read_checkpoint(tuned)["config"]["base_channels"] == 4
+    )  # the architecture it started from

@@ -128,6 +128,13 @@ def train_command(
     labels: Annotated[
         list[Path] | None, typer.Option(help="Its labels: label MRC or IMOD .mod (repeat).")
     ] = None,
+    region: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Annotated region per training tomogram (mask MRC or .mod outline); "
+            "voxels outside are ignored in the loss. Give none or one per --tomogram."
+        ),
+    ] = None,
     val_tomogram: Annotated[list[Path] | None, typer.Option(help="Validation tomogram.")] = None,
     val_labels: Annotated[list[Path] | None, typer.Option(help="Validation labels.")] = None,
     synthetic: Annotated[
@@ -168,7 +175,14 @@ def train_command(
             )
         pairs = list(zip(tomogram, labels, strict=True))
         val_pairs = list(zip(val_tomogram or [], val_labels or [], strict=True))
-    loaded = [tr.volume_from_files(t, lab) for t, lab in pairs]
+    regions = list(region or [])
+    if regions and len(regions) != len(pairs):
+        raise ValueError("give --region once per --tomogram, or not at all")
+    regions = regions or [None] * len(pairs)
+    loaded = [
+        tr.volume_from_files(t, lab, region=reg)
+        for (t, lab), reg in zip(pairs, regions, strict=True)
+    ]
     val = [tr.volume_from_files(t, lab)[0] for t, lab in val_pairs]
     sizes = {round(v, 4) for _, v in loaded}
     if len(sizes) != 1:
