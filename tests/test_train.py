@@ -47,16 +47,7 @@ def _cfg(**kw):
 
 
 def test_a_tiny_network_overfits_one_small_volume(tmp_path):
-    vol = _toy_volume()
-    model, history = train(
-        [vol],
-        [vol],
-        tmp_path / "m.pt",
-        voxel_size_nm=2.0,
-        model_config=NET,
-        config=_cfg(epochs=6, steps_per_epoch=15),
-        progress=False,
-    )
+    model, history = _fit(tmp_path / "m.pt", _cfg(epochs=6, steps_per_epoch=15))
     assert history[-1]["val_dice"] > 0.9
     metrics = pd.read_csv(tmp_path / "m_metrics.csv")
     assert list(metrics.epoch) == [1, 2, 3, 4, 5, 6]
@@ -65,41 +56,29 @@ def test_a_tiny_network_overfits_one_small_volume(tmp_path):
     assert meta["normalisation"]["method"] == "percentile"
 
 
+def _fit(path, config, **kwargs):
+    """Train the tiny network on the toy volume (validated on itself)."""
+    vol = _toy_volume(shape=kwargs.pop("shape", (24, 32, 32)))
+    return train(
+        [vol],
+        [vol],
+        path,
+        voxel_size_nm=2.0,
+        model_config=NET,
+        config=config,
+        progress=False,
+        **kwargs,
+    )
+
+
 def _weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
-    vol = _toy_volume()
-    full, _ = train(
-        [vol],
-        [vol],
-        tmp_path / "full.pt",
-        voxel_size_nm=2.0,
-        model_config=NET,
-        config=_cfg(),
-        progress=False,
-    )
-    train(
-        [vol],
-        [vol],
-        tmp_path / "cut.pt",
-        voxel_size_nm=2.0,
-        model_config=NET,
-        config=_cfg(),
-        stop_after_epoch=2,
-        progress=False,
-    )
-    resumed, history = train(
-        [vol],
-        [vol],
-        tmp_path / "cut.pt",
-        voxel_size_nm=2.0,
-        model_config=NET,
-        config=_cfg(),
-        resume=True,
-        progress=False,
-    )
+    full, _ = _fit(tmp_path / "full.pt", _cfg())
+    _fit(tmp_path / "cut.pt", _cfg(), stop_after_epoch=2)
+    resumed, history = _fit(tmp_path / "cut.pt", _cfg(), resume=True)
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     a, b = _weights(full), _weights(resumed)
     assert a.keys() == b.keys()
@@ -108,18 +87,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
-    vol = _toy_volume()
     runs = [
-        train(
-            [vol],
-            [vol],
-            tmp_path / f"{i}.pt",
-            voxel_size_nm=2.0,
-            model_config=NET,
-            config=_cfg(epochs=1, seed=seed),
-            progress=False,
-        )[0]
-        for i, seed in enumerate((5, 5, 6))
+        _fit(tmp_path / f"{i}.pt", _cfg(epochs=1, seed=seed))[0] for i, seed in enumerate((5, 5, 6))
     ]
     w = [_weights(m) for m in runs]
     assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
@@ -132,15 +101,7 @@ def test_volumes_smaller_than_a_patch_and_odd_shapes_work(tmp_path):
     image, target, valid = sample_patch(vol, 16, rng, foreground=True)
     assert image.shape == target.shape == valid.shape == (16, 16, 16)
     assert not valid[11:].any()  # padding is ignored
-    _, history = train(
-        [vol],
-        [vol],
-        tmp_path / "odd.pt",
-        voxel_size_nm=2.0,
-        model_config=NET,
-        config=_cfg(epochs=1, val_patch_size=24),
-        progress=False,
-    )
+    _, history = _fit(tmp_path / "odd.pt", _cfg(epochs=1, val_patch_size=24), shape=(11, 13, 29))
     assert np.isfinite(history[0]["val_dice"])
 
 
