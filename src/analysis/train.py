@@ -236,26 +236,21 @@ def dice_score(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = 
     return 1.0 if total == 0 else 2.0 * int((pred & target).sum()) / total
 
 
-@torch.inference_mode()
 def predict_tiles(model, image: np.ndarray, tile: int, device, batch: int = 4) -> np.ndarray:
-    """Probability map of a whole volume from non-overlapping tiles (validation only).
+    """Probability map of a whole, already normalised volume from non-overlapping tiles.
 
-    The last tile along each axis is shifted to end at the border, so tiles cover everything.
+    The quick tiling used for validation during training; whole tomograms are predicted by
+    :func:`analysis.inference.predict`, with overlaps, resampling and normalisation.
     """
+    from analysis.inference.tiling import sliding_window
+
     model.eval()
-    shape = image.shape
-    starts = [sorted({*range(0, max(n - tile, 0) + 1, tile), max(n - tile, 0)}) for n in shape]
-    corners = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
-    out = np.zeros(shape, np.float32)
-    for i in range(0, len(corners), batch):
-        group = corners[i : i + batch]
-        cubes = [image[z : z + tile, y : y + tile, x : x + tile] for z, y, x in group]
-        size = cubes[0].shape
-        x_in = torch.from_numpy(np.stack(cubes)[:, None]).to(device)
-        prob = torch.sigmoid(model(x_in)).float().cpu().numpy()[:, 0]
-        for (z, y, x), p in zip(group, prob, strict=True):
-            out[z : z + size[0], y : y + size[1], x : x + size[2]] = p
-    return out
+
+    @torch.inference_mode()
+    def run(cubes):
+        return torch.sigmoid(model(torch.from_numpy(cubes)[:, None].to(device)))[:, 0].cpu().numpy()
+
+    return sliding_window(image, run, tile, overlap=0.0, batch_size=batch, mode="constant")
 
 
 def validation_dice(model, volumes, tile: int, device) -> float:

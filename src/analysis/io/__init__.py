@@ -21,7 +21,13 @@ from analysis.io.imod import (
 )
 from analysis.io.labels import VESICLE_COLUMNS, label_table
 from analysis.io.rasterise import GROUPINGS, paint_ball, points_to_labels, points_to_sheet
-from analysis.io.tomogram import MRCHeaderWarning, Tomogram, read_tomogram, write_mrc
+from analysis.io.tomogram import (
+    MRCHeaderWarning,
+    Tomogram,
+    open_mrc_output,
+    read_tomogram,
+    write_mrc,
+)
 
 
 @dataclass
@@ -87,6 +93,7 @@ __all__ = [
     "label_table",
     "paint_ball",
     "model_voxel_size_nm",
+    "open_mrc_output",
     "points_to_labels",
     "points_to_sheet",
     "read_annotation",

@@ -7,9 +7,11 @@ number the rest of the package uses, ``voxel_size_nm``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import numpy as np
 
 from analysis.errors import InputFileError
 from analysis.io.atomic import atomic_output
+from analysis.io.memmap import release_pages
 
 #: Relative difference between axes above which a voxel size counts as anisotropic.
 ANISOTROPY_TOLERANCE = 1e-3
@@ -364,6 +367,61 @@ def write_mrc(
             mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin_angstrom
             mrc.update_header_stats()
     return path
+
+
+@contextlib.contextmanager
+def open_mrc_output(
+    path: str | os.PathLike,
+    shape: tuple[int, int, int],
+    voxel_size_nm: float,
+    *,
+    origin_angstrom: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> Iterator[np.memmap]:
+    """Create a float32 MRC and yield its data as a writable (z, y, x) memory map.
+
+    For outputs larger than memory. The file is written under a temporary name and renamed
+    to ``path`` when the block ends without an error (removed otherwise); the header's
+    minimum, maximum, mean and RMS are computed slab by slab on the way out.
+
+    Parameters
+    ----------
+    path : path
+    shape : tuple of int
+        (z, y, x).
+    voxel_size_nm : float
+        Written to the header in Å.
+    origin_angstrom : tuple of float
+        Header origin (x, y, z) in Å.
+    """
+    path = Path(path)
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise InputFileError(path, f"cannot write a volume of shape {shape}; (z, y, x) expected")
+    if not (voxel_size_nm and voxel_size_nm > 0):
+        raise InputFileError(
+            path, f"cannot write voxel size {voxel_size_nm} nm; it must be positive"
+        )
+    with atomic_output(path) as tmp:
+        with mrcfile.new_mmap(tmp, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+            mrc.voxel_size = float(voxel_size_nm) * 10.0
+            mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin_angstrom
+            yield mrc.data
+            _set_header_stats(mrc)
+
+
+def _set_header_stats(mrc, slab: int = 16) -> None:
+    """dmin, dmax, dmean and rms of a memory-mapped MRC, without loading it whole."""
+    data = mrc.data
+    lo, hi, total, squares = np.inf, -np.inf, 0.0, 0.0
+    for k in range(0, data.shape[0], slab):
+        planes = np.asarray(data[k : k + slab], dtype=np.float64)
+        lo, hi = min(lo, planes.min()), max(hi, planes.max())
+        total += planes.sum()
+        squares += np.square(planes).sum()
+        release_pages(data)
+    mean = total / data.size
+    mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
+    mrc.header.rms = np.sqrt(max(squares / data.size - mean**2, 0.0))
 
 
 def _mrc_dtype(data: np.ndarray) -> np.dtype:

@@ -1,0 +1,321 @@
+"""Vesicle probability maps of whole tomograms.
+
+:func:`predict` is the one entry point: it takes a (z, y, x) tomogram of any size and voxel
+size and a trained network with its checkpoint metadata, and returns a float32 probability map
+of the tomogram's shape. In order, it
+
+1. checks that the voxel size is plausible for the network (a header in Å read as nm, or a
+   tomogram binned far beyond what the network saw, gives an empty map, not an error — so it
+   is refused here with a clear message);
+2. resamples the tomogram to the network's training voxel size (:mod:`.rescale`);
+3. normalises it as in training (:mod:`analysis.normalise`), tile by tile in float32;
+4. predicts overlapping tiles, several per forward pass, optionally under the 8 (or 4) flips
+   and 90° rotations in the xy plane (test-time augmentation, TTA), whose variance is an
+   uncertainty map; the missing wedge makes z different, so z is never flipped;
+5. blends the tiles (:mod:`.tiling`) and resamples the map back to the input grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from analysis.errors import InputFileError
+from analysis.inference.rescale import rescale
+from analysis.inference.tiling import sliding_window
+from analysis.io.memmap import release_pages, scratch_array
+from analysis.model import UNet3D, load_model, load_shipped_model, select_device
+from analysis.normalise import DEFAULT_NORMALISATION, normalisation_stats
+
+#: Test-time augmentation modes and the number of xy transforms each averages over.
+TTA_MODES = {"none": 1, "flips": 4, "d4": 8}
+#: Voxel sizes more than this factor away from the network's are refused by default.
+MAX_RESCALE = 3.0
+#: Relative voxel-size differences below this are not worth resampling for.
+RESCALE_TOLERANCE = 0.005
+# In-memory work arrays above this size go to a temporary memory-mapped file instead.
+_SCRATCH_MEMORY_BYTES = 2 * 1024**3
+
+
+def check_voxel_size(
+    voxel_size_nm: float, model_voxel_size_nm: float, max_rescale: float = MAX_RESCALE
+) -> float:
+    """Return the resampling factor ``voxel_size_nm / model_voxel_size_nm`` if plausible.
+
+    Raises
+    ------
+    ValueError
+        For a non-positive voxel size, or one more than ``max_rescale`` times larger or
+        smaller than the network's, with the likely cause spelled out.
+    """
+    if not (voxel_size_nm and np.isfinite(voxel_size_nm) and voxel_size_nm > 0):
+        raise ValueError(f"voxel size must be a positive number of nm, not {voxel_size_nm}")
+    ratio = voxel_size_nm / model_voxel_size_nm
+    if ratio > max_rescale or ratio < 1 / max_rescale:
+        hint = (
+            " — was a size in Å taken for nm?"
+            if 5 < ratio < 20
+            else " — was a size in nm taken for Å?"
+            if 0.05 < ratio < 0.2
+            else ""
+        )
+        raise ValueError(
+            f"voxel size {voxel_size_nm:g} nm is {ratio:.3g}× the {model_voxel_size_nm:g} nm "
+            f"the network was trained at{hint}. A synaptic vesicle (~40 nm) would span "
+            f"{40 / voxel_size_nm:.1f} voxels. Give the right voxel size, or allow this with "
+            f"max_rescale (CLI: --max-rescale)."
+        )
+    return ratio
+
+
+def _resolve_model(model, device: torch.device) -> tuple[UNet3D, dict]:
+    if model is None:
+        net, meta = load_shipped_model(device)
+    elif isinstance(model, (str, os.PathLike)):
+        net, meta = load_model(model, device)
+    elif isinstance(model, tuple) and len(model) == 2:
+        net, meta = model
+        net = net.to(device)
+    else:
+        raise TypeError(
+            "model must be None (the shipped network), a checkpoint path, or the "
+            "(network, checkpoint) pair returned by analysis.model.load_model"
+        )
+    for key in ("voxel_size_nm", "normalisation"):
+        if key not in meta:
+            raise ValueError(f"the checkpoint metadata lacks {key!r}; inference needs it")
+    return net.eval(), meta
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Use the CPUs this process may run on (containers and clusters often allow fewer)."""
+    if threads is None:
+        affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        threads = min(torch.get_num_threads(), len(affinity)) if affinity else None
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _xy_transforms(mode: str) -> list[tuple[int, bool]]:
+    """(quarter turns in xy, flip x) pairs of a TTA mode."""
+    if mode not in TTA_MODES:
+        raise ValueError(f"tta must be one of {tuple(TTA_MODES)}, not {mode!r}")
+    if mode == "none":
+        return [(0, False)]
+    if mode == "flips":  # identity, flip x, flip y (= rot 180 + flip x), flip both (= rot 180)
+        return [(0, False), (0, True), (2, True), (2, False)]
+    return [(k, flip) for k in range(4) for flip in (False, True)]
+
+
+def _apply(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    x = torch.rot90(x, k, dims=(-2, -1)) if k else x
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+def _undo(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    x = torch.flip(x, dims=(-1,)) if flip else x
+    return torch.rot90(x, -k, dims=(-2, -1)) if k else x
+
+
+def _tile_predictor(net, device, centre, scale, transforms, uncertainty):
+    """The function of a tile batch that :func:`sliding_window` calls."""
+
+    @torch.inference_mode()
+    def run(cubes: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(cubes).to(device)
+        x = ((x - centre) / scale)[:, None]
+        square = x.shape[-1] == x.shape[-2]
+        usable = [(k, f) for k, f in transforms if square or k % 2 == 0]
+        batch = torch.cat([_apply(x, k, f) for k, f in usable])
+        prob = torch.sigmoid(net(batch).float())
+        views = torch.stack(
+            [_undo(p, k, f) for (k, f), p in zip(usable, prob.chunk(len(usable)), strict=True)]
+        )[:, :, 0]  # (augmentations, b, z, y, x)
+        mean = views.mean(0)
+        if not uncertainty:
+            return mean.cpu().numpy()
+        return torch.stack([mean, views.var(0, unbiased=False)], 1).cpu().numpy()
+
+    return run
+
+
+def predict(
+    tomogram: np.ndarray,
+    voxel_size_nm: float,
+    model=None,
+    *,
+    tile: int | tuple[int, int, int] = 96,
+    overlap: float = 0.25,
+    blend: str = "gaussian",
+    batch_size: int = 2,
+    tta: str = "none",
+    return_uncertainty: bool = False,
+    device: str = "auto",
+    threads: int | None = None,
+    max_rescale: float = MAX_RESCALE,
+    out: np.ndarray | None = None,
+    uncertainty_out: np.ndarray | None = None,
+    scratch_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+):
+    """Vesicle probability map of a whole tomogram.
+
+    Parameters
+    ----------
+    tomogram : array-like, shape (z, y, x)
+        Any real dtype and intensity scale; may be a memory map (read a slab at a time).
+    voxel_size_nm : float
+        Voxel size of ``tomogram`` in nm (``Tomogram.voxel_size_nm``).
+    model : None, path or (UNet3D, dict), optional
+        The shipped network (default), a checkpoint file, or the pair returned by
+        :func:`analysis.model.load_model`. The checkpoint's ``voxel_size_nm`` and
+        ``normalisation`` are always applied.
+    tile : int or tuple of int
+        Tile shape (z, y, x) at the network's voxel size.
+    overlap : float
+        Fraction of a tile shared with each neighbour.
+    blend : {"gaussian", "cosine", "constant"}
+        Blending window for overlaps.
+    batch_size : int
+        Tiles per forward pass (times the TTA views).
+    tta : {"none", "flips", "d4"}
+        Test-time augmentation over xy flips (4 views) or all flips and quarter turns (8).
+    return_uncertainty : bool
+        Also return the variance of the probability across the TTA views.
+    device : {"auto", "cuda", "mps", "cpu"}
+        Where to run the network; ``"auto"`` takes CUDA when present.
+    threads : int, optional
+        CPU threads for torch; by default the CPUs this process may use.
+    max_rescale : float
+        Refuse voxel sizes more than this factor away from the network's.
+    out, uncertainty_out : numpy.ndarray, optional
+        Float32 arrays of the tomogram's shape to write into (e.g. memory-mapped MRC data).
+    scratch_dir : path, optional
+        Where large intermediate volumes go (system temporary folder by default).
+    progress : bool
+        Show a progress bar over tiles.
+
+    Returns
+    -------
+    probability : numpy.ndarray, float32, shape of ``tomogram``, values in [0, 1]
+    uncertainty : numpy.ndarray, float32, only if ``return_uncertainty``
+    """
+    shape = tuple(int(n) for n in tomogram.shape)
+    if len(shape) != 3:
+        raise ValueError(f"a (z, y, x) tomogram is needed, not shape {shape}")
+    if np.iscomplexobj(tomogram):
+        raise ValueError("complex tomograms cannot be segmented")
+    torch_device = select_device(device)
+    net, meta = _resolve_model(model, torch_device)
+    ratio = check_voxel_size(voxel_size_nm, meta["voxel_size_nm"], max_rescale)
+    norm = meta["normalisation"] or DEFAULT_NORMALISATION
+    transforms = _xy_transforms(tta)
+    if return_uncertainty and len(transforms) == 1:
+        raise ValueError("an uncertainty map needs test-time augmentation (tta='flips' or 'd4')")
+    resample = abs(ratio - 1) > RESCALE_TOLERANCE
+    work_shape = tuple(max(1, round(n * ratio)) for n in shape) if resample else shape
+    channels = 2 if return_uncertainty else 1
+    if out is None:
+        out = np.empty(shape, np.float32)
+    if return_uncertainty and uncertainty_out is None:
+        uncertainty_out = np.empty(shape, np.float32)
+    finals = [out, uncertainty_out][:channels]
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_torch_threads(threads))
+        scratch = dict(memory_limit_bytes=_SCRATCH_MEMORY_BYTES, folder=scratch_dir)
+        if resample:
+            source = stack.enter_context(scratch_array(work_shape, **scratch))
+            rescale(tomogram, work_shape, out=source)
+            maps = [stack.enter_context(scratch_array(work_shape, **scratch)) for _ in finals]
+        else:
+            source, maps = tomogram, finals
+        centre, scale = normalisation_stats(source, norm["low"], norm["high"])
+        fn = _tile_predictor(net, torch_device, centre, scale, transforms, return_uncertainty)
+        sliding_window(
+            source,
+            fn,
+            tile,
+            overlap=overlap,
+            batch_size=batch_size,
+            mode=blend,
+            channels=channels,
+            out=maps if channels > 1 else maps[0],
+            progress=progress,
+        )
+        if resample:
+            for small, final in zip(maps, finals, strict=True):
+                rescale(small, shape, out=final)
+    highest = 0.0
+    for k in range(0, shape[0], 16):  # slab-wise, so that a memory-mapped output stays on disk
+        planes = out[k : k + 16]
+        np.clip(planes, 0.0, 1.0, out=planes)  # resampling can overshoot by rounding
+        highest = max(highest, float(planes.max()))
+        release_pages(out)
+    if highest < 0.5:
+        warnings.warn(
+            f"no voxel has a vesicle probability above 0.5 (voxel size {voxel_size_nm:g} nm, "
+            f"network {meta['voxel_size_nm']:g} nm): check the voxel size and that this "
+            "is a tomogram of a synapse with membranes dark",
+            stacklevel=2,
+        )
+    return (out, uncertainty_out) if return_uncertainty else out
+
+
+def predict_file(
+    tomogram_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    voxel_size_nm: float | None = None,
+    uncertainty_path: str | os.PathLike | None = None,
+    **options,
+) -> Path:
+    """Predict from an MRC/TIFF/OME-Zarr file to a float32 MRC, through memory maps.
+
+    Neither the tomogram nor the map needs to fit in memory: the input is memory-mapped (MRC)
+    and the output is written into a memory-mapped MRC, atomically (a temporary file renamed
+    when complete). ``options`` are those of :func:`predict`.
+
+    Parameters
+    ----------
+    tomogram_path : path
+    out_path : path
+        Output probability map (float32 MRC, same voxel size and origin as the input).
+    voxel_size_nm : float, optional
+        Overrides the header's voxel size.
+    uncertainty_path : path, optional
+        Also write the TTA variance map here (needs ``tta``).
+    """
+    from analysis.io import open_mrc_output, read_tomogram
+
+    tomo = read_tomogram(tomogram_path, voxel_size_nm=voxel_size_nm, mmap=True)
+    header = dict(voxel_size_nm=tomo.voxel_size_nm, origin_angstrom=tomo.origin_angstrom)
+    with contextlib.ExitStack() as stack:
+        prob = stack.enter_context(open_mrc_output(out_path, tomo.shape, **header))
+        unc = None
+        if uncertainty_path is not None:
+            unc = stack.enter_context(open_mrc_output(uncertainty_path, tomo.shape, **header))
+        try:
+            predict(
+                tomo.data,
+                tomo.voxel_size_nm,
+                out=prob,
+                uncertainty_out=unc,
+                return_uncertainty=unc is not None,
+                **options,
+            )
+        except ValueError as err:
+            raise InputFileError(tomogram_path, str(err)) from err
+    return Path(out_path)

@@ -1,0 +1,187 @@
+"""Tiled sliding-window prediction with smoothly blended overlaps.
+
+:func:`sliding_window` cuts a (z, y, x) volume into overlapping tiles, runs a function on
+batches of them and blends the results with a window that falls off towards the tile edges,
+where a network sees least context. The window is separable, so the sum of the weights at
+every voxel is a product of three 1-D sums: no weight volume is stored, and the output is
+finished row of tiles by row of tiles (along z), which lets input and output be
+memory-mapped files larger than memory. With an identity function the output equals the
+input for any shape, tile and overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from analysis.io.memmap import release_pages
+
+BLEND_MODES = ("gaussian", "cosine", "constant")
+# Each 1-D profile stays above this, so every voxel has a positive weight without the
+# non-separable clamp of MONAI and nnU-Net (1e-3 on the 3-D window).
+_MIN_PROFILE = 1e-4
+
+
+def tile_starts(size: int, tile: int, step: int) -> list[int]:
+    """Start indices of tiles of length ``tile`` every ``step`` voxels covering ``size``.
+
+    The last tile ends exactly at the border; a size not larger than a tile gives one start, 0.
+    """
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, step))
+    return [*starts, size - tile]
+
+
+def blend_profile(n: int, mode: str = "gaussian", sigma_scale: float = 0.125) -> np.ndarray:
+    """1-D blending weights of length ``n`` (maximum 1, symmetric, all positive).
+
+    Parameters
+    ----------
+    n : int
+        Tile length in voxels.
+    mode : {"gaussian", "cosine", "constant"}
+        Gaussian with sigma = ``sigma_scale`` × ``n`` (as nnU-Net and MONAI), a raised cosine
+        (Hann) window, or flat averaging.
+    sigma_scale : float
+        Width of the Gaussian relative to the tile.
+    """
+    if mode not in BLEND_MODES:
+        raise ValueError(f"blend mode must be one of {BLEND_MODES}, not {mode!r}")
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    if mode == "gaussian":
+        p = np.exp(-0.5 * (x / (sigma_scale * n)) ** 2)
+    elif mode == "cosine":
+        p = np.cos(np.pi * x / (n + 1)) ** 2
+    else:
+        p = np.ones(n)
+    return np.maximum(p / p.max(), _MIN_PROFILE)
+
+
+def blend_window(tile: tuple[int, int, int], mode: str = "gaussian", sigma_scale: float = 0.125):
+    """3-D blending weights of shape ``tile`` (float32): the outer product of the profiles."""
+    pz, py, px = (blend_profile(n, mode, sigma_scale) for n in tile)
+    return (pz[:, None, None] * py[None, :, None] * px[None, None, :]).astype(np.float32)
+
+
+def _coverage(size: int, tile: int, starts: list[int], profile: np.ndarray) -> np.ndarray:
+    """Sum of the 1-D profiles of all tiles along one axis, per voxel."""
+    total = np.zeros(size, np.float64)
+    for s in starts:
+        total[s : s + tile] += profile
+    return total
+
+
+def sliding_window(
+    volume: np.ndarray,
+    fn: Callable[[np.ndarray], np.ndarray],
+    tile: int | tuple[int, int, int],
+    *,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    mode: str = "gaussian",
+    channels: int = 1,
+    out: np.ndarray | Sequence[np.ndarray] | None = None,
+    progress: bool = False,
+) -> np.ndarray | tuple[np.ndarray, ...]:
+    """Apply ``fn`` to overlapping tiles of ``volume`` and blend the results.
+
+    Parameters
+    ----------
+    volume : array-like, shape (z, y, x)
+        A numpy array or memory map; tiles are read from it one at a time.
+    fn : callable
+        Takes a float32 batch (b, tz, ty, tx) and returns an array of that shape, or of shape
+        (b, channels, tz, ty, tx) when ``channels`` > 1.
+    tile : int or tuple of int
+        Tile shape (z, y, x). Along axes where the volume is smaller, the tile shrinks to the
+        volume (``fn`` must then accept that smaller size, as the U-Net does).
+    overlap : float
+        Fraction of a tile shared with its neighbour, in [0, 1).
+    batch_size : int
+        Tiles per call of ``fn`` (several per network call amortise its overhead).
+    mode : {"gaussian", "cosine", "constant"}
+        Blending window, see :func:`blend_profile`.
+    channels : int
+        Number of output maps ``fn`` returns per tile.
+    out : array or sequence of arrays, optional
+        Float32 output(s) of the volume's shape, e.g. memory-mapped files; their previous
+        content is ignored. Allocated in memory when not given.
+    progress : bool
+        Show a progress bar over tiles.
+
+    Returns
+    -------
+    numpy.ndarray (float32, the shape of ``volume``), or a tuple of ``channels`` of them
+    """
+    from tqdm.auto import tqdm
+
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), not {overlap}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    shape = tuple(volume.shape)
+    if len(shape) != 3:
+        raise ValueError(f"a (z, y, x) volume is needed, not shape {shape}")
+    tile = (tile,) * 3 if isinstance(tile, int) else tuple(int(t) for t in tile)
+    tile = tuple(min(t, n) for t, n in zip(tile, shape, strict=True))
+    steps = [max(1, int(t * (1 - overlap))) for t in tile]
+    starts = [tile_starts(n, t, s) for n, t, s in zip(shape, tile, steps, strict=True)]
+    profiles = [blend_profile(t, mode).astype(np.float32) for t in tile]
+    window = blend_window(tile, mode)
+    cover_z = _coverage(shape[0], tile[0], starts[0], profiles[0])
+    cover_yx = np.outer(
+        *(
+            _coverage(n, t, s, p)
+            for n, t, s, p in zip(shape[1:], tile[1:], starts[1:], profiles[1:], strict=True)
+        )
+    ).astype(np.float32)
+
+    single = out is not None and not isinstance(out, (list, tuple))
+    outputs = [out] if single else list(out) if out is not None else None
+    if outputs is None:
+        outputs = [np.empty(shape, np.float32) for _ in range(channels)]
+    if len(outputs) != channels or any(tuple(o.shape) != shape for o in outputs):
+        raise ValueError(f"out must be {channels} array(s) of shape {shape}")
+
+    corners = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
+    zeroed = 0  # planes [0, zeroed) have been initialised to 0 in the outputs
+    finished = 0  # planes [0, finished) are final
+    bar = tqdm(total=len(corners), desc="tiles", unit="tile", disable=not progress, leave=False)
+    for i in range(0, len(corners), batch_size):
+        group = corners[i : i + batch_size]
+        end = max(z for z, _, _ in group) + tile[0]
+        for o in outputs:
+            o[zeroed:end] = 0
+        zeroed = max(zeroed, end)
+        cubes = np.stack(
+            [
+                np.asarray(volume[z : z + tile[0], y : y + tile[1], x : x + tile[2]])
+                for z, y, x in group
+            ]
+        ).astype(np.float32, copy=False)
+        result = np.asarray(fn(cubes), dtype=np.float32)
+        expected = cubes.shape if channels == 1 else (len(group), channels, *tile)
+        if result.shape != expected:
+            raise ValueError(f"fn returned shape {result.shape}, expected {expected}")
+        result = result.reshape(len(group), channels, *tile)
+        for (z, y, x), maps in zip(group, result, strict=True):
+            sl = np.s_[z : z + tile[0], y : y + tile[1], x : x + tile[2]]
+            for o, m in zip(outputs, maps, strict=True):
+                m *= window
+                o[sl] += m
+        bar.update(len(group))
+        # Planes before the next tile's start receive nothing more: normalise and release them.
+        following = corners[i + batch_size][0] if i + batch_size < len(corners) else shape[0]
+        if following > finished:
+            for k in range(finished, following):  # plane by plane: no slab-sized temporary
+                norm = np.float32(cover_z[k]) * cover_yx
+                for o in outputs:
+                    o[k] /= norm
+            for o in outputs:
+                release_pages(o)
+            release_pages(volume)
+            finished = following
+    bar.close()
+    return outputs[0] if channels == 1 else tuple(outputs)
