@@ -134,3 +134,25 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     assert (
         read_checkpoint(tuned)["config"]["base_channels"] == 4
     )  # the architecture it started from
+
+
+def test_predict_writes_a_probability_map_and_refuses_a_voxel_size_in_angstrom(tmp_path, capsys):
+    from analysis.synthetic import example_files
+
+    files = example_files("test", seed=301, quick=True)
+    out = tmp_path / "prob.mrc"
+    args = ["predict", str(files["tomogram"]), "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    prob = read_tomogram(out)
+    truth = read_tomogram(files["labels"]).data > 0
+    assert (
+        prob.shape == truth.shape
+        and prob.voxel_size_nm == read_tomogram(files["tomogram"]).voxel_size_nm
+    )
+    assert 2 * ((prob.data > 0.5) & truth).sum() / ((prob.data > 0.5).sum() + truth.sum()) > 0.95
+    out.unlink()
+    capsys.readouterr()
+    assert main([*args, "--voxel-size-nm", "22"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Å taken for nm" in err and str(files["tomogram"]) in err
+    assert not out.exists() and not list(tmp_path.iterdir())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -138,3 +139,21 @@ def test_exported_weights_drop_training_state_and_keep_the_curve(tmp_path):
     assert payload["metrics"]["history"] == history
     assert payload["data"] == {"train": ["a.mrc"]}
     assert small.stat().st_size < full.stat().st_size
+
+
+def test_inference_network_folds_batchnorm_and_keeps_the_outputs():
+    from analysis.model import inference_network
+
+    torch.manual_seed(1)
+    net = UNet3D(UNetConfig(depth=2, base_channels=4))
+    net.train()
+    with torch.no_grad():  # give the norms non-trivial running statistics
+        for _ in range(3):
+            net(torch.randn(2, 1, 16, 16, 16) * 3 + 1)
+    net.eval()
+    fast = inference_network(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())  # original intact
+    x = torch.randn(2, 1, 20, 18, 16)
+    with torch.inference_mode():
+        np.testing.assert_allclose(fast(x).numpy(), net(x).numpy(), atol=1e-4)

@@ -61,3 +61,12 @@ def test_training_figures():
     assert tuple(agreement[6, 6]) == (0.9, 0.2, 0.2) and tuple(agreement[3, 3]) == (1, 1, 1)
     fig = plotting.patch_gallery([(volume, truth)], ["a"])
     assert fig.axes[0].get_title() == "a"
+
+
+def test_map_panels_share_one_colour_scale_and_draw_the_grid():
+    a = np.zeros((10, 10))
+    b = np.full((10, 10), 2.0)
+    fig = plotting.map_panels({"a": a, "b": b}, grid=([5], [3, 7]), label="p")
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert [im.get_clim() for im in images] == [(0.0, 2.0), (0.0, 2.0)]
+    assert len(fig.axes[0].lines) == 3 and fig.axes[0].get_title() == "a"

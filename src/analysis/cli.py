@@ -220,6 +220,59 @@ def train_command(
         )
 
 
+@app.command()
+def predict(
+    tomogram: Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")],
+    out: Annotated[Path, typer.Option(help="Output probability map (float32 MRC).")],
+    model: Annotated[
+        Path | None, typer.Option(help="Checkpoint (.pt); the shipped network by default.")
+    ] = None,
+    voxel_size_nm: Annotated[
+        float | None, typer.Option(help="Override the voxel size in the header (nm).")
+    ] = None,
+    tile: Annotated[
+        int, typer.Option(help="Tile edge in voxels at the network's voxel size.")
+    ] = 64,
+    overlap: Annotated[
+        float, typer.Option(help="Fraction of a tile shared with a neighbour.")
+    ] = 0.25,
+    blend: Annotated[str, typer.Option(help="Blending window: gaussian, cosine, constant.")] = (
+        "gaussian"
+    ),
+    tta: Annotated[
+        str, typer.Option(help="Test-time augmentation: none, flips (4 views), d4 (8 views).")
+    ] = "none",
+    uncertainty: Annotated[
+        Path | None, typer.Option(help="Also write the TTA variance map here (needs --tta).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 2,
+    max_rescale: Annotated[
+        float, typer.Option(help="Refuse voxel sizes more than this factor from the network's.")
+    ] = 3.0,
+    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Vesicle probability map of a whole tomogram (memory-mapped, any size)."""
+    from analysis.inference import predict_file
+
+    predict_file(
+        tomogram,
+        out,
+        voxel_size_nm=voxel_size_nm,
+        uncertainty_path=uncertainty,
+        model=model,
+        tile=tile,
+        overlap=overlap,
+        blend=blend,
+        tta=tta,
+        batch_size=batch_size,
+        max_rescale=max_rescale,
+        device=device,
+        progress=not quiet,
+    )
+    typer.echo(f"{out}: probability map of {tomogram}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``analysis`` command; returns the exit code."""
     try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.io.memmap import release_pages
+
 #: Default normalisation, as recorded in checkpoints.
 DEFAULT_NORMALISATION = {"method": "percentile", "low": 1.0, "high": 99.0}
 _MAX_SAMPLES = 2_000_000
@@ -24,6 +26,7 @@ def normalisation_stats(
     """
     step = max(1, int(np.ceil((volume.size / _MAX_SAMPLES) ** (1 / 3))))
     sample = np.asarray(volume[::step, ::step, ::step], dtype=np.float32).ravel()
+    release_pages(volume)  # a memory-mapped tomogram stays on disk
     lo, med, hi = np.percentile(sample, [low, 50.0, high])
     scale = float(hi - lo)
     if not np.isfinite(scale) or scale <= 0:

@@ -257,3 +257,42 @@ def patch_gallery(patches, titles=None):
         for ax in axes[:, i]:
             ax.set_axis_off()
     return fig
+
+
+def map_panels(
+    panels: dict[str, np.ndarray],
+    *,
+    cmap: str = "magma",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    label: str = "",
+    grid: tuple[list[int], list[int]] | None = None,
+):
+    """A row of 2-D maps on one colour scale, e.g. the same slice under different settings.
+
+    Parameters
+    ----------
+    panels : dict of str to numpy.ndarray, each (y, x)
+        Title → image.
+    cmap, vmin, vmax : colour map and limits shared by all panels (default: their range).
+    label : str
+        Colour-bar label.
+    grid : (list of int, list of int), optional
+        y and x positions of lines to draw on every panel (e.g. tile borders).
+    """
+    images = list(panels.values())
+    vmin = min(float(np.min(i)) for i in images) if vmin is None else vmin
+    vmax = max(float(np.max(i)) for i in images) if vmax is None else vmax
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4), constrained_layout=True, squeeze=False)
+    for ax, (title, image) in zip(axes[0], panels.items(), strict=True):
+        im = ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax)
+        if grid is not None:
+            for y in grid[0]:
+                ax.axhline(y - 0.5, color="cyan", lw=0.6, alpha=0.7)
+            for x in grid[1]:
+                ax.axvline(x - 0.5, color="cyan", lw=0.6, alpha=0.7)
+        ax.set_title(title)
+        ax.set_axis_off()
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label=label)
+    return fig

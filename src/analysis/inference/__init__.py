@@ -17,6 +17,7 @@ from analysis.inference.tiling import (
     blend_profile,
     blend_window,
     sliding_window,
+    tile_grid,
     tile_starts,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "rescale",
     "resampling_matrix",
     "sliding_window",
+    "tile_grid",
     "tile_starts",
 ]

@@ -30,7 +30,13 @@ from analysis.errors import InputFileError
 from analysis.inference.rescale import rescale
 from analysis.inference.tiling import sliding_window
 from analysis.io.memmap import release_pages, scratch_array
-from analysis.model import UNet3D, load_model, load_shipped_model, select_device
+from analysis.model import (
+    UNet3D,
+    inference_network,
+    load_model,
+    load_shipped_model,
+    select_device,
+)
 from analysis.normalise import DEFAULT_NORMALISATION, normalisation_stats
 
 #: Test-time augmentation modes and the number of xy transforms each averages over.
@@ -81,7 +87,6 @@ def _resolve_model(model, device: torch.device) -> tuple[UNet3D, dict]:
         net, meta = load_model(model, device)
     elif isinstance(model, tuple) and len(model) == 2:
         net, meta = model
-        net = net.to(device)
     else:
         raise TypeError(
             "model must be None (the shipped network), a checkpoint path, or the "
@@ -90,7 +95,7 @@ def _resolve_model(model, device: torch.device) -> tuple[UNet3D, dict]:
     for key in ("voxel_size_nm", "normalisation"):
         if key not in meta:
             raise ValueError(f"the checkpoint metadata lacks {key!r}; inference needs it")
-    return net.eval(), meta
+    return inference_network(net, device), meta
 
 
 @contextlib.contextmanager
@@ -139,6 +144,7 @@ def _tile_predictor(net, device, centre, scale, transforms, uncertainty):
         square = x.shape[-1] == x.shape[-2]
         usable = [(k, f) for k, f in transforms if square or k % 2 == 0]
         batch = torch.cat([_apply(x, k, f) for k, f in usable])
+        batch = batch.contiguous(memory_format=torch.channels_last_3d)
         prob = torch.sigmoid(net(batch).float())
         views = torch.stack(
             [_undo(p, k, f) for (k, f), p in zip(usable, prob.chunk(len(usable)), strict=True)]
@@ -156,7 +162,7 @@ def predict(
     voxel_size_nm: float,
     model=None,
     *,
-    tile: int | tuple[int, int, int] = 96,
+    tile: int | tuple[int, int, int] = 64,
     overlap: float = 0.25,
     blend: str = "gaussian",
     batch_size: int = 2,

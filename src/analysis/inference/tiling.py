@@ -65,6 +65,23 @@ def blend_window(tile: tuple[int, int, int], mode: str = "gaussian", sigma_scale
     return (pz[:, None, None] * py[None, :, None] * px[None, None, :]).astype(np.float32)
 
 
+def tile_grid(
+    shape: tuple[int, int, int], tile: int | tuple[int, int, int], overlap: float = 0.25
+) -> tuple[tuple[int, int, int], list[list[int]]]:
+    """The tiling :func:`sliding_window` uses: tile shape and start indices along z, y, x.
+
+    Tiles shrink to the volume along axes where it is smaller; neighbours are
+    ``int(tile · (1 − overlap))`` apart (as in MONAI) and the last tile ends at the border.
+    The number of tiles is the product of the lengths of the three start lists.
+    """
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), not {overlap}")
+    tile = (tile,) * 3 if isinstance(tile, int) else tuple(int(t) for t in tile)
+    tile = tuple(min(t, n) for t, n in zip(tile, shape, strict=True))
+    steps = [max(1, int(t * (1 - overlap))) for t in tile]
+    return tile, [tile_starts(n, t, s) for n, t, s in zip(shape, tile, steps, strict=True)]
+
+
 def _coverage(size: int, tile: int, starts: list[int], profile: np.ndarray) -> np.ndarray:
     """Sum of the 1-D profiles of all tiles along one axis, per voxel."""
     total = np.zeros(size, np.float64)
@@ -117,17 +134,12 @@ def sliding_window(
     """
     from tqdm.auto import tqdm
 
-    if not 0 <= overlap < 1:
-        raise ValueError(f"overlap must be in [0, 1), not {overlap}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
     shape = tuple(volume.shape)
     if len(shape) != 3:
         raise ValueError(f"a (z, y, x) volume is needed, not shape {shape}")
-    tile = (tile,) * 3 if isinstance(tile, int) else tuple(int(t) for t in tile)
-    tile = tuple(min(t, n) for t, n in zip(tile, shape, strict=True))
-    steps = [max(1, int(t * (1 - overlap))) for t in tile]
-    starts = [tile_starts(n, t, s) for n, t, s in zip(shape, tile, steps, strict=True)]
+    tile, starts = tile_grid(shape, tile, overlap)
     profiles = [blend_profile(t, mode).astype(np.float32) for t in tile]
     window = blend_window(tile, mode)
     cover_z = _coverage(shape[0], tile[0], starts[0], profiles[0])
@@ -152,8 +164,10 @@ def sliding_window(
     for i in range(0, len(corners), batch_size):
         group = corners[i : i + batch_size]
         end = max(z for z, _, _ in group) + tile[0]
-        for o in outputs:
-            o[zeroed:end] = 0
+        for k in range(zeroed, end, 8):  # a few planes at a time: memory maps stay on disk
+            for o in outputs:
+                o[k : min(k + 8, end)] = 0
+                release_pages(o)
         zeroed = max(zeroed, end)
         cubes = np.stack(
             [
@@ -172,6 +186,10 @@ def sliding_window(
                 m *= window
                 o[sl] += m
         bar.update(len(group))
+        # Memory-mapped input and output hold only the current tiles in memory.
+        release_pages(volume)
+        for o in outputs:
+            release_pages(o)
         # Planes before the next tile's start receive nothing more: normalise and release them.
         following = corners[i + batch_size][0] if i + batch_size < len(corners) else shape[0]
         if following > finished:
@@ -179,9 +197,8 @@ def sliding_window(
                 norm = np.float32(cover_z[k]) * cover_yx
                 for o in outputs:
                     o[k] /= norm
-            for o in outputs:
-                release_pages(o)
-            release_pages(volume)
+                    if k % 8 == 7:
+                        release_pages(o)
             finished = following
     bar.close()
     return outputs[0] if channels == 1 else tuple(outputs)

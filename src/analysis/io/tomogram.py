@@ -295,6 +295,7 @@ def _check_finite(path: Path, data: np.ndarray, slab: int = 16) -> None:
     bad = 0
     for start in range(0, data.shape[0], slab):
         bad += int(np.count_nonzero(~np.isfinite(data[start : start + slab])))
+        release_pages(data)  # a memory-mapped tomogram stays on disk after the check
     if bad:
         raise InputFileError(path, f"contains {bad} NaN or infinite voxels; fix or mask them first")
 
@@ -409,7 +410,7 @@ def open_mrc_output(
             _set_header_stats(mrc)
 
 
-def _set_header_stats(mrc, slab: int = 16) -> None:
+def _set_header_stats(mrc, slab: int = 2) -> None:
     """dmin, dmax, dmean and rms of a memory-mapped MRC, without loading it whole."""
     data = mrc.data
     lo, hi, total, squares = np.inf, -np.inf, 0.0, 0.0
