@@ -39,6 +39,7 @@ from analysis.model import (
 )
 from analysis.normalise import DEFAULT_NORMALISATION, normalisation_stats
 
+CL = torch.channels_last_3d
 #: Test-time augmentation modes and the number of xy transforms each averages over.
 TTA_MODES = {"none": 1, "flips": 4, "d4": 8}
 #: Voxel sizes more than this factor away from the network's are refused by default.
@@ -65,9 +66,9 @@ def check_voxel_size(
     ratio = voxel_size_nm / model_voxel_size_nm
     if ratio > max_rescale or ratio < 1 / max_rescale:
         hint = (
-            " — was a size in Å taken for nm?"
+            " (was a size in Å taken for nm?)"
             if 5 < ratio < 20
-            else " — was a size in nm taken for Å?"
+            else " (was a size in nm taken for Å?)"
             if 0.05 < ratio < 0.2
             else ""
         )
@@ -143,12 +144,16 @@ def _tile_predictor(net, device, centre, scale, transforms, uncertainty):
         x = ((x - centre) / scale)[:, None]
         square = x.shape[-1] == x.shape[-2]
         usable = [(k, f) for k, f in transforms if square or k % 2 == 0]
-        batch = torch.cat([_apply(x, k, f) for k, f in usable])
-        batch = batch.contiguous(memory_format=torch.channels_last_3d)
-        prob = torch.sigmoid(net(batch).float())
+        # one forward pass per view: a batch of all views at once is slower on a CPU (its
+        # activations fall out of cache) and needs more memory
         views = torch.stack(
-            [_undo(p, k, f) for (k, f), p in zip(usable, prob.chunk(len(usable)), strict=True)]
-        )[:, :, 0]  # (augmentations, b, z, y, x)
+            [
+                _undo(
+                    torch.sigmoid(net(_apply(x, k, f).contiguous(memory_format=CL)).float()), k, f
+                )
+                for k, f in usable
+            ]
+        )[:, :, 0]  # (views, b, z, y, x)
         mean = views.mean(0)
         if not uncertainty:
             return mean.cpu().numpy()
