@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.io import read_imod_model, read_tomogram
+from analysis.io import VESICLE_COLUMNS, read_imod_model, read_tomogram
 from analysis.postprocess import (
     fit_sphere,
     flag_outliers,
@@ -83,17 +83,7 @@ def test_noisy_shells_are_recovered_as_whole_spheres():
         assert d.min() < 0.5 and row["radius_vox"] == pytest.approx(r, abs=0.5)
     dice = 2 * ((result.labels > 0) & truth).sum() / ((result.labels > 0).sum() + truth.sum())
     assert dice > 0.95
-    assert list(result.table.columns[:9]) == [
-        "vesicle_id",
-        "z_vox",
-        "y_vox",
-        "x_vox",
-        "radius_vox",
-        "z_nm",
-        "y_nm",
-        "x_nm",
-        "radius_nm",
-    ]
+    assert list(result.table.columns[: len(VESICLE_COLUMNS)]) == VESICLE_COLUMNS
 
 
 def test_empty_and_saturated_maps_are_refused_clearly():
