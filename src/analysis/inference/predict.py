@@ -29,7 +29,7 @@ import torch
 from analysis.errors import InputFileError
 from analysis.inference.rescale import rescale
 from analysis.inference.tiling import sliding_window
-from analysis.io.memmap import release_pages, scratch_array
+from analysis.io.memmap import scratch_array, slabs
 from analysis.model import (
     UNet3D,
     inference_network,
@@ -270,11 +270,9 @@ def predict(
             for small, final in zip(maps, finals, strict=True):
                 rescale(small, shape, out=final)
     highest = 0.0
-    for k in range(0, shape[0], 16):  # slab-wise, so that a memory-mapped output stays on disk
-        planes = out[k : k + 16]
+    for planes in slabs(out):  # slab-wise, so that a memory-mapped output stays on disk
         np.clip(planes, 0.0, 1.0, out=planes)  # resampling can overshoot by rounding
         highest = max(highest, float(planes.max()))
-        release_pages(out)
     if highest < 0.5:
         warnings.warn(
             f"no voxel has a vesicle probability above 0.5 (voxel size {voxel_size_nm:g} nm, "

@@ -150,10 +150,12 @@ def sliding_window(
         )
     ).astype(np.float32)
 
-    single = out is not None and not isinstance(out, (list, tuple))
-    outputs = [out] if single else list(out) if out is not None else None
-    if outputs is None:
+    if out is None:
         outputs = [np.empty(shape, np.float32) for _ in range(channels)]
+    elif isinstance(out, (list, tuple)):
+        outputs = list(out)
+    else:
+        outputs = [out]
     if len(outputs) != channels or any(tuple(o.shape) != shape for o in outputs):
         raise ValueError(f"out must be {channels} array(s) of shape {shape}")
 

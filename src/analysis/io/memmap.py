@@ -32,6 +32,13 @@ def release_pages(array) -> None:
         handle.madvise(mmap.MADV_DONTNEED)
 
 
+def slabs(array, planes: int = 16) -> Iterator[np.ndarray]:
+    """Yield ``array[k : k + planes]`` along z, releasing memory-mapped pages after each."""
+    for k in range(0, array.shape[0], planes):
+        yield array[k : k + planes]
+        release_pages(array)
+
+
 @contextlib.contextmanager
 def scratch_array(
     shape: tuple[int, ...], *, memory_limit_bytes: int, folder: str | os.PathLike | None = None

@@ -20,7 +20,7 @@ import numpy as np
 
 from analysis.errors import InputFileError
 from analysis.io.atomic import atomic_output
-from analysis.io.memmap import release_pages
+from analysis.io.memmap import slabs
 
 #: Relative difference between axes above which a voxel size counts as anisotropic.
 ANISOTROPY_TOLERANCE = 1e-3
@@ -292,10 +292,8 @@ def _read_ome_zarr(path: Path, level: int):
 
 
 def _check_finite(path: Path, data: np.ndarray, slab: int = 16) -> None:
-    bad = 0
-    for start in range(0, data.shape[0], slab):
-        bad += int(np.count_nonzero(~np.isfinite(data[start : start + slab])))
-        release_pages(data)  # a memory-mapped tomogram stays on disk after the check
+    # slab by slab, so that a memory-mapped tomogram stays on disk after the check
+    bad = sum(int(np.count_nonzero(~np.isfinite(planes))) for planes in slabs(data, slab))
     if bad:
         raise InputFileError(path, f"contains {bad} NaN or infinite voxels; fix or mask them first")
 
@@ -414,12 +412,11 @@ def _set_header_stats(mrc, slab: int = 2) -> None:
     """dmin, dmax, dmean and rms of a memory-mapped MRC, without loading it whole."""
     data = mrc.data
     lo, hi, total, squares = np.inf, -np.inf, 0.0, 0.0
-    for k in range(0, data.shape[0], slab):
-        planes = np.asarray(data[k : k + slab], dtype=np.float64)
+    for planes in slabs(data, slab):
+        planes = np.asarray(planes, dtype=np.float64)
         lo, hi = min(lo, planes.min()), max(hi, planes.max())
         total += planes.sum()
         squares += np.square(planes).sum()
-        release_pages(data)
     mean = total / data.size
     mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
     mrc.header.rms = np.sqrt(max(squares / data.size - mean**2, 0.0))

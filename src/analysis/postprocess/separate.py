@@ -18,12 +18,13 @@ from skimage.segmentation import watershed
 
 
 def _seeds(distance: np.ndarray, min_separation_vox: float, min_depth_vox: float) -> np.ndarray:
-    """Boolean map of distance maxima: highest within ``min_separation_vox``, deep enough."""
+    """Seed labels (1 … n) at distance maxima: highest within ``min_separation_vox``, deep enough.
+
+    Adjacent maxima on a plateau form one seed.
+    """
     size = max(3, 2 * int(round(min_separation_vox)) + 1)
     peaks = (distance == ndimage.maximum_filter(distance, size=size)) & (distance >= min_depth_vox)
-    # plateaus give several adjacent maxima: keep one per connected plateau
-    plateau = cc3d.connected_components(peaks, connectivity=26)
-    return plateau
+    return cc3d.connected_components(peaks, connectivity=26)
 
 
 def label_vesicles(

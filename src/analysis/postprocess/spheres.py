@@ -23,13 +23,21 @@ def _box(centre, half: int, shape):
     return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True)), lo
 
 
+def _radii(shape, centre) -> np.ndarray:
+    """Distance of every voxel of a box of ``shape`` from ``centre`` (box coordinates)."""
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return np.sqrt(sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)))
+
+
 def radial_profile(box: np.ndarray, centre: np.ndarray, max_radius: float) -> np.ndarray:
     """Mean of ``box`` over shells of 0.5 voxel around ``centre`` (box coordinates, z, y, x).
 
     Returns an array of length ``ceil(max_radius / 0.5)``; shells without voxels are NaN.
     """
-    grids = np.ogrid[tuple(slice(0, n) for n in box.shape)]
-    r = np.sqrt(sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)))
+    return _shell_means(box, _radii(box.shape, centre), max_radius)
+
+
+def _shell_means(box: np.ndarray, r: np.ndarray, max_radius: float) -> np.ndarray:
     n = int(np.ceil(max_radius / _BIN))
     idx = (r / _BIN).astype(int).ravel()
     keep = idx < n
@@ -39,10 +47,13 @@ def radial_profile(box: np.ndarray, centre: np.ndarray, max_radius: float) -> np
         return sums / counts
 
 
-def _refine_centre(box: np.ndarray, centre: np.ndarray, profile: np.ndarray, reach: int = 3):
-    """Shift ``centre`` to the best match of the box with the sphere of ``profile``."""
-    grids = np.ogrid[tuple(slice(0, n) for n in box.shape)]
-    r = np.sqrt(sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)))
+def _refine_centre(
+    box: np.ndarray, centre: np.ndarray, r: np.ndarray, profile: np.ndarray, reach: int = 3
+):
+    """Shift ``centre`` to the best match of the box with the sphere of ``profile``.
+
+    ``r`` holds the distances of the box's voxels from ``centre``.
+    """
     valid = np.nan_to_num(profile, nan=np.nanmean(profile))
     template = np.interp(r / _BIN, np.arange(len(valid)), valid, right=valid[-1])
     template -= template.mean()
@@ -133,10 +144,11 @@ def fit_sphere(
         sl, lo = _box(centre, half, tomogram.shape)
         box = np.asarray(tomogram[sl], dtype=np.float64)
         local = centre - lo
-        profile = radial_profile(box, local, half)
+        r = _radii(box.shape, local)
+        profile = _shell_means(box, r, half)
         if step == iterations:
             break
-        moved, score = _refine_centre(box, local, profile)
+        moved, score = _refine_centre(box, local, r, profile)
         if np.linalg.norm(moved - local) > 0.5 * radius_guess_vox:
             break  # a jump of half a vesicle is not a refinement; keep the centre
         centre = moved + lo
