@@ -40,7 +40,7 @@ def test_touching_balls_are_split_into_one_label_each():
     shape = (40, 40, 80)
     balls = [((20, 20, 15), 9.0), ((20, 20, 32), 9.0), ((20, 20, 49), 9.0)]
     _, mask = shell_tomogram(shape, balls)
-    assert label_vesicles(mask, 2.0, split=False).max() == 1  # one merged component
+    assert label_vesicles(mask, 2.0, split="none").max() == 1  # one merged component
     labels = label_vesicles(mask, 2.0, min_radius_nm=12.0)
     assert labels.max() == 3
     ids = [labels[c] for c, _ in balls]
@@ -48,6 +48,24 @@ def test_touching_balls_are_split_into_one_label_each():
     for (centre, r), i in zip(balls, ids, strict=True):
         ball = _distance(shape, centre) <= r - 2  # the ball away from the contacts
         assert (labels[ball] == i).mean() > 0.98
+
+
+def test_the_adaptive_local_threshold_splits_where_the_probability_dips():
+    shape = (40, 40, 60)
+    balls = [((20, 20, 20), 9.0), ((20, 20, 37), 9.0)]  # overlapping by 1 voxel
+    probability = np.max(
+        [np.clip(1 - 0.5 * (_distance(shape, c) / r) ** 2, 0, 1) for c, r in balls], axis=0
+    ).astype(np.float32)  # p = 0.5 at each ball's surface, above 0.5 across the contact
+    mask = probability > 0.5
+    assert label_vesicles(mask, 2.0, split="none").max() == 1
+    labels = label_vesicles(mask, 2.0, split="threshold", probability=probability)
+    assert labels.max() == 2
+    assert labels[balls[0][0]] != labels[balls[1][0]]
+    assert (labels[mask] > 0).all()  # the pieces grow back over the whole component
+    with pytest.raises(ValueError, match="needs the probability map"):
+        label_vesicles(mask, 2.0, split="threshold")
+    with pytest.raises(ValueError, match="split must be one of"):
+        label_vesicles(mask, 2.0, split="magic")
 
 
 def test_a_noisy_shell_gives_radius_within_half_a_voxel_and_the_centre():

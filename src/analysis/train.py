@@ -19,6 +19,7 @@ from scipy import ndimage
 from torch.nn import functional as F
 
 from analysis.errors import InputFileError
+from analysis.evaluate.metrics import dice_score
 from analysis.model import (
     UNet3D,
     UNetConfig,
@@ -223,17 +224,6 @@ def dice_bce_loss(logits, target, valid, dice_weight: float = 1.0, bce_weight: f
     inter = (prob * target).sum()
     dice = 1 - (2 * inter + 1.0) / (prob.sum() + (target * valid).sum() + 1.0)
     return dice_weight * dice + bce_weight * bce
-
-
-def dice_score(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None) -> float:
-    """Binary Dice of two masks over the valid voxels (1.0 when both are empty)."""
-    pred = pred.astype(bool)
-    target = target.astype(bool)
-    if valid is not None:
-        pred = pred & valid
-        target = target & valid
-    total = int(pred.sum()) + int(target.sum())
-    return 1.0 if total == 0 else 2.0 * int((pred & target).sum()) / total
 
 
 def predict_tiles(model, image: np.ndarray, tile: int, device, batch: int = 4) -> np.ndarray:

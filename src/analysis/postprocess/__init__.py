@@ -83,8 +83,9 @@ def segment_vesicles(
     min_radius_nm: float = 12.0,
     max_radius_nm: float | None = None,
     radius_from: str = "mask",
-    min_profile_correlation: float = 0.5,
-    split: bool = True,
+    max_mahalanobis: float | None = None,
+    min_profile_correlation: float = 0.3,
+    split: bool | str = "watershed",
 ) -> Vesicles:
     """Whole, individual vesicles from a probability map and its tomogram.
 
@@ -106,8 +107,10 @@ def segment_vesicles(
         membrane in the radial profile. The centre always comes from the profile fit.
     min_profile_correlation : float
         Drop vesicles whose scaled radial profile correlates less with the median one.
-    split : bool
-        Split touching vesicles (seeded watershed with a size prior).
+    split : {"watershed", "threshold", "none"}
+        How touching vesicles are split: a seeded watershed with a size prior (the default;
+        the better on the synthetic test set, see chapter 4), CryoVesNet's adaptive local
+        threshold, or not at all (see :func:`label_vesicles`).
 
     Raises
     ------
@@ -132,7 +135,9 @@ def segment_vesicles(
             f"{fraction:.0%} of the voxels have a vesicle probability above {threshold}: "
             "this is not a vesicle map (check the input and the intensity sign)"
         )
-    mask_labels = label_vesicles(mask, voxel_size_nm, min_radius_nm=min_radius_nm, split=split)
+    mask_labels = label_vesicles(
+        mask, voxel_size_nm, min_radius_nm=min_radius_nm, split=split, probability=probability
+    )
     fits = fit_vesicles(mask_labels, tomogram, voxel_size_nm)
     if radius_from == "mask":
         fits["profile_radius_vox"] = fits["radius_vox"]
@@ -142,6 +147,7 @@ def segment_vesicles(
         fits,
         min_radius_nm=min_radius_nm,
         max_radius_nm=max_radius_nm,
+        max_mahalanobis=max_mahalanobis,
         min_profile_correlation=min_profile_correlation,
     )
     kept = table["kept"].to_numpy()

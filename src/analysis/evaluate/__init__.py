@@ -1,0 +1,32 @@
+"""How close a segmentation is to the manual one, in the reference's own measures.
+
+Voxel overlap (:mod:`.metrics`: Dice of the final labels, soft Dice of the network's map),
+per-vesicle detection (:mod:`.matching`: a true vesicle is found when a predicted centre lies
+inside it, one-to-one by the Hungarian algorithm; precision, recall, F1; diameter deviation
+δd and centre error Δc) and the per-tomogram and summary tables (:mod:`.report`).
+"""
+
+from analysis.evaluate.matching import MATCH_COLUMNS, detection_scores, match_vesicles
+from analysis.evaluate.metrics import dice_score, soft_dice
+from analysis.evaluate.report import (
+    REFERENCE,
+    SCORE_KEYS,
+    evaluate_files,
+    evaluate_segmentation,
+    outcome_volume,
+    summarise,
+)
+
+__all__ = [
+    "MATCH_COLUMNS",
+    "REFERENCE",
+    "SCORE_KEYS",
+    "detection_scores",
+    "dice_score",
+    "evaluate_files",
+    "evaluate_segmentation",
+    "match_vesicles",
+    "outcome_volume",
+    "soft_dice",
+    "summarise",
+]

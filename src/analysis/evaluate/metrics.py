@@ -1,0 +1,50 @@
+"""Voxel overlap: Dice of binary masks and soft Dice of probability maps."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def dice_score(pred: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Binary Dice ``2 |P ∩ T| / (|P| + |T|)`` of two masks of the same shape.
+
+    Parameters
+    ----------
+    pred, target : numpy.ndarray, shape (z, y, x)
+        Masks (any dtype; non-zero = foreground).
+    valid : numpy.ndarray of bool, optional
+        Region to score in (e.g. the cytoplasm outline); voxels outside it are ignored.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 1.0 when both masks are empty.
+    """
+    pred = np.asarray(pred).astype(bool)
+    target = np.asarray(target).astype(bool)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {pred.shape} and truth {target.shape} differ in shape")
+    if valid is not None:
+        pred = pred & valid
+        target = target & valid
+    total = int(pred.sum()) + int(target.sum())
+    return 1.0 if total == 0 else 2.0 * int((pred & target).sum()) / total
+
+
+def soft_dice(
+    probability: np.ndarray, target: np.ndarray, valid: np.ndarray | None = None
+) -> float:
+    """Soft Dice ``2 Σ p t / (Σ p + Σ t)`` of a probability map with a binary truth.
+
+    The measure CryoVesNet reports for the network mask: confident errors cost more than
+    hesitant ones. Equals :func:`dice_score` for a binary ``probability``.
+    """
+    p = np.asarray(probability, dtype=np.float64)
+    t = np.asarray(target).astype(bool)
+    if p.shape != t.shape:
+        raise ValueError(f"probability {p.shape} and truth {t.shape} differ in shape")
+    if valid is not None:
+        p = np.where(valid, p, 0.0)
+        t = t & valid
+    total = p.sum() + t.sum()
+    return 1.0 if total == 0 else float(2.0 * p[t].sum() / total)

@@ -1,0 +1,211 @@
+"""Scoring one segmentation against its truth, and summarising many as the paper does."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import InputFileError
+from analysis.evaluate.matching import detection_scores, match_vesicles
+from analysis.evaluate.metrics import dice_score, soft_dice
+from analysis.io import label_table, read_annotation, read_tomogram
+
+#: The scores of one tomogram, in the order of ``analysis evaluate --json`` (DESIGN.md).
+SCORE_KEYS = (
+    "dice",
+    "mask_dice",
+    "precision",
+    "recall",
+    "f1",
+    "delta_d",
+    "delta_c_nm",
+    "n_true",
+    "n_pred",
+)
+
+#: CryoVesNet's test-set results on real tomograms (Khosrozadeh et al., J Cell Biol 2024).
+REFERENCE = pd.DataFrame(
+    {
+        "data": ["rat synaptosomes", "mouse neurons"],
+        "mask_dice": [0.78, 0.71],
+        "dice": [0.85, 0.82],
+        "f1": [0.963, 0.902],
+        "delta_d": [0.07, 0.06],
+        "delta_c_nm": [2.33, 2.39],
+    }
+)
+
+
+def _inside(table: pd.DataFrame, region: np.ndarray) -> pd.DataFrame:
+    """Rows whose centre voxel lies in ``region``."""
+    voxel = np.clip(
+        np.rint(table[["z_vox", "y_vox", "x_vox"]].to_numpy(float)).astype(int),
+        0,
+        np.array(region.shape) - 1,
+    )
+    return table[region[tuple(voxel.T)]]
+
+
+def evaluate_segmentation(
+    pred_labels: np.ndarray,
+    truth_labels: np.ndarray,
+    voxel_size_nm: float,
+    *,
+    pred_table: pd.DataFrame | None = None,
+    truth_table: pd.DataFrame | None = None,
+    probability: np.ndarray | None = None,
+    region_mask: np.ndarray | None = None,
+) -> dict[str, float]:
+    """All scores of one segmentation: Dice, soft mask Dice, detection and size errors.
+
+    Parameters
+    ----------
+    pred_labels, truth_labels : numpy.ndarray, int, shape (z, y, x)
+        One id per vesicle, 0 = background.
+    voxel_size_nm : float
+    pred_table, truth_table : pandas.DataFrame, optional
+        Vesicle tables (DESIGN.md columns) with the ids of the label volumes; by default
+        computed from the labels (centroid, equal-volume radius: :func:`analysis.io.label_table`).
+    probability : numpy.ndarray, float, shape (z, y, x), optional
+        The network's map; its soft Dice is reported as ``mask_dice`` (else NaN).
+    region_mask : numpy.ndarray of bool, shape (z, y, x), optional
+        Score only inside this region (e.g. the cytoplasm outline): voxels outside it are
+        ignored, and vesicles whose centre lies outside it are left out of the detection.
+
+    Returns
+    -------
+    dict
+        :data:`SCORE_KEYS` plus ``n_matched``.
+    """
+    pred_labels = np.asarray(pred_labels)
+    truth_labels = np.asarray(truth_labels).astype(np.int64)
+    if pred_labels.shape != truth_labels.shape:
+        raise ValueError(
+            f"prediction {pred_labels.shape} and truth {truth_labels.shape} differ in shape"
+        )
+    if pred_table is None:
+        pred_table = label_table(pred_labels.astype(np.int64), voxel_size_nm)
+    if truth_table is None:
+        truth_table = label_table(truth_labels, voxel_size_nm)
+    if region_mask is not None:
+        region_mask = np.asarray(region_mask, dtype=bool)
+        pred_table = _inside(pred_table, region_mask)
+        truth_table = _inside(truth_table, region_mask)
+    matches = match_vesicles(pred_table, truth_table, voxel_size_nm, truth_labels=truth_labels)
+    scores = {
+        "dice": dice_score(pred_labels > 0, truth_labels > 0, region_mask),
+        "mask_dice": (
+            float("nan")
+            if probability is None
+            else soft_dice(probability, truth_labels > 0, region_mask)
+        ),
+        **detection_scores(matches, len(truth_table), len(pred_table)),
+    }
+    return {key: scores[key] for key in (*SCORE_KEYS, "n_matched")}
+
+
+def outcome_volume(
+    pred_labels: np.ndarray, truth_labels: np.ndarray, matches: pd.DataFrame
+) -> np.ndarray:
+    """Voxels coloured by detection outcome, for figures.
+
+    Returns an int8 volume: 1 = a matched (true positive) predicted vesicle, 2 = an unmatched
+    (false positive) predicted vesicle, 3 = a true vesicle nobody found (false negative),
+    0 elsewhere.
+    """
+    out = np.zeros(pred_labels.shape, np.int8)
+    missed = ~np.isin(truth_labels, matches["true_id"].to_numpy()) & (truth_labels > 0)
+    out[missed] = 3
+    found = np.isin(pred_labels, matches["pred_id"].to_numpy()) & (pred_labels > 0)
+    out[(pred_labels > 0) & ~found] = 2
+    out[found] = 1
+    return out
+
+
+def evaluate_files(
+    pred_labels: str | os.PathLike,
+    truth: str | os.PathLike,
+    *,
+    probability: str | os.PathLike | None = None,
+    region_mask: str | os.PathLike | None = None,
+    pred_table: str | os.PathLike | None = None,
+    model_voxel_size_nm: float | None = None,
+) -> dict[str, float]:
+    """:func:`evaluate_segmentation` of files: ``analysis evaluate``.
+
+    Parameters
+    ----------
+    pred_labels : path
+        ``STEM_labels.mrc`` from ``analysis segment``; it fixes the shape and voxel size.
+    truth : path
+        The manual annotation: an IMOD ``.mod`` (rasterised onto the prediction's grid, at any
+        binning, see :func:`analysis.io.read_annotation`) or a label ``.mrc`` of the same shape.
+    probability, region_mask : path, optional
+        ``STEM_probability.mrc`` (for ``mask_dice``); a mask MRC to score inside.
+    pred_table : path, optional
+        ``STEM_vesicles.csv``; its kept rows give the fitted centres and radii.
+    model_voxel_size_nm : float, optional
+        Voxel size a ``.mod`` was drawn at, when the model does not record it.
+    """
+    pred = read_tomogram(pred_labels)
+    truth = Path(truth)
+    if truth.suffix.lower() == ".mod":
+        truth_labels = read_annotation(
+            truth, like=pred, model_voxel_size_nm=model_voxel_size_nm
+        ).labels
+    else:
+        truth_labels = np.asarray(read_tomogram(truth).data)
+        if truth_labels.shape != pred.shape:
+            raise InputFileError(
+                truth, f"shape {truth_labels.shape} differs from the prediction's {pred.shape}"
+            )
+    extra = {}
+    for key, path in (("probability", probability), ("region_mask", region_mask)):
+        if path is not None:
+            volume = read_tomogram(path)
+            if volume.shape != pred.shape:
+                raise InputFileError(
+                    path, f"shape {volume.shape} differs from the prediction's {pred.shape}"
+                )
+            extra[key] = volume.data if key == "probability" else volume.data > 0
+    if pred_table is not None:
+        table = _read_table(pred_table)
+        extra["pred_table"] = table[table["kept"]] if "kept" in table else table
+    return evaluate_segmentation(
+        np.asarray(pred.data).astype(np.int64), truth_labels, pred.voxel_size_nm, **extra
+    )
+
+
+def _read_table(path: str | os.PathLike) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as error:
+        raise InputFileError(path, f"not a readable CSV table ({error})") from None
+    missing = {"vesicle_id", "z_vox", "y_vox", "x_vox", "radius_vox"} - set(table.columns)
+    if missing:
+        raise InputFileError(path, f"vesicle table lacks the columns {sorted(missing)}")
+    return table
+
+
+def summarise(per_tomogram: pd.DataFrame, columns=None) -> pd.DataFrame:
+    """Mean and SD over tomograms of each score, as the paper's tables give them.
+
+    Parameters
+    ----------
+    per_tomogram : pandas.DataFrame
+        One row per tomogram (e.g. the dicts of :func:`evaluate_segmentation`).
+    columns : list of str, optional
+        Scores to summarise (default: the float scores of :data:`SCORE_KEYS` present).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index = score, columns ``mean``, ``sd`` (sample SD, NaN for one tomogram), ``n``.
+    """
+    if columns is None:
+        columns = [k for k in SCORE_KEYS if k in per_tomogram and not k.startswith("n_")]
+    values = per_tomogram[list(columns)].astype(float)
+    return pd.DataFrame({"mean": values.mean(), "sd": values.std(ddof=1), "n": values.count()})

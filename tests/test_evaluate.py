@@ -1,0 +1,163 @@
+"""Evaluation metrics on cases that can be worked out by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.evaluate import (
+    REFERENCE,
+    dice_score,
+    evaluate_files,
+    evaluate_segmentation,
+    match_vesicles,
+    outcome_volume,
+    soft_dice,
+    summarise,
+)
+from analysis.io import label_table, paint_ball, write_mrc, write_vesicle_model
+
+SHAPE = (40, 60, 60)
+
+
+def balls(spheres, shape=SHAPE):
+    """Label volume with ball ``i + 1`` of each (centre, radius) in voxels."""
+    labels = np.zeros(shape, np.int32)
+    for i, (centre, radius) in enumerate(spheres, start=1):
+        paint_ball(labels, np.asarray(centre, float), radius, i)
+    return labels
+
+
+def table(spheres, voxel_size_nm=2.0):
+    rows = [
+        {"vesicle_id": i, "z_vox": c[0], "y_vox": c[1], "x_vox": c[2], "radius_vox": r}
+        for i, (c, r) in enumerate(spheres, start=1)
+    ]
+    out = pd.DataFrame(rows)
+    for axis in ("z", "y", "x", "radius"):
+        out[f"{axis}_nm"] = out[f"{axis}_vox"] * voxel_size_nm
+    return out
+
+
+TRUE = [((10, 15, 15), 6.0), ((10, 15, 40), 6.0), ((28, 40, 20), 8.0), ((28, 40, 45), 7.0)]
+
+
+def test_dice_is_one_for_identical_zero_for_disjoint_and_counts_the_region_only():
+    a = np.zeros(SHAPE, bool)
+    a[:10] = True
+    assert dice_score(a, a) == 1.0
+    assert dice_score(a, ~a) == 0.0
+    assert dice_score(np.zeros_like(a), np.zeros_like(a)) == 1.0
+    b = np.zeros_like(a)
+    b[5:15] = True
+    assert dice_score(a, b) == pytest.approx(0.5)
+    region = np.zeros_like(a)
+    region[5:10] = True  # where both agree
+    assert dice_score(a, b, region) == 1.0
+    with pytest.raises(ValueError, match="differ in shape"):
+        dice_score(a, a[1:])
+
+
+def test_soft_dice_of_a_binary_map_is_the_dice_and_half_confidence_costs_a_third():
+    truth = balls(TRUE) > 0
+    assert soft_dice(truth.astype(np.float32), truth) == pytest.approx(1.0)
+    half = np.where(truth, 0.5, 0.0)
+    assert soft_dice(half, truth) == pytest.approx(2 * 0.5 / 1.5)
+
+
+def test_identical_segmentations_score_perfectly():
+    labels = balls(TRUE)
+    scores = evaluate_segmentation(labels, labels, 2.0)
+    assert scores["dice"] == 1.0 and scores["f1"] == 1.0
+    assert scores["delta_d"] == pytest.approx(0.0, abs=1e-12)
+    assert scores["delta_c_nm"] == pytest.approx(0.0, abs=1e-9)
+    assert np.isnan(scores["mask_dice"])
+
+
+def test_one_missed_and_one_false_vesicle_give_known_precision_and_recall():
+    pred = [*TRUE[:3], ((10, 45, 50), 5.0)]  # the fourth true vesicle missed, a false one added
+    scores = evaluate_segmentation(balls(pred), balls(TRUE), 2.0)
+    assert scores["n_true"] == 4 and scores["n_pred"] == 4 and scores["n_matched"] == 3
+    assert scores["recall"] == pytest.approx(0.75)
+    assert scores["precision"] == pytest.approx(0.75)
+    assert scores["f1"] == pytest.approx(0.75)
+
+
+def test_shifted_and_scaled_spheres_give_the_centre_error_and_diameter_deviation():
+    shift = np.array([0.0, 2.0, 1.5])  # 2.5 voxels = 5 nm at 2 nm voxels
+    pred = [(np.add(c, shift), r * 0.8) for c, r in TRUE]
+    matches = match_vesicles(table(pred), table(TRUE), 2.0)
+    assert len(matches) == 4
+    np.testing.assert_allclose(matches["distance_nm"], 5.0)
+    scores = evaluate_segmentation(
+        balls(pred), balls(TRUE), 2.0, pred_table=table(pred), truth_table=table(TRUE)
+    )
+    assert scores["delta_c_nm"] == pytest.approx(5.0)
+    assert scores["delta_d"] == pytest.approx(0.2)
+
+
+def test_matching_is_one_to_one_and_needs_the_centre_inside():
+    truth = table([((20, 20, 20), 8.0)])
+    pred = table([((20, 20, 22), 8.0), ((20, 20, 21), 8.0), ((20, 20, 29), 8.0)])
+    matches = match_vesicles(pred, truth, 1.0)
+    assert list(matches["pred_id"]) == [2]  # the closest of the two inside; the third is outside
+    # Two true vesicles overlap: one prediction in the overlap, one only in the second.
+    truth = table([((20, 20, 20), 8.0), ((20, 20, 30), 8.0)])
+    pred = table([((20, 20, 25), 8.0), ((20, 20, 33), 8.0)])
+    matches = match_vesicles(pred, truth, 1.0)
+    assert sorted(zip(matches["true_id"], matches["pred_id"], strict=True)) == [(1, 1), (2, 2)]
+
+
+def test_a_region_mask_leaves_vesicles_outside_it_out():
+    region = np.zeros(SHAPE, bool)
+    region[:20] = True  # holds the first two true vesicles' centres
+    pred = TRUE[:1]
+    scores = evaluate_segmentation(balls(pred), balls(TRUE), 2.0, region_mask=region)
+    assert scores["n_true"] == 2 and scores["recall"] == pytest.approx(0.5)
+
+
+def test_outcome_volume_colours_true_false_and_missed_vesicles():
+    pred = [*TRUE[:3], ((10, 45, 50), 4.0)]
+    pred_labels, truth_labels = balls(pred), balls(TRUE)
+    matches = match_vesicles(label_table(pred_labels, 2.0), table(TRUE), 2.0)
+    out = outcome_volume(pred_labels, truth_labels, matches)
+    assert out[10, 15, 15] == 1 and out[10, 45, 50] == 2 and out[28, 40, 45] == 3
+    assert out[0, 0, 0] == 0
+
+
+def test_summary_gives_mean_and_sample_sd():
+    per = pd.DataFrame({"dice": [0.8, 0.9, 1.0], "f1": [1.0, 1.0, 1.0], "n_true": [3, 4, 5]})
+    summary = summarise(per)
+    assert list(summary.index) == ["dice", "f1"]
+    assert summary.loc["dice", "mean"] == pytest.approx(0.9)
+    assert summary.loc["dice", "sd"] == pytest.approx(0.1)
+    assert set(REFERENCE.columns) >= {"dice", "mask_dice", "f1", "delta_d", "delta_c_nm"}
+
+
+def test_files_are_evaluated_against_a_model_drawn_at_another_binning(tmp_path):
+    labels = balls(TRUE)
+    write_mrc(tmp_path / "t_labels.mrc", labels, 2.0)
+    # The annotator worked on the tomogram binned by 2 (4 nm voxels).
+    centres = np.array([c for c, _ in TRUE], float)
+    radii = np.array([r for _, r in TRUE])
+    # IMOD puts pixel centres at x + 0.5, y + 0.5 but slices at z, and 3dmod scales those
+    # coordinates by the ratio of voxel sizes (io.read_imod_model follows it).
+    drawn = np.column_stack([centres[:, 0] / 2, (centres[:, 1:] + 0.5) / 2 - 0.5])
+    write_vesicle_model(tmp_path / "manual.mod", drawn, radii / 2, 4.0)
+    write_mrc(tmp_path / "prob.mrc", (labels > 0).astype(np.float32), 2.0)
+    scores = evaluate_files(
+        tmp_path / "t_labels.mrc", tmp_path / "manual.mod", probability=tmp_path / "prob.mrc"
+    )
+    assert scores["f1"] == 1.0 and scores["dice"] > 0.95 and scores["mask_dice"] > 0.95
+    assert scores["delta_c_nm"] < 0.5
+    json.dumps(scores)  # plain numbers, ready for --json
+
+
+def test_files_of_another_shape_are_named_in_the_error(tmp_path):
+    write_mrc(tmp_path / "p.mrc", balls(TRUE), 2.0)
+    write_mrc(tmp_path / "t.mrc", balls(TRUE)[:20], 2.0)
+    with pytest.raises(ValueError, match=r"t\.mrc: shape \(20, 60, 60\) differs"):
+        evaluate_files(tmp_path / "p.mrc", tmp_path / "t.mrc")
