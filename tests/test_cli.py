@@ -156,3 +156,36 @@ def test_predict_writes_a_probability_map_and_refuses_a_voxel_size_in_angstrom(t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Å taken for nm" in err and str(files["tomogram"]) in err
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_segment_writes_every_output_and_a_failure_leaves_the_folder_as_it_was(tmp_path, capsys):
+    import pandas as pd
+
+    from analysis.synthetic import example_files
+
+    files = example_files("test", seed=301, quick=True)
+    out = tmp_path / "seg"
+    args = ["segment", str(files["tomogram"]), "--out", str(out), "--quiet"]
+    args += ["--az-mask", str(files["az_mask"]), "--region-mask", str(files["region_mask"])]
+    assert main(args) == 0
+    stem = files["tomogram"].stem
+    suffixes = ["_probability.mrc", "_labels.mrc", "_vesicles.csv", "_vesicles.mod"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{stem}{s}" for s in [*suffixes, "_pyto_labels.mrc"]
+    )
+    table = pd.read_csv(out / f"{stem}_vesicles.csv")
+    truth = pd.read_csv(files["vesicles"])
+    assert abs(int(table["kept"].sum()) - len(truth)) <= 2
+    pyto = read_tomogram(out / f"{stem}_pyto_labels.mrc").data
+    assert {1, 2, 10}.issubset(set(np.unique(pyto).astype(int)))
+    assert f"{int(table['kept'].sum())} vesicles kept" in capsys.readouterr().out
+
+    # A tomogram of noise holds no vesicle: one line naming it, exit 2, earlier results intact.
+    noise = np.random.default_rng(0).normal(size=(48, 64, 64)).astype(np.float32)
+    bad = write_mrc(out / f"{stem}.mrc", noise, 2.2)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(["segment", str(bad), "--out", str(out), "--quiet"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("warning: no voxel has a vesicle probability")
+    assert len(err) == 2 and str(bad) in err[1] and "nothing to segment" in err[1]
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before

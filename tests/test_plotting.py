@@ -70,3 +70,37 @@ def test_map_panels_share_one_colour_scale_and_draw_the_grid():
     images = [ax.images[0] for ax in fig.axes if ax.images]
     assert [im.get_clim() for im in images] == [(0.0, 2.0), (0.0, 2.0)]
     assert len(fig.axes[0].lines) == 3 and fig.axes[0].get_title() == "a"
+
+
+def test_sphere_sections_draw_one_circle_per_sphere_cut_by_the_slice():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "z_vox": [5.0, 5.0, 30.0],
+            "y_vox": [10.0, 20.0, 10.0],
+            "x_vox": [10.0, 20.0, 10.0],
+            "radius_vox": [4.0, 3.0, 4.0],  # the third does not reach z = 5
+            "kept": [True, False, True],
+            "drop_reason": ["", "too small", ""],
+        }
+    )
+    fig = plotting.sphere_sections(np.zeros((32, 32, 32)), table, z=5)
+    circles = fig.axes[0].patches
+    assert len(circles) == 2
+    assert circles[0].radius == 4.0 and circles[1].get_edgecolor()[0] == 1.0  # dropped: red
+    assert [t.get_text() for t in fig.axes[0].texts] == ["too small"]
+
+
+def test_radial_profiles_plot_the_median_of_the_kept_vesicles():
+    profile = np.r_[np.zeros(16), -np.ones(4), np.zeros(10)]
+    fig = plotting.radial_profiles(
+        [profile, profile, profile + 1], [10.0, 10.0, 10.0], kept=[True, True, False]
+    )
+    median = [line for line in fig.axes[0].lines if line.get_label() == "median (kept)"][0]
+    x, y = median.get_data()
+    assert y[np.argmin(np.abs(x - 0.9))] == -1.0  # the membrane dip just inside r = radius
+    assert (
+        len(plotting.label_panels(np.zeros((8, 8)), {"a": None, "b": np.ones((8, 8), int)}).axes)
+        == 2
+    )

@@ -8,6 +8,7 @@ behind.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -273,8 +274,110 @@ def predict(
     typer.echo(f"{out}: probability map of {tomogram}")
 
 
+@app.command()
+def segment(
+    tomogram: Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")],
+    out: Annotated[Path, typer.Option(help="Output folder (created if missing).")],
+    model: Annotated[
+        Path | None, typer.Option(help="Checkpoint (.pt); the shipped network by default.")
+    ] = None,
+    voxel_size_nm: Annotated[
+        float | None, typer.Option(help="Override the voxel size in the header (nm).")
+    ] = None,
+    probability: Annotated[
+        bool, typer.Option(help="Also keep the probability map (STEM_probability.mrc).")
+    ] = True,
+    az_mask: Annotated[
+        Path | None, typer.Option(help="Active-zone membrane mask (MRC) for the Pyto labels.")
+    ] = None,
+    region_mask: Annotated[
+        Path | None, typer.Option(help="Region (cytoplasm) mask (MRC) for the Pyto labels.")
+    ] = None,
+    threshold: Annotated[
+        str, typer.Option(help="Probability threshold, or 'shell' (CryoVesNet's criterion).")
+    ] = "0.5",
+    min_radius_nm: Annotated[float, typer.Option(help="Smallest vesicle radius (nm).")] = 12.0,
+    max_radius_nm: Annotated[
+        float | None, typer.Option(help="Largest vesicle radius (nm); from the data by default.")
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="Splitting of touching vesicles: watershed, threshold, none.")
+    ] = "watershed",
+    radius_from: Annotated[
+        str, typer.Option(help="Sphere radius from the mask volume or the radial 'profile'.")
+    ] = "mask",
+    tile: Annotated[
+        int, typer.Option(help="Tile edge in voxels at the network's voxel size.")
+    ] = 64,
+    overlap: Annotated[
+        float, typer.Option(help="Fraction of a tile shared with a neighbour.")
+    ] = 0.25,
+    tta: Annotated[
+        str, typer.Option(help="Test-time augmentation: none, flips (4 views), d4 (8 views).")
+    ] = "none",
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 2,
+    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Find the vesicles of a tomogram: probability map, labels, table, IMOD model, Pyto labels."""
+    import pandas as pd
+
+    from analysis.pipeline import segment_file
+
+    if threshold != "shell":
+        try:
+            threshold = float(threshold)
+        except ValueError:
+            raise ValueError(
+                f"--threshold must be a number or 'shell', not {threshold!r}"
+            ) from None
+    if out.exists() and not out.is_dir():
+        raise InputFileError(out, "is a file; --out takes a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = segment_file(
+        tomogram,
+        out,
+        voxel_size_nm=voxel_size_nm,
+        model=model,
+        write_probability=probability,
+        az_mask=az_mask,
+        region_mask=region_mask,
+        predict_options=dict(
+            tile=tile,
+            overlap=overlap,
+            tta=tta,
+            batch_size=batch_size,
+            device=device,
+            progress=not quiet,
+        ),
+        postprocess_options=dict(
+            threshold=threshold,
+            min_radius_nm=min_radius_nm,
+            max_radius_nm=max_radius_nm,
+            split=split,
+            radius_from=radius_from,
+        ),
+    )
+    table = pd.read_csv(paths["vesicles"])
+    typer.echo(
+        f"{tomogram}: {int(table['kept'].sum())} vesicles kept, "
+        f"{int((~table['kept']).sum())} dropped; outputs in {out}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``analysis`` command; returns the exit code."""
+    with warnings.catch_warnings():
+        # Warnings are for the user here, not a developer: one line, without source.
+        warnings.showwarning = _show_warning
+        return _run_app(argv)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def _run_app(argv: list[str] | None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except ValueError as err:  # InputFileError, or an option value the library refused

@@ -296,3 +296,109 @@ def map_panels(
         ax.set_axis_off()
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label=label)
     return fig
+
+
+def label_panels(image: np.ndarray, panels: dict, *, alpha: float = 0.45):
+    """A row of the same 2-D slice with different label images blended in colour.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, shape (y, x)
+        The tomogram slice.
+    panels : dict of str to numpy.ndarray or None
+        Title → label slice (y, x), 0 = background; ``None`` shows the slice alone.
+    """
+    limits = _robust_limits(image)
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.4), constrained_layout=True, squeeze=False)
+    for ax, (title, labels) in zip(axes[0], panels.items(), strict=True):
+        ax.imshow(overlay_rgb(image, labels, alpha=alpha, limits=limits))
+        ax.set_title(title)
+        ax.set_axis_off()
+    return fig
+
+
+#: Colours of the outcome of a vesicle in figures: kept, dropped, and per detection outcome.
+OUTCOME_COLOURS = {
+    "kept": "lime",
+    "dropped": "red",
+    "true positive": "lime",
+    "false positive": "red",
+    "missed": "deepskyblue",
+}
+
+
+def sphere_sections(image: np.ndarray, table, z: int, *, colour_by: str = "kept", ax=None):
+    """A tomogram slice with the cross-section of every sphere of a vesicle table.
+
+    Parameters
+    ----------
+    image : numpy.ndarray, shape (z, y, x)
+    table : pandas.DataFrame
+        Vesicle table (``z_vox, y_vox, x_vox, radius_vox``). With ``colour_by="kept"`` its
+        ``kept`` column colours circles green (kept) or red (dropped, with ``drop_reason``
+        written beside it); otherwise ``colour_by`` names a column of outcome names from
+        :data:`OUTCOME_COLOURS`.
+    z : int
+        The slice; spheres cut by it are drawn with their radius in that plane.
+    """
+    from matplotlib.patches import Circle
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6 * image.shape[1] / image.shape[2]))
+    lo, hi = _robust_limits(image[z])
+    ax.imshow(image[z], cmap="gray", vmin=lo, vmax=hi)
+    for row in table.itertuples():
+        half = row.radius_vox**2 - (row.z_vox - z) ** 2
+        if half <= 0:
+            continue
+        if colour_by == "kept":
+            outcome = "kept" if row.kept else "dropped"
+        else:
+            outcome = getattr(row, colour_by)
+        colour = OUTCOME_COLOURS[outcome]
+        ax.add_patch(Circle((row.x_vox, row.y_vox), np.sqrt(half), fill=False, ec=colour, lw=1))
+        if colour_by == "kept" and not row.kept:
+            ax.text(row.x_vox, row.y_vox, row.drop_reason, color=colour, fontsize=7, ha="center")
+    ax.set_axis_off()
+    ax.set_title(f"z = {z}")
+    return ax.figure
+
+
+def radial_profiles(profiles, radii_vox, *, bin_vox: float = 0.5, kept=None, ax=None):
+    """Radial density profiles against the distance from the centre scaled by the radius.
+
+    Parameters
+    ----------
+    profiles : list of numpy.ndarray
+        Mean density in shells of ``bin_vox`` voxels around each vesicle's centre.
+    radii_vox : array of float
+        Each vesicle's radius (outer edge of the membrane); r / radius = 1 is that edge.
+    kept : array of bool, optional
+        Dropped vesicles are drawn in red.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    kept = np.ones(len(profiles), bool) if kept is None else np.asarray(kept, bool)
+    grid = np.linspace(0, 1.5, 61)
+    scaled = []
+    for profile, radius, keep in zip(profiles, radii_vox, kept, strict=True):
+        r = (np.arange(len(profile)) + 0.5) * bin_vox / radius
+        ok = np.isfinite(profile)
+        if ok.sum() < 2:
+            continue
+        values = np.interp(grid, r[ok], profile[ok], right=np.nan)
+        ax.plot(grid, values, color="grey" if keep else "red", lw=0.5, alpha=0.3 if keep else 0.8)
+        if keep:
+            scaled.append(values)
+    if scaled:
+        stack = np.array(scaled)
+        covered = np.isfinite(stack).any(axis=0)  # beyond the longest profile: nothing to show
+        median = np.full(len(grid), np.nan)
+        median[covered] = np.nanmedian(stack[:, covered], axis=0)
+        ax.plot(grid, median, color="black", lw=2.5, label="median (kept)")
+        ax.legend()
+    ax.axvline(1.0, color="lime", ls="--", lw=1)
+    ax.set_xlabel("distance from centre / radius")
+    ax.set_ylabel("tomogram density")
+    return ax.figure

@@ -200,7 +200,13 @@ def write_outputs(
     region_mask: np.ndarray | None = None,
 ) -> dict[str, Path]:
     """Write ``STEM_labels.mrc``, ``STEM_vesicles.csv``, ``STEM_vesicles.mod`` and
-    ``STEM_pyto_labels.mrc`` to ``outdir`` (each atomically); returns their paths."""
+    ``STEM_pyto_labels.mrc`` to ``outdir``; returns their paths.
+
+    All four are written to temporary files first and renamed only when all are complete, so
+    a failure leaves the folder as it was.
+    """
+    import contextlib
+
     from analysis.io.atomic import atomic_output
 
     outdir = Path(outdir)
@@ -211,20 +217,21 @@ def write_outputs(
         "pyto_labels": outdir / f"{stem}_pyto_labels.mrc",
     }
     header = dict(origin_angstrom=origin_angstrom)
-    write_mrc(paths["labels"], vesicles.labels, voxel_size_nm, **header)
-    with atomic_output(paths["vesicles"]) as tmp:
-        vesicles.table.to_csv(tmp, index=False)
     kept = vesicles.kept
-    write_vesicle_model(
-        paths["model"],
-        kept[["z_vox", "y_vox", "x_vox"]].to_numpy(float),
-        kept["radius_vox"].to_numpy(float),
-        voxel_size_nm,
-        shape=vesicles.labels.shape,
-        **header,
-    )
-    boundaries = pyto_labels(vesicles.labels, az_mask, region_mask)
-    write_mrc(paths["pyto_labels"], boundaries, voxel_size_nm, **header)
+    with contextlib.ExitStack() as stack:
+        tmp = {role: stack.enter_context(atomic_output(path)) for role, path in paths.items()}
+        write_mrc(tmp["labels"], vesicles.labels, voxel_size_nm, **header)
+        vesicles.table.to_csv(tmp["vesicles"], index=False)
+        write_vesicle_model(
+            tmp["model"],
+            kept[["z_vox", "y_vox", "x_vox"]].to_numpy(float),
+            kept["radius_vox"].to_numpy(float),
+            voxel_size_nm,
+            shape=vesicles.labels.shape,
+            **header,
+        )
+        boundaries = pyto_labels(vesicles.labels, az_mask, region_mask)
+        write_mrc(tmp["pyto_labels"], boundaries, voxel_size_nm, **header)
     return paths
 
 

@@ -1,0 +1,127 @@
+"""One tomogram from file to vesicles: inference, then post-processing, then the output files.
+
+:func:`segment_file` is what ``analysis segment`` (and, per tomogram, ``analysis batch``)
+runs. It writes the DESIGN.md files ``STEM_probability.mrc`` (optional), ``STEM_labels.mrc``,
+``STEM_vesicles.csv``, ``STEM_vesicles.mod`` and ``STEM_pyto_labels.mrc``, all through
+temporary files renamed at the end: a failed run leaves the output folder as it was (older
+results included) and nothing that could be mistaken for a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from analysis.errors import InputFileError
+from analysis.inference import predict, predict_file
+from analysis.io import atomic_output, read_tomogram
+from analysis.postprocess import segment_vesicles, write_outputs
+
+#: The output files of :func:`segment_file`, by role, as ``STEM`` + suffix.
+OUTPUT_SUFFIXES = {
+    "probability": "_probability.mrc",
+    "labels": "_labels.mrc",
+    "vesicles": "_vesicles.csv",
+    "model": "_vesicles.mod",
+    "pyto_labels": "_pyto_labels.mrc",
+}
+
+
+def output_paths(tomogram: str | os.PathLike, outdir: str | os.PathLike) -> dict[str, Path]:
+    """Where :func:`segment_file` writes its outputs for ``tomogram``, by role."""
+    stem = Path(tomogram).name.split(".")[0]
+    return {role: Path(outdir) / f"{stem}{suffix}" for role, suffix in OUTPUT_SUFFIXES.items()}
+
+
+def _mask_like(path, shape, role: str) -> np.ndarray | None:
+    if path is None:
+        return None
+    mask = read_tomogram(path, mmap=True)
+    if mask.shape != tuple(shape):
+        raise InputFileError(path, f"{role} of shape {mask.shape}; the tomogram's is {shape}")
+    return np.asarray(mask.data) > 0
+
+
+def segment_file(
+    tomogram: str | os.PathLike,
+    outdir: str | os.PathLike,
+    *,
+    voxel_size_nm: float | None = None,
+    model=None,
+    write_probability: bool = True,
+    az_mask: str | os.PathLike | None = None,
+    region_mask: str | os.PathLike | None = None,
+    predict_options: dict | None = None,
+    postprocess_options: dict | None = None,
+) -> dict[str, Path]:
+    """Segment the vesicles of one tomogram file and write the outputs to ``outdir``.
+
+    Parameters
+    ----------
+    tomogram : path
+        MRC, TIFF or OME-Zarr; read memory-mapped.
+    outdir : path
+        Output folder; must exist.
+    voxel_size_nm : float, optional
+        Overrides the header's voxel size.
+    model : path or (network, metadata), optional
+        Checkpoint; the shipped network by default.
+    write_probability : bool
+        Also keep the network's probability map (``STEM_probability.mrc``).
+    az_mask, region_mask : path, optional
+        Active-zone membrane and analysis region (MRC of the tomogram's shape), put into the
+        Pyto boundary labels.
+    predict_options, postprocess_options : dict, optional
+        Options of :func:`analysis.inference.predict` and
+        :func:`analysis.postprocess.segment_vesicles`.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        The files written, by role (:data:`OUTPUT_SUFFIXES`).
+    """
+    outdir = Path(outdir)
+    if not outdir.is_dir():
+        raise InputFileError(outdir, "output folder does not exist")
+    predict_options = {"model": model, **(predict_options or {})}
+    paths = output_paths(tomogram, outdir)
+    tomo = read_tomogram(tomogram, voxel_size_nm=voxel_size_nm, mmap=True)
+    masks = {
+        "az_mask": _mask_like(az_mask, tomo.shape, "active-zone mask"),
+        "region_mask": _mask_like(region_mask, tomo.shape, "region mask"),
+    }
+    # The probability map is committed last, with the other files already in place, so
+    # that a failure anywhere leaves the folder as it was.
+    with contextlib.ExitStack() as stack:
+        if write_probability:
+            tmp = stack.enter_context(atomic_output(paths["probability"]))
+            predict_file(tomogram, tmp, voxel_size_nm=voxel_size_nm, **predict_options)
+            probability = read_tomogram(tmp, mmap=True).data
+        else:
+            paths.pop("probability")
+            try:
+                probability = predict(tomo.data, tomo.voxel_size_nm, **predict_options)
+            except ValueError as err:
+                raise InputFileError(tomogram, str(err)) from err
+        try:
+            vesicles = segment_vesicles(
+                np.asarray(probability),
+                np.asarray(tomo.data),
+                tomo.voxel_size_nm,
+                **(postprocess_options or {}),
+            )
+        except ValueError as err:
+            raise InputFileError(tomogram, str(err)) from err
+        stem = paths["labels"].name[: -len(OUTPUT_SUFFIXES["labels"])]
+        write_outputs(
+            vesicles,
+            outdir,
+            stem,
+            tomo.voxel_size_nm,
+            origin_angstrom=tomo.origin_angstrom,
+            **masks,
+        )
+    return paths
