@@ -14,6 +14,7 @@ from analysis.evaluate import (
     evaluate_files,
     evaluate_segmentation,
     match_vesicles,
+    merges_and_splits,
     outcome_volume,
     soft_dice,
     summarise,
@@ -161,3 +162,12 @@ def test_files_of_another_shape_are_named_in_the_error(tmp_path):
     write_mrc(tmp_path / "t.mrc", balls(TRUE)[:20], 2.0)
     with pytest.raises(ValueError, match=r"t\.mrc: shape \(20, 60, 60\) differs"):
         evaluate_files(tmp_path / "p.mrc", tmp_path / "t.mrc")
+
+
+def test_merged_and_split_vesicles_are_counted():
+    truth = balls(TRUE)
+    pred = truth.copy()
+    pred[truth == 2] = 1  # the first two true vesicles in one label
+    pred[(truth == 3) & (np.indices(SHAPE)[2] >= 20)] = 9  # the third cut in two halves
+    assert merges_and_splits(pred, truth) == {"merged": 1, "split": 1}
+    assert merges_and_splits(truth, truth) == {"merged": 0, "split": 0}

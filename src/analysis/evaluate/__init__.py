@@ -6,7 +6,12 @@ inside it, one-to-one by the Hungarian algorithm; precision, recall, F1; diamete
 δd and centre error Δc) and the per-tomogram and summary tables (:mod:`.report`).
 """
 
-from analysis.evaluate.matching import MATCH_COLUMNS, detection_scores, match_vesicles
+from analysis.evaluate.matching import (
+    MATCH_COLUMNS,
+    detection_scores,
+    match_vesicles,
+    merges_and_splits,
+)
 from analysis.evaluate.metrics import dice_score, soft_dice
 from analysis.evaluate.report import (
     REFERENCE,
@@ -26,6 +31,7 @@ __all__ = [
     "evaluate_files",
     "evaluate_segmentation",
     "match_vesicles",
+    "merges_and_splits",
     "outcome_volume",
     "soft_dice",
     "summarise",

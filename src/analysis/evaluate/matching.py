@@ -119,3 +119,28 @@ def detection_scores(matches: pd.DataFrame, n_true: int, n_pred: int) -> dict[st
         "n_pred": int(n_pred),
         "n_matched": tp,
     }
+
+
+def merges_and_splits(
+    pred_labels: np.ndarray, truth_labels: np.ndarray, *, min_fraction: float = 0.2
+) -> dict[str, int]:
+    """Count predicted labels that merge true vesicles, and true vesicles split in pieces.
+
+    A predicted label *covers* a true vesicle when their overlap holds at least
+    ``min_fraction`` of the true vesicle's voxels. ``merged`` counts predicted labels covering
+    two or more true vesicles; ``split`` counts true vesicles covered by two or more
+    predicted labels.
+    """
+    pred = np.asarray(pred_labels).astype(np.int64).ravel()
+    truth = np.asarray(truth_labels).astype(np.int64).ravel()
+    if pred.shape != truth.shape:
+        raise ValueError("prediction and truth differ in shape")
+    both = (pred > 0) & (truth > 0)
+    pairs, overlap = np.unique(
+        np.column_stack([pred[both], truth[both]]), axis=0, return_counts=True
+    )
+    size = np.bincount(truth)
+    covers = pairs[overlap >= min_fraction * size[pairs[:, 1]]]
+    per_pred = np.unique(covers[:, 0], return_counts=True)[1]
+    per_true = np.unique(covers[:, 1], return_counts=True)[1]
+    return {"merged": int((per_pred >= 2).sum()), "split": int((per_true >= 2).sum())}
