@@ -189,3 +189,51 @@ def test_segment_writes_every_output_and_a_failure_leaves_the_folder_as_it_was(t
     assert err[0].startswith("warning: no voxel has a vesicle probability")
     assert len(err) == 2 and str(bad) in err[1] and "nothing to segment" in err[1]
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_segment_then_evaluate_against_the_manual_model_round_trip(tmp_path, capsys):
+    import json
+
+    from analysis.synthetic import example_files
+
+    files = example_files("test", seed=301, quick=True)
+    stem = files["tomogram"].stem
+    assert main(["segment", str(files["tomogram"]), "--out", str(tmp_path), "--quiet"]) == 0
+    capsys.readouterr()
+    args = ["evaluate", "--pred", str(tmp_path / f"{stem}_labels.mrc"), "--json"]
+    args += ["--truth", str(files["manual"]), "--mask", str(files["region_mask"])]
+    args += ["--probability", str(tmp_path / f"{stem}_probability.mrc")]
+    args += ["--table", str(tmp_path / f"{stem}_vesicles.csv")]
+    assert main(args) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert set(scores) >= {
+        "dice",
+        "mask_dice",
+        "precision",
+        "recall",
+        "f1",
+        "delta_d",
+        "delta_c_nm",
+        "n_true",
+        "n_pred",
+    }
+    assert scores["f1"] > 0.95 and scores["dice"] > 0.85 and scores["delta_c_nm"] < 1.5
+    # Against the exact truth labels instead of the manual outlines, without a probability map.
+    args = [
+        "evaluate",
+        "--pred",
+        str(tmp_path / f"{stem}_labels.mrc"),
+        "--truth",
+        str(files["labels"]),
+        "--json",
+    ]
+    assert main(args) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["mask_dice"] is None and scores["dice"] > 0.95
+    assert (
+        main(
+            ["evaluate", "--pred", str(files["tomogram"]), "--truth", str(tmp_path / "missing.mod")]
+        )
+        == EXIT_BAD_INPUT
+    )
+    assert "missing.mod" in capsys.readouterr().err

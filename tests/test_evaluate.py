@@ -15,6 +15,7 @@ from analysis.evaluate import (
     evaluate_segmentation,
     match_vesicles,
     merges_and_splits,
+    outcome_table,
     outcome_volume,
     soft_dice,
     summarise,
@@ -127,6 +128,12 @@ def test_outcome_volume_colours_true_false_and_missed_vesicles():
     out = outcome_volume(pred_labels, truth_labels, matches)
     assert out[10, 15, 15] == 1 and out[10, 45, 50] == 2 and out[28, 40, 45] == 3
     assert out[0, 0, 0] == 0
+    outcomes = outcome_table(label_table(pred_labels, 2.0), table(TRUE), matches)
+    assert outcomes["outcome"].value_counts().to_dict() == {
+        "true positive": 3,
+        "false positive": 1,
+        "missed": 1,
+    }
 
 
 def test_summary_gives_mean_and_sample_sd():

@@ -157,3 +157,19 @@ def test_inference_network_folds_batchnorm_and_keeps_the_outputs():
     x = torch.randn(2, 1, 20, 18, 16)
     with torch.inference_mode():
         np.testing.assert_allclose(fast(x).numpy(), net(x).numpy(), atol=1e-4)
+
+
+def test_a_2d_network_segments_each_slice_on_its_own(tmp_path):
+    torch.manual_seed(0)
+    net = UNet3D(UNetConfig(depth=2, base_channels=4, dims=2)).eval()
+    assert all(m.kernel_size[0] == 1 for m in net.modules() if isinstance(m, torch.nn.Conv3d))
+    volume = torch.randn(1, 1, 7, 20, 28)
+    with torch.no_grad():
+        whole = net(volume)
+        changed = volume.clone()
+        changed[:, :, 3] += 5.0  # only slice 3 differs
+        after = net(changed)
+    same = torch.isclose(whole, after).flatten(3).all(-1).flatten()  # per slice
+    assert same.tolist() == [True, True, True, False, True, True, True]
+    with pytest.raises(ValueError, match="dims must be 2 or 3"):
+        UNetConfig(dims=4)

@@ -151,6 +151,9 @@ def train_command(
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
     depth: Annotated[int, typer.Option(help="U-Net depth (new models).")] = 3,
     base_channels: Annotated[int, typer.Option(help="U-Net width (new models).")] = 16,
+    dims: Annotated[
+        int, typer.Option(help="3, or 2 for a slice-by-slice network (new models).")
+    ] = 3,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from OUT if it exists.")] = False,
@@ -158,7 +161,7 @@ def train_command(
         Path | None, typer.Option(help="Fine-tune: start from this checkpoint's weights.")
     ] = None,
 ) -> None:
-    """Train a 3D U-Net on annotated tomograms (or the synthetic set); resumable."""
+    """Train a U-Net on annotated tomograms (or the synthetic set); resumable."""
     from analysis import train as tr
     from analysis.model import UNetConfig
 
@@ -209,7 +212,7 @@ def train_command(
         val,
         out,
         voxel_size_nm=loaded[0][1],
-        model_config=UNetConfig(depth=depth, base_channels=base_channels),
+        model_config=UNetConfig(depth=depth, base_channels=base_channels, dims=dims),
         config=config,
         data=description,
         resume=resume,
@@ -363,6 +366,50 @@ def segment(
         f"{tomogram}: {int(table['kept'].sum())} vesicles kept, "
         f"{int((~table['kept']).sum())} dropped; outputs in {out}"
     )
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Option(help="Predicted labels (STEM_labels.mrc).")],
+    truth: Annotated[
+        Path, typer.Option(help="Manual annotation: IMOD .mod, or a label MRC of the same shape.")
+    ],
+    mask: Annotated[
+        Path | None, typer.Option(help="Score only inside this region mask (MRC).")
+    ] = None,
+    probability: Annotated[
+        Path | None, typer.Option(help="Probability map (STEM_probability.mrc) for mask_dice.")
+    ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option(help="Vesicle table (STEM_vesicles.csv): fitted centres and radii."),
+    ] = None,
+    model_voxel_size_nm: Annotated[
+        float | None,
+        typer.Option(help="Voxel size the .mod was drawn at, if the model does not say."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Score a segmentation against a manual one: Dice, F1, diameter and centre errors."""
+    import json
+
+    from analysis.evaluate import evaluate_files
+
+    scores = evaluate_files(
+        pred,
+        truth,
+        probability=probability,
+        region_mask=mask,
+        pred_table=table,
+        model_voxel_size_nm=model_voxel_size_nm,
+    )
+    if as_json:
+        # NaN is not JSON: scores that do not exist (no probability map, no match) are null.
+        clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in scores.items()}
+        typer.echo(json.dumps(clean))
+        return
+    for key, value in scores.items():
+        typer.echo(f"{key:12s} {value:.4f}" if isinstance(value, float) else f"{key:12s} {value}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,8 @@ from analysis.errors import InputFileError
 
 #: The network trained by this package on the synthetic training set, shipped inside it.
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "sv_unet3d.pt"
+#: Its 2-D (slice-by-slice) twin, trained the same way, for the comparison of chapter 5.
+SHIPPED_2D_WEIGHTS = Path(__file__).parent / "weights" / "sv_unet2d.pt"
 
 #: Version of the checkpoint layout; loading refuses any other.
 CHECKPOINT_FORMAT_VERSION = 1
@@ -56,6 +58,10 @@ class UNetConfig:
     dropout : float
         Dropout probability in the bottleneck (training only).
     in_channels, out_channels : int
+    dims : {3, 2}
+        3: 3×3×3 convolutions and 2×2×2 pooling. 2: 1×3×3 convolutions and 1×2×2 pooling, so
+        that every z slice is segmented on its own — a 2-D network that runs through the same
+        3-D pipeline, for comparison (chapter 5).
     """
 
     depth: int = 3
@@ -64,6 +70,7 @@ class UNetConfig:
     dropout: float = 0.1
     in_channels: int = 1
     out_channels: int = 1
+    dims: int = 3
 
     def __post_init__(self):
         if self.depth < 1:
@@ -72,6 +79,8 @@ class UNetConfig:
             raise ValueError(f"base_channels must be >= 1, not {self.base_channels}")
         if self.norm not in NORMALISATIONS:
             raise ValueError(f"norm must be one of {NORMALISATIONS}, not {self.norm!r}")
+        if self.dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, not {self.dims}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
 
@@ -86,20 +95,27 @@ def _norm(kind: str, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-class _DoubleConv(nn.Sequential):
-    """Two 3×3×3 convolutions, each followed by normalisation and ReLU."""
+def _kernel(dims: int, size: int) -> tuple[int, int, int]:
+    """Kernel (z, y, x) of ``size`` in-plane; flat along z for a 2-D network."""
+    return (size if dims == 3 else 1, size, size)
 
-    def __init__(self, cin: int, cout: int, norm: str, dropout: float = 0.0):
+
+class _DoubleConv(nn.Sequential):
+    """Two 3×3×3 (or 1×3×3) convolutions, each followed by normalisation and ReLU."""
+
+    def __init__(self, cin: int, cout: int, norm: str, dropout: float = 0.0, dims: int = 3):
         bias = norm == "none"  # a following normalisation makes the bias redundant
+        k = _kernel(dims, 3)
+        pad = tuple(n // 2 for n in k)
         layers: list[nn.Module] = [
-            nn.Conv3d(cin, cout, 3, padding=1, bias=bias),
+            nn.Conv3d(cin, cout, k, padding=pad, bias=bias),
             _norm(norm, cout),
             nn.ReLU(inplace=True),
         ]
         if dropout > 0:
             layers.append(nn.Dropout3d(dropout))
         layers += [
-            nn.Conv3d(cout, cout, 3, padding=1, bias=bias),
+            nn.Conv3d(cout, cout, k, padding=pad, bias=bias),
             _norm(norm, cout),
             nn.ReLU(inplace=True),
         ]
@@ -127,14 +143,17 @@ class UNet3D(nn.Module):
         self.down = nn.ModuleList()
         cin = c.in_channels
         for w in widths[:-1]:
-            self.down.append(_DoubleConv(cin, w, c.norm))
+            self.down.append(_DoubleConv(cin, w, c.norm, dims=c.dims))
             cin = w
-        self.bottom = _DoubleConv(widths[-2], widths[-1], c.norm, dropout=c.dropout)
+        self.bottom = _DoubleConv(widths[-2], widths[-1], c.norm, dropout=c.dropout, dims=c.dims)
+        self._pool = _kernel(c.dims, 2)
         self.upsample = nn.ModuleList()
         self.up = nn.ModuleList()
         for level in reversed(range(c.depth)):
-            self.upsample.append(nn.ConvTranspose3d(widths[level + 1], widths[level], 2, stride=2))
-            self.up.append(_DoubleConv(2 * widths[level], widths[level], c.norm))
+            self.upsample.append(
+                nn.ConvTranspose3d(widths[level + 1], widths[level], self._pool, stride=self._pool)
+            )
+            self.up.append(_DoubleConv(2 * widths[level], widths[level], c.norm, dims=c.dims))
         self.head = nn.Conv3d(widths[0], c.out_channels, 1)
 
     @property
@@ -144,8 +163,7 @@ class UNet3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]
-        m = self.multiple
-        pad = [(-n) % m for n in size]
+        pad = [(-n) % (p**self.config.depth) for n, p in zip(size, self._pool, strict=True)]
         if any(pad):
             # F.pad takes (x_lo, x_hi, y_lo, y_hi, z_lo, z_hi); replicate keeps edges neutral
             x = F.pad(x, [0, pad[2], 0, pad[1], 0, pad[0]], mode="replicate")
@@ -153,7 +171,7 @@ class UNet3D(nn.Module):
         for block in self.down:
             x = block(x)
             skips.append(x)
-            x = F.max_pool3d(x, 2)
+            x = F.max_pool3d(x, self._pool)
         x = self.bottom(x)
         for upsample, block, skip in zip(self.upsample, self.up, reversed(skips), strict=True):
             x = block(torch.cat([upsample(x), skip], dim=1))
@@ -305,12 +323,17 @@ def load_model(
     return model.to(map_location).eval(), payload
 
 
-def load_shipped_model(map_location: str | torch.device = "cpu") -> tuple[UNet3D, dict]:
+def load_shipped_model(
+    map_location: str | torch.device = "cpu", *, dims: int = 3
+) -> tuple[UNet3D, dict]:
     """The shipped network (trained on the synthetic training set), offline, with its metadata.
 
-    See the training chapter of the book for the command that made it.
+    ``dims=2`` gives the slice-by-slice network trained the same way (``--dims 2``). See the
+    training chapter of the book for the commands that made them.
     """
-    return load_model(SHIPPED_WEIGHTS, map_location)
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, not {dims}")
+    return load_model(SHIPPED_WEIGHTS if dims == 3 else SHIPPED_2D_WEIGHTS, map_location)
 
 
 def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, **metadata: Any) -> Path:

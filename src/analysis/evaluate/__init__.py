@@ -18,6 +18,7 @@ from analysis.evaluate.report import (
     SCORE_KEYS,
     evaluate_files,
     evaluate_segmentation,
+    outcome_table,
     outcome_volume,
     summarise,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "evaluate_segmentation",
     "match_vesicles",
     "merges_and_splits",
+    "outcome_table",
     "outcome_volume",
     "soft_dice",
     "summarise",

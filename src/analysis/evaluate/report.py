@@ -125,6 +125,20 @@ def outcome_volume(
     return out
 
 
+def outcome_table(pred: pd.DataFrame, truth: pd.DataFrame, matches: pd.DataFrame) -> pd.DataFrame:
+    """Predicted and missed true vesicles in one table with an ``outcome`` column.
+
+    Rows of ``pred`` are ``"true positive"`` (matched) or ``"false positive"``; rows of
+    ``truth`` that no prediction matched are added as ``"missed"``. Positions and radii are
+    those of the respective table (for :func:`analysis.plotting.sphere_sections`).
+    """
+    columns = ["vesicle_id", "z_vox", "y_vox", "x_vox", "radius_vox"]
+    found = pred["vesicle_id"].isin(matches["pred_id"])
+    predicted = pred[columns].assign(outcome=np.where(found, "true positive", "false positive"))
+    missed = truth.loc[~truth["vesicle_id"].isin(matches["true_id"]), columns]
+    return pd.concat([predicted, missed.assign(outcome="missed")], ignore_index=True)
+
+
 def evaluate_files(
     pred_labels: str | os.PathLike,
     truth: str | os.PathLike,
