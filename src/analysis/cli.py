@@ -412,6 +412,71 @@ def evaluate(
         typer.echo(f"{key:12s} {value:.4f}" if isinstance(value, float) else f"{key:12s} {value}")
 
 
+@app.command()
+def batch(
+    input_dir: Annotated[Path, typer.Argument(help="Folder of tomograms (MRC, TIFF, OME-Zarr).")],
+    out: Annotated[Path, typer.Option(help="Output folder (created if missing).")],
+    scheduler: Annotated[
+        str, typer.Option(help="local, slurm, or the address of a running Dask scheduler.")
+    ] = "local",
+    workers: Annotated[int, typer.Option(help="Local worker processes, or SLURM jobs.")] = 2,
+    threads_per_worker: Annotated[int, typer.Option(help="Threads per worker.")] = 1,
+    queue: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
+    account: Annotated[str | None, typer.Option(help="SLURM account.")] = None,
+    cores: Annotated[int, typer.Option(help="SLURM: cores per job.")] = 4,
+    memory: Annotated[str, typer.Option(help="SLURM: memory per job, e.g. 16GB.")] = "16GB",
+    walltime: Annotated[str, typer.Option(help="SLURM: walltime per job.")] = "01:00:00",
+    gpus: Annotated[int, typer.Option(help="SLURM: GPUs per job (--gres=gpu:N).")] = 0,
+    job_extra: Annotated[
+        list[str] | None, typer.Option(help="SLURM: extra #SBATCH directive (repeat).")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Checkpoint (.pt); the shipped network by default.")
+    ] = None,
+    voxel_size_nm: Annotated[
+        float | None, typer.Option(help="Override the voxel size of every tomogram (nm).")
+    ] = None,
+    probability: Annotated[bool, typer.Option(help="Also keep the probability maps.")] = True,
+    tta: Annotated[str, typer.Option(help="Test-time augmentation: none, flips, d4.")] = "none",
+    force: Annotated[bool, typer.Option(help="Redo tomograms whose outputs exist.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Segment every tomogram of a folder on a Dask cluster; resumable; summary table."""
+    from analysis.batch import ClusterSpec, find_tomograms, run_batch
+
+    tomograms = find_tomograms(input_dir)
+    if not tomograms:
+        raise InputFileError(input_dir, "holds no tomogram (.mrc, .rec, .tif, .zarr, …)")
+    spec = ClusterSpec(
+        scheduler=scheduler,
+        workers=workers,
+        threads_per_worker=threads_per_worker,
+        queue=queue,
+        account=account,
+        cores=cores,
+        memory=memory,
+        walltime=walltime,
+        gpus=gpus,
+        job_extra=list(job_extra or []),
+    )
+    options = dict(
+        model=str(model) if model else None,
+        voxel_size_nm=voxel_size_nm,
+        write_probability=probability,
+        predict_options=dict(tta=tta, progress=False),
+    )
+    summary = run_batch(tomograms, out, spec=spec, options=options, force=force, progress=not quiet)
+    counts = summary["status"].value_counts()
+    typer.echo(
+        f"{out}: {counts.get('done', 0)} done, {counts.get('skipped', 0)} skipped (done before), "
+        f"{counts.get('failed', 0)} failed; summary in {out / 'batch_summary.csv'}"
+    )
+    for row in summary[summary["status"] == "failed"].itertuples():
+        typer.echo(f"failed: {row.error}", err=True)
+    if counts.get("failed", 0):
+        raise typer.Exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``analysis`` command; returns the exit code."""
     with warnings.catch_warnings():
@@ -426,7 +491,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _run_app(argv: list[str] | None) -> int:
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns the code of a typer.Exit instead of raising.
+        code = app(args=argv, standalone_mode=False)
     except ValueError as err:  # InputFileError, or an option value the library refused
         typer.echo(f"error: {err}", err=True)
         return EXIT_BAD_INPUT
@@ -442,7 +508,7 @@ def _run_app(argv: list[str] | None) -> int:
             err.show()
             return err.exit_code
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:

@@ -1,0 +1,239 @@
+"""Many tomograms at once: ``analysis segment`` for every tomogram of a folder, on Dask.
+
+Each tomogram is one task running :func:`analysis.pipeline.segment_file` on a Dask worker:
+a :class:`~distributed.LocalCluster` on this machine by default, a SLURM cluster through
+``dask-jobqueue``, or any running scheduler given by its address. The batch
+
+- **resumes**: a tomogram whose outputs are all present is skipped (outputs appear only when
+  complete, so present means finished); ``force=True`` redoes everything;
+- **keeps going**: a tomogram that fails is reported with its one-line error and the others
+  go on; a task whose worker dies is retried elsewhere (``retries``);
+- **reports**: a summary table (``batch_summary.csv`` in the output folder), one row per
+  tomogram with ``status`` ``done`` / ``skipped`` / ``failed``, the error, seconds and the
+  number of vesicles kept.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.errors import InputFileError
+from analysis.io import atomic_output
+from analysis.pipeline import OUTPUT_SUFFIXES, output_paths
+
+#: File name endings taken as tomograms in an input folder.
+TOMOGRAM_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".tif", ".tiff", ".zarr")
+SUMMARY_NAME = "batch_summary.csv"
+SUMMARY_COLUMNS = ["tomogram", "status", "n_vesicles", "seconds", "error"]
+
+
+def find_tomograms(folder: str | os.PathLike) -> list[Path]:
+    """Tomograms in ``folder`` (not recursive), sorted by name.
+
+    Files that are outputs of this package (``*_labels.mrc``, ``*_probability.mrc``, …) and
+    hidden files are left out, so an input folder may double as the output folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputFileError(folder, "input folder does not exist")
+    ours = tuple(s for s in OUTPUT_SUFFIXES.values() if s.endswith(".mrc"))
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.name.lower().endswith(TOMOGRAM_SUFFIXES)
+        and not p.name.startswith(".")
+        and not p.name.endswith(ours)
+    )
+
+
+def is_finished(tomogram: str | os.PathLike, outdir: str | os.PathLike, *, probability=True):
+    """Whether every output of ``tomogram`` is already in ``outdir``."""
+    paths = output_paths(tomogram, outdir)
+    if not probability:
+        paths.pop("probability")
+    return all(p.exists() for p in paths.values())
+
+
+@dataclass
+class ClusterSpec:
+    """Where the tasks run.
+
+    Attributes
+    ----------
+    scheduler : str
+        ``"local"`` (a LocalCluster here), ``"slurm"`` (dask-jobqueue), or the address of a
+        running scheduler (``tcp://host:8786``).
+    workers : int
+        Local worker processes, or SLURM jobs.
+    threads_per_worker : int
+        Threads of each worker (torch uses them for the network).
+    queue, account, cores, memory, walltime, gpus, job_extra : SLURM options
+        Partition, account, cores and memory per job (e.g. ``"16GB"``), walltime
+        (``"02:00:00"``), GPUs per job (adds ``--gres=gpu:N``) and any other ``#SBATCH`` lines.
+    """
+
+    scheduler: str = "local"
+    workers: int = 2
+    threads_per_worker: int = 1
+    queue: str | None = None
+    account: str | None = None
+    cores: int = 4
+    memory: str = "16GB"
+    walltime: str = "01:00:00"
+    gpus: int = 0
+    job_extra: list[str] = field(default_factory=list)
+
+
+def connect(spec: ClusterSpec):
+    """A :class:`distributed.Client` for ``spec`` (close it when done)."""
+    from distributed import Client, LocalCluster
+
+    if spec.scheduler == "local":
+        cluster = LocalCluster(
+            n_workers=spec.workers,
+            threads_per_worker=spec.threads_per_worker,
+            processes=True,
+            dashboard_address=None,
+        )
+        return Client(cluster)
+    if spec.scheduler == "slurm":
+        cluster = slurm_cluster(spec)
+        cluster.scale(jobs=spec.workers)
+        return Client(cluster)
+    return Client(spec.scheduler)
+
+
+def slurm_cluster(spec: ClusterSpec):
+    """A dask-jobqueue ``SLURMCluster`` for ``spec``, not yet scaled (no job submitted).
+
+    One Dask worker per SLURM job, with all the job's cores as threads (the network uses
+    them); ``cluster.job_script()`` shows the batch script it will submit.
+    """
+    from dask_jobqueue import SLURMCluster
+
+    extra = list(spec.job_extra)
+    if spec.gpus:
+        extra.append(f"--gres=gpu:{spec.gpus}")
+    return SLURMCluster(
+        queue=spec.queue,
+        account=spec.account,
+        cores=spec.cores,
+        processes=1,
+        memory=spec.memory,
+        walltime=spec.walltime,
+        job_extra_directives=extra,
+    )
+
+
+def _segment_task(tomogram: str, outdir: str, options: dict, threads: int) -> dict:
+    """Run on a worker: segment one tomogram; never raises for bad input."""
+    import torch
+
+    from analysis.pipeline import segment_file
+
+    torch.set_num_threads(max(threads, 1))
+    start = time.perf_counter()
+    try:
+        paths = segment_file(tomogram, outdir, **options)
+    except ValueError as err:  # InputFileError and refused values: reported, not retried
+        return {"status": "failed", "error": str(err), "seconds": time.perf_counter() - start}
+    table = pd.read_csv(paths["vesicles"], usecols=["kept"])
+    return {
+        "status": "done",
+        "n_vesicles": int(table["kept"].sum()),
+        "seconds": time.perf_counter() - start,
+        "error": "",
+    }
+
+
+def run_batch(
+    tomograms: list[str | os.PathLike],
+    outdir: str | os.PathLike,
+    *,
+    client=None,
+    spec: ClusterSpec | None = None,
+    options: dict | None = None,
+    force: bool = False,
+    retries: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Segment ``tomograms`` into ``outdir`` on a Dask cluster; returns the summary table.
+
+    Parameters
+    ----------
+    tomograms : list of path
+    outdir : path
+        Created if missing; ``batch_summary.csv`` is written there too.
+    client : distributed.Client, optional
+        Use this client; otherwise one is made from ``spec`` and closed at the end.
+    spec : ClusterSpec, optional
+        Default: a LocalCluster of two single-threaded workers.
+    options : dict, optional
+        Keyword arguments of :func:`analysis.pipeline.segment_file` (model, voxel size,
+        ``predict_options``, ``postprocess_options``, …).
+    force : bool
+        Redo tomograms whose outputs exist.
+    retries : int
+        Times a task is resubmitted when its worker dies.
+    """
+    from distributed import as_completed
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    options = dict(options or {})
+    spec = spec or ClusterSpec()
+    rows, todo = [], []
+    with_probability = options.get("write_probability", True)
+    for tomogram in map(Path, tomograms):
+        if not force and is_finished(tomogram, outdir, probability=with_probability):
+            rows.append({"tomogram": str(tomogram), "status": "skipped", "error": ""})
+        else:
+            todo.append(tomogram)
+    own = client is None and bool(todo)
+    if own:
+        client = connect(spec)
+    try:
+        futures = {
+            client.submit(
+                _segment_task,
+                str(t),
+                str(outdir),
+                options,
+                spec.threads_per_worker,
+                key=f"segment-{t.name}-{time.time_ns()}",
+                retries=retries,
+                pure=False,
+            ): t
+            for t in todo
+        }
+        for future in _progress(as_completed(futures), len(futures), progress):
+            tomogram = futures[future]
+            try:
+                result = future.result()
+            except Exception as err:  # the task died (worker killed, out of memory, …)
+                result = {"status": "failed", "error": f"{tomogram}: {type(err).__name__}: {err}"}
+            rows.append({"tomogram": str(tomogram), **result})
+    finally:
+        if own:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary = summary.sort_values("tomogram", kind="stable").reset_index(drop=True)
+    with atomic_output(outdir / SUMMARY_NAME) as tmp:
+        summary.to_csv(tmp, index=False)
+    return summary
+
+
+def _progress(iterable, total: int, show: bool):
+    if not show:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc="tomograms", unit="tomogram")

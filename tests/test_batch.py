@@ -1,0 +1,79 @@
+"""Batch segmentation on a local Dask cluster: resumes, reports failures, keeps going."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from analysis.batch import SUMMARY_NAME, find_tomograms, is_finished
+from analysis.cli import main
+from analysis.synthetic import example_files
+
+
+@pytest.fixture(scope="module")
+def input_dir(tmp_path_factory):
+    """Three tomograms: two copies of the quick test tomogram and one corrupt file."""
+    folder = tmp_path_factory.mktemp("in")
+    source = example_files("test", seed=301, quick=True)["tomogram"]
+    shutil.copy(source, folder / "a.mrc")
+    shutil.copy(source, folder / "b.mrc")
+    (folder / "c.mrc").write_bytes(b"this is not an MRC file" * 100)
+    (folder / "a_labels.mrc").write_bytes(b"")  # an output of ours: not an input
+    (folder / "notes.txt").write_text("not a tomogram")
+    return folder
+
+
+def test_the_input_folder_lists_tomograms_only(input_dir):
+    assert [p.name for p in find_tomograms(input_dir)] == ["a.mrc", "b.mrc", "c.mrc"]
+
+
+def test_batch_on_two_workers_reports_the_corrupt_file_and_does_no_work_twice(
+    input_dir, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    args = ["batch", str(input_dir), "--out", str(out), "--workers", "2", "--quiet"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "2 done, 0 skipped (done before), 1 failed" in captured.out
+    assert "c.mrc" in captured.err and "Traceback" not in captured.err
+    summary = pd.read_csv(out / SUMMARY_NAME).set_index("tomogram")
+    status = {k.split("/")[-1]: v for k, v in summary["status"].items()}
+    assert status == {"a.mrc": "done", "b.mrc": "done", "c.mrc": "failed"}
+    assert is_finished(input_dir / "a.mrc", out) and is_finished(input_dir / "b.mrc", out)
+    assert not list(out.glob("c_*")) and not list(out.glob(".*"))  # nothing half-written
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("[ab]_*")}
+
+    assert main(args) == 1  # the corrupt file still fails …
+    assert "0 done, 2 skipped (done before), 1 failed" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("[ab]_*")} == stamps  # … no redo
+
+
+def test_the_slurm_job_script_carries_the_options():
+    from analysis.batch import ClusterSpec, slurm_cluster
+
+    spec = ClusterSpec(
+        scheduler="slurm",
+        queue="gpu",
+        account="lab",
+        cores=8,
+        memory="32GB",
+        walltime="02:00:00",
+        gpus=1,
+        job_extra=["--constraint=a100"],
+    )
+    cluster = slurm_cluster(spec)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for line in [
+        "#SBATCH -p gpu",
+        "#SBATCH -A lab",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH -t 02:00:00",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --constraint=a100",
+    ]:
+        assert line in script
