@@ -144,3 +144,53 @@ def merges_and_splits(
     per_pred = np.unique(covers[:, 0], return_counts=True)[1]
     per_true = np.unique(covers[:, 1], return_counts=True)[1]
     return {"merged": int((per_pred >= 2).sum()), "split": int((per_true >= 2).sum())}
+
+
+def filament_detection(
+    found: pd.DataFrame, truth: pd.DataFrame, *, vesicle_map: dict | None = None
+) -> dict[str, float]:
+    """Recall and precision of connectors and tethers, by the boundaries they join.
+
+    A found filament is right when a true one of the same kind joins the same two vesicles
+    (or the same vesicle and the AZ membrane, ``vesicle_b = 0``). Several found filaments
+    between the same pair count once.
+
+    Parameters
+    ----------
+    found, truth : pandas.DataFrame
+        Filament tables with ``kind``, ``vesicle_a``, ``vesicle_b``.
+    vesicle_map : dict, optional
+        Found vesicle id → true vesicle id (e.g. from :func:`match_vesicles`), when the
+        filaments were found between segmented rather than true vesicles; filaments of
+        unmatched vesicles then count as wrong.
+
+    Returns
+    -------
+    dict
+        ``recall``, ``precision``, ``f1``, ``n_true``, ``n_found`` (distinct pairs), and the
+        same per kind (``connector_recall``, ``tether_precision``, …).
+    """
+
+    def keys(table, mapping=None):
+        out = set()
+        for kind, a, b in table[["kind", "vesicle_a", "vesicle_b"]].itertuples(index=False):
+            if mapping is not None:
+                a = mapping.get(a, -1)
+                b = 0 if b == 0 else mapping.get(b, -2)
+            out.add((kind, *sorted((int(a), int(b)))) if kind == "connector" else (kind, a, 0))
+        return out
+
+    true_keys, found_keys = keys(truth), keys(found, vesicle_map)
+    scores = {}
+    for label, subset in (("", None), ("connector_", "connector"), ("tether_", "tether")):
+        t = {k for k in true_keys if subset in (None, k[0])}
+        f = {k for k in found_keys if subset in (None, k[0])}
+        hit = len(t & f)
+        recall = hit / len(t) if t else 1.0
+        precision = hit / len(f) if f else 1.0
+        scores[f"{label}recall"] = recall
+        scores[f"{label}precision"] = precision
+        if not label:
+            f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
+            scores.update(f1=f1, n_true=len(t), n_found=len(f))
+    return scores

@@ -57,8 +57,10 @@ class SynapseGeometry:
     connector_fraction: float = 0.5
     tether_max_gap_nm: float = 14.0
     tether_fraction: float = 0.6
-    filament_radius_nm: float = 1.6
-    filament_density: float = 0.55
+    #: filaments: a Gaussian profile of σ = radius / 2 (FWHM ≈ 3.5 nm) at protein density;
+    #: thinner or fainter ones vanish in the CTF and noise of the default imaging
+    filament_radius_nm: float = 3.0
+    filament_density: float = 1.0
     #: extra options kept for provenance (free-form)
     notes: dict = field(default_factory=dict)
 

@@ -1,0 +1,37 @@
+"""How synaptic vesicles are organised at the active zone, measured as Pyto measures it.
+
+:mod:`.distances`: distances of vesicle centres and membranes to the active-zone (AZ)
+membrane, layers one voxel thick parallel to it with their vesicle occupancy, and counts of
+proximal vesicles in distance bins. :mod:`.filaments`: connectors (vesicle–vesicle) and tethers
+(vesicle–AZ) by hierarchical connectivity segmentation of the densities between them.
+"""
+
+from analysis.active_zone.distances import (
+    DEFAULT_BINS_NM,
+    az_distance_map,
+    layer_profile,
+    layers,
+    proximal_counts,
+    vesicle_distances,
+)
+from analysis.active_zone.filaments import (
+    DEFAULT_THRESHOLDS,
+    FILAMENT_COLUMNS,
+    Filaments,
+    count_per_vesicle,
+    find_filaments,
+)
+
+__all__ = [
+    "DEFAULT_BINS_NM",
+    "DEFAULT_THRESHOLDS",
+    "FILAMENT_COLUMNS",
+    "Filaments",
+    "az_distance_map",
+    "count_per_vesicle",
+    "find_filaments",
+    "layer_profile",
+    "layers",
+    "proximal_counts",
+    "vesicle_distances",
+]

@@ -1,0 +1,131 @@
+"""Active-zone geometry on analytic volumes: a flat membrane, balls at known heights, rods."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.active_zone import (
+    az_distance_map,
+    find_filaments,
+    layer_profile,
+    layers,
+    proximal_counts,
+    vesicle_distances,
+)
+from analysis.evaluate import filament_detection
+from analysis.io import paint_ball
+
+VS = 2.0  # nm per voxel
+SHAPE = (30, 60, 40)
+Y_AZ = 10  # the membrane is the plane y = 10, one voxel thick; the cytoplasm is y > 10
+
+
+def flat_synapse(balls):
+    az = np.zeros(SHAPE, bool)
+    az[:, Y_AZ, :] = True
+    region = np.zeros(SHAPE, bool)
+    region[:, Y_AZ + 1 :, :] = True
+    labels = np.zeros(SHAPE, np.int32)
+    rows = []
+    for i, (centre, r) in enumerate(balls, start=1):
+        paint_ball(labels, np.asarray(centre, float), r, i)
+        rows.append(
+            {
+                "vesicle_id": i,
+                "z_vox": centre[0],
+                "y_vox": centre[1],
+                "x_vox": centre[2],
+                "radius_vox": r,
+            }
+        )
+    return az, region, labels, pd.DataFrame(rows)
+
+
+def test_distances_to_a_flat_membrane_are_exact():
+    az, region, labels, table = flat_synapse([((15, 30.0, 20), 5.0), ((15, 16.4, 8), 5.0)])
+    distance = az_distance_map(az, VS)
+    assert distance[4, 25, 7] == pytest.approx(15 * VS)
+    assert distance[4, Y_AZ, 7] == 0.0
+    out = vesicle_distances(table, labels, az, VS)
+    np.testing.assert_allclose(out["az_distance_nm"], [20 * VS, 6.4 * VS])
+    # sphere surface to membrane face: 30 − 5 − 10.5 = 14.5 and 16.4 − 5 − 10.5 = 0.9 voxels
+    np.testing.assert_allclose(out["az_membrane_distance_nm"], [14.5 * VS, 0.9 * VS], atol=VS)
+
+
+def test_layers_are_one_voxel_thick_and_parallel_to_the_membrane():
+    az, region, labels, table = flat_synapse([((15, 30.0, 20), 5.0)])
+    layer = layers(az, region)
+    assert layer[3, Y_AZ + 1, 5] == 1 and layer[3, Y_AZ + 15, 5] == 15
+    assert layer[3, Y_AZ, 5] == 0 and layer[3, 2, 5] == 0  # membrane and outside the region
+    assert (layer[:, Y_AZ + 7, :] == 7).all()
+    profile = layer_profile(layer, labels, table, VS).set_index("layer")
+    assert profile.loc[20, "n_centres"] == 1 and profile["n_centres"].sum() == 1
+    occupied = profile.index[profile["n_vesicles"] > 0]
+    assert occupied.min() == 15 and occupied.max() == 25  # y = 25 … 35
+    assert profile.loc[20, "volume_fraction"] == pytest.approx(np.pi * 25 / (30 * 40), rel=0.1)
+    assert profile.loc[20, "distance_nm"] == 20 * VS
+
+
+def test_proximal_counts_fill_the_distance_bins():
+    counts = proximal_counts([0.0, 2.0, 7.0, 30.0, 100.0, 400.0], bins_nm=(0, 5, 10, 45, 250))
+    assert list(counts["n_vesicles"]) == [2, 1, 1, 1]
+    assert list(counts["cumulative"]) == [2, 3, 4, 5]
+
+
+def _rod(volume, a, b, value, radius=1.2):
+    grids = np.indices(volume.shape).reshape(3, -1).T.astype(float)
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    t = np.clip((grids - a) @ (b - a) / np.dot(b - a, b - a), 0, 1)
+    near = np.linalg.norm(grids - (a + t[:, None] * (b - a)), axis=1) <= radius
+    volume.reshape(-1)[near] = value
+
+
+def test_a_connector_and_a_tether_are_found_and_nothing_else():
+    balls = [((15, 24.0, 12), 5.0), ((15, 24.0, 28), 5.0), ((15, 45.0, 12), 5.0)]
+    az, region, labels, table = flat_synapse(balls)
+    rng = np.random.default_rng(0)
+    tomo = rng.normal(0, 1.0, SHAPE).astype(np.float32)
+    tomo[labels > 0] = 1.0
+    # Rods 2.5 noise SDs dark: a connector 1–2 across the 5 free voxels between the balls
+    # (x = 18 … 22) and a tether 1–AZ across 8 (y = 11 … 18).
+    _rod(tomo, (15, 24, 17), (15, 24, 23), -2.5)
+    _rod(tomo, (15, 19, 12), (15, 10, 12), -2.5)
+    tomo[az] = -2.5
+    thresholds = np.arange(-2.0, -0.95, 0.1)  # below the noise's percolation (−0.5 SD)
+    found = find_filaments(tomo, labels, az, region, VS, smooth_nm=0.0, thresholds=thresholds)
+    table_f = found.table.set_index("kind")
+    assert sorted(found.table["kind"]) == ["connector", "tether"]
+    assert (table_f.loc["connector", "vesicle_a"], table_f.loc["connector", "vesicle_b"]) == (1, 2)
+    assert (table_f.loc["tether", "vesicle_a"], table_f.loc["tether", "vesicle_b"]) == (1, 0)
+    assert table_f.loc["connector", "length_nm"] == pytest.approx(5 * VS, abs=VS)
+    assert table_f.loc["tether", "length_nm"] == pytest.approx(8 * VS, abs=VS)
+    per = found.per_vesicle.set_index("vesicle_id")
+    assert per.loc[1].tolist() == [1, 1] and per.loc[3].tolist() == [0, 0]
+    truth = pd.DataFrame(
+        {"kind": ["connector", "tether"], "vesicle_a": [2, 1], "vesicle_b": [1, 0]}
+    )
+    assert filament_detection(found.table, truth)["f1"] == 1.0
+    assert (found.labels > 0).sum() == pytest.approx(found.table["volume_nm3"].sum() / VS**3)
+
+
+def test_filament_scores_count_pairs_once_and_map_vesicle_ids():
+    truth = pd.DataFrame(
+        {
+            "kind": ["connector", "connector", "tether"],
+            "vesicle_a": [1, 2, 3],
+            "vesicle_b": [2, 3, 0],
+        }
+    )
+    found = pd.DataFrame(
+        {
+            "kind": ["connector", "connector", "tether", "tether"],
+            "vesicle_a": [12, 11, 13, 11],
+            "vesicle_b": [11, 12, 0, 0],
+        }
+    )
+    scores = filament_detection(found, truth, vesicle_map={11: 1, 12: 2, 13: 3})
+    assert scores["n_found"] == 3 and scores["n_true"] == 3
+    assert scores["recall"] == pytest.approx(2 / 3) and scores["precision"] == pytest.approx(2 / 3)
+    assert scores["tether_recall"] == 1.0 and scores["tether_precision"] == 0.5
