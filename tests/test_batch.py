@@ -77,3 +77,15 @@ def test_the_slurm_job_script_carries_the_options():
         "#SBATCH --constraint=a100",
     ]:
         assert line in script
+
+
+def test_an_empty_input_folder_is_one_clear_error(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["batch", str(empty), "--out", str(tmp_path / "o"), "--scheduler", "slurm"]
+    assert main([*args, "--job-extra=--constraint=a100"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == f"error: {empty}: holds no tomogram (.mrc, .rec, .tif, .zarr, …)"
+    )
+    assert not (tmp_path / "o").exists()

@@ -237,3 +237,16 @@ def test_segment_then_evaluate_against_the_manual_model_round_trip(tmp_path, cap
         == EXIT_BAD_INPUT
     )
     assert "missing.mod" in capsys.readouterr().err
+
+
+def test_every_command_has_help(capsys):
+    from analysis.cli import app
+
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]
+    assert {"segment", "evaluate", "batch", "predict", "train", "synth", "mod2labels"} <= {
+        n.replace("_command", "") for n in names
+    }
+    for name in names:
+        command = name.replace("_command", "")
+        assert main([command, "--help"]) == 0, command
+        assert "Usage" in capsys.readouterr().out
