@@ -15,6 +15,7 @@ a :class:`~distributed.LocalCluster` on this machine by default, a SLURM cluster
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ import pandas as pd
 from analysis.errors import InputFileError
 from analysis.io import atomic_output
 from analysis.pipeline import OUTPUT_SUFFIXES, output_paths
+
+log = logging.getLogger(__name__)
 
 #: File name endings taken as tomograms in an input folder.
 TOMOGRAM_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".tif", ".tiff", ".zarr")
@@ -192,6 +195,7 @@ def run_batch(
     for tomogram in map(Path, tomograms):
         if not force and is_finished(tomogram, outdir, probability=with_probability):
             rows.append({"tomogram": str(tomogram), "status": "skipped", "error": ""})
+            log.info("%s: outputs present, skipped", tomogram)
         else:
             todo.append(tomogram)
     own = client is None and bool(todo)
@@ -218,6 +222,7 @@ def run_batch(
             except Exception as err:  # the task died (worker killed, out of memory, …)
                 result = {"status": "failed", "error": f"{tomogram}: {type(err).__name__}: {err}"}
             rows.append({"tomogram": str(tomogram), **result})
+            log.info("%s: %s %s", tomogram, result["status"], result.get("error", ""))
     finally:
         if own:
             cluster = getattr(client, "cluster", None)

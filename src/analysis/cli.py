@@ -27,6 +27,24 @@ app = typer.Typer(
 EXIT_BAD_INPUT = 2
 
 
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Report each step and its time on stderr.")
+    ] = False,
+) -> None:
+    """Find and measure synaptic vesicles in cryo-electron tomograms."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
 @app.command()
 def info(
     tomogram: Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")],

@@ -10,7 +10,9 @@ results included) and nothing that could be mistaken for a result.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,8 @@ from analysis.errors import InputFileError
 from analysis.inference import predict, predict_file
 from analysis.io import atomic_output, read_tomogram
 from analysis.postprocess import segment_vesicles, write_outputs
+
+log = logging.getLogger(__name__)
 
 #: The output files of :func:`segment_file`, by role, as ``STEM`` + suffix.
 OUTPUT_SUFFIXES = {
@@ -93,6 +97,8 @@ def segment_file(
         "az_mask": _mask_like(az_mask, tomo.shape, "active-zone mask"),
         "region_mask": _mask_like(region_mask, tomo.shape, "region mask"),
     }
+    start = time.perf_counter()
+    log.info("%s: %s voxels of %.4g nm", tomogram, tomo.shape, tomo.voxel_size_nm)
     # The probability map is committed last, with the other files already in place, so
     # that a failure anywhere leaves the folder as it was.
     with contextlib.ExitStack() as stack:
@@ -106,6 +112,7 @@ def segment_file(
                 probability = predict(tomo.data, tomo.voxel_size_nm, **predict_options)
             except ValueError as err:
                 raise InputFileError(tomogram, str(err)) from err
+        log.info("%s: probability map in %.1f s", tomogram, time.perf_counter() - start)
         try:
             vesicles = segment_vesicles(
                 np.asarray(probability),
@@ -115,6 +122,13 @@ def segment_file(
             )
         except ValueError as err:
             raise InputFileError(tomogram, str(err)) from err
+        log.info(
+            "%s: %d vesicles kept, %d dropped, after %.1f s",
+            tomogram,
+            len(vesicles.kept),
+            len(vesicles.table) - len(vesicles.kept),
+            time.perf_counter() - start,
+        )
         stem = paths["labels"].name[: -len(OUTPUT_SUFFIXES["labels"])]
         write_outputs(
             vesicles,
