@@ -20,6 +20,7 @@ from analysis.active_zone.filaments import (
     Filaments,
     count_per_vesicle,
     find_filaments,
+    remove_boundary_profiles,
 )
 
 __all__ = [
@@ -33,5 +34,6 @@ __all__ = [
     "layer_profile",
     "layers",
     "proximal_counts",
+    "remove_boundary_profiles",
     "vesicle_distances",
 ]

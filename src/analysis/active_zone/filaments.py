@@ -43,7 +43,7 @@ FILAMENT_COLUMNS = [
     "x_vox",
 ]
 #: Default thresholds, in standard deviations of the tomogram in the analysed region.
-DEFAULT_THRESHOLDS = tuple(np.round(np.arange(-2.0, -0.45, 0.1), 2))
+DEFAULT_THRESHOLDS = tuple(np.round(np.arange(-3.0, -1.45, 0.1), 2))
 
 
 @dataclass
@@ -92,6 +92,61 @@ def _contact_centres(voxels: np.ndarray, boundaries: np.ndarray, shape) -> dict[
     return {b: np.concatenate(v).mean(axis=0) for b, v in centres.items()}
 
 
+def remove_boundary_profiles(
+    tomogram: np.ndarray,
+    vesicle_labels: np.ndarray,
+    az_mask: np.ndarray,
+    *,
+    reach_vox: float = 10.0,
+    bin_vox: float = 0.5,
+    n_polar: int = 4,
+) -> np.ndarray:
+    """The tomogram minus the image of every vesicle and of the AZ membrane.
+
+    A membrane is imaged with a blur and the CTF's rings around it, and in the narrow gap
+    between two vesicles the two blurs add up to a dark bridge that looks like a connector.
+    Imaging is linear, so each vesicle's own image is estimated by its mean density at each
+    distance from its centre — in ``n_polar`` bands of polar angle, because the missing wedge
+    makes a vesicle look different at its poles than at its equator — out to ``reach_vox``
+    voxels beyond its edge, and the membrane's by the mean density at each distance from it.
+    Subtracting these leaves what is *not* symmetric about a boundary, filaments among it.
+
+    Returns a float32 volume of the tomogram's shape.
+    """
+    from analysis.io import label_table
+
+    values = np.asarray(tomogram, dtype=np.float32)
+    out = values.copy()
+    table = label_table(np.asarray(vesicle_labels).astype(np.int64), 1.0)
+    shape = np.array(values.shape)
+    for row in table.itertuples():
+        centre = np.array([row.z_vox, row.y_vox, row.x_vox])
+        outer = row.radius_vox + reach_vox
+        lo = np.maximum(np.floor(centre - outer).astype(int), 0)
+        hi = np.minimum(np.ceil(centre + outer).astype(int) + 1, shape)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        z, y, x = np.ogrid[box]
+        r = np.sqrt((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2)
+        polar = np.abs(z - centre[0]) / np.maximum(r, 1e-6)
+        band = np.minimum((polar * n_polar).astype(int), n_polar - 1)
+        inside = r <= outer
+        index = ((r[inside] / bin_vox).astype(int) * n_polar + band[inside]).ravel()
+        sums = np.bincount(index, values[box][inside].astype(np.float64))
+        counts = np.bincount(index, minlength=len(sums))
+        profile = (sums / np.maximum(counts, 1)).reshape(-1, n_polar)
+        # its far end is the local background, which stays
+        profile -= profile[-4:-1].mean(axis=0)
+        out[box][inside] -= profile.ravel()[index].astype(np.float32)
+    distance = edt.edt(~np.asarray(az_mask, bool), black_border=False, parallel=1)
+    near = distance <= reach_vox
+    index = (distance[near] / bin_vox).astype(int)
+    profile = np.bincount(index, values[near].astype(np.float64))
+    profile /= np.maximum(np.bincount(index, minlength=len(profile)), 1)
+    profile -= profile[-3:].mean()
+    out[near] -= profile[index].astype(np.float32)
+    return out
+
+
 def _nearest_voxel(labels: np.ndarray, point: np.ndarray, label: int, reach: int) -> np.ndarray:
     """The voxel of ``label`` nearest to ``point`` within ``reach`` voxels (else ``point``)."""
     lo = np.maximum(np.floor(point).astype(int) - reach, 0)
@@ -115,6 +170,7 @@ def find_filaments(
     max_distance_nm: float = 25.0,
     smooth_nm: float = 2.2,
     contact_nm: float = 2.2,
+    subtract_boundaries: bool = True,
 ) -> Filaments:
     """Connectors and tethers by hierarchical thresholding (see the module notes).
 
@@ -141,6 +197,9 @@ def find_filaments(
         voxel noise does not break a filament or bridge two vesicles; 0 = none.
     contact_nm : float
         Boundaries are widened by this much (see the module notes); 0 = exact contact.
+    subtract_boundaries : bool
+        Remove the vesicles' and the membrane's own images first
+        (:func:`remove_boundary_profiles`); thresholds then refer to the remainder.
 
     Returns
     -------
@@ -166,6 +225,8 @@ def find_filaments(
     if not region.any():
         raise ValueError("no region voxel lies near a vesicle: nothing to analyse")
     values = np.asarray(tomogram, dtype=np.float32)
+    if subtract_boundaries:
+        values = remove_boundary_profiles(values, vesicle_labels, az_mask)
     if smooth_nm > 0:
         values = ndimage.gaussian_filter(values, smooth_nm / voxel_size_nm)
     grey = (values - values[region].mean()) / (values[region].std() + 1e-12)
