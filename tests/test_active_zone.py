@@ -129,3 +129,50 @@ def test_filament_scores_count_pairs_once_and_map_vesicle_ids():
     assert scores["n_found"] == 3 and scores["n_true"] == 3
     assert scores["recall"] == pytest.approx(2 / 3) and scores["precision"] == pytest.approx(2 / 3)
     assert scores["tether_recall"] == 1.0 and scores["tether_precision"] == 0.5
+
+
+def test_the_active_zone_command_writes_its_tables(tmp_path, capsys):
+    from analysis.active_zone import AZ_OUTPUT_SUFFIXES
+    from analysis.cli import main
+    from analysis.io import read_tomogram
+    from analysis.synthetic import example_files
+
+    files = example_files("test", seed=301, quick=True)
+    args = [
+        "active-zone",
+        str(files["tomogram"]),
+        "--labels",
+        str(files["labels"]),
+        "--az-mask",
+        str(files["az_mask"]),
+        "--region-mask",
+        str(files["region_mask"]),
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(args) == 0
+    stem = files["tomogram"].stem
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        stem + s for s in AZ_OUTPUT_SUFFIXES.values()
+    )
+    vesicles = pd.read_csv(tmp_path / f"{stem}_az_vesicles.csv")
+    truth = pd.read_csv(files["vesicles"])
+    # The truth gives the height above the membrane's mid-plane; the nearest membrane voxel
+    # (its cytoplasmic face, 2 nm up) is at most that far, within a voxel, and in the same order.
+    ours, theirs = vesicles["az_distance_nm"], truth["az_distance_nm"]
+    assert (ours <= theirs - 2.0 + 2.2).all()
+    assert np.corrcoef(ours, theirs)[0, 1] > 0.995
+    filaments = pd.read_csv(tmp_path / f"{stem}_filaments.csv")
+    labels = read_tomogram(tmp_path / f"{stem}_filaments.mrc").data
+    assert len(np.unique(labels)) == len(filaments) + 1
+    assert vesicles["n_tethers"].sum() == (filaments["kind"] == "tether").sum()
+    assert "connectors" in capsys.readouterr().out
+    # a region mask of another shape is named in the error
+    bad = tmp_path / "bad.mrc"
+    from analysis.io import write_mrc
+
+    write_mrc(bad, np.ones((4, 4, 4), np.float32), 2.2)
+    args[args.index("--region-mask") + 1] = str(bad)
+    assert main([*args[:-1], str(tmp_path / "again")]) == 2
+    assert "bad.mrc: region mask of shape (4, 4, 4)" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists() or not list((tmp_path / "again").iterdir())

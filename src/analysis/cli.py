@@ -495,6 +495,53 @@ def batch(
         raise typer.Exit(1)
 
 
+@app.command("active-zone")
+def active_zone(
+    tomogram: Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")],
+    labels: Annotated[Path, typer.Option(help="Vesicle labels (STEM_labels.mrc).")],
+    az_mask: Annotated[
+        Path, typer.Option(help="Active-zone membrane: mask MRC, or IMOD .mod (open contour).")
+    ],
+    region_mask: Annotated[
+        Path, typer.Option(help="Cytoplasm to analyse: mask MRC, or IMOD .mod (outlines).")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder (created if missing).")],
+    table: Annotated[
+        Path | None, typer.Option(help="Vesicle table (STEM_vesicles.csv) for fitted centres.")
+    ] = None,
+    voxel_size_nm: Annotated[
+        float | None, typer.Option(help="Override the voxel size in the header (nm).")
+    ] = None,
+    max_volume_nm3: Annotated[
+        float, typer.Option(help="Largest filament volume (Pyto: 2100–3200 nm³).")
+    ] = 2600.0,
+) -> None:
+    """Distances to the active zone, layers, connectors and tethers (as Pyto measures them)."""
+    import pandas as pd
+
+    from analysis.active_zone import analyse_files
+
+    if out.exists() and not out.is_dir():
+        raise InputFileError(out, "is a file; --out takes a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = analyse_files(
+        tomogram,
+        labels,
+        az_mask,
+        region_mask,
+        out,
+        vesicles=table,
+        voxel_size_nm=voxel_size_nm,
+        max_volume_nm3=max_volume_nm3,
+    )
+    filaments = pd.read_csv(paths["filaments"])
+    kinds = filaments["kind"].value_counts()
+    typer.echo(
+        f"{tomogram}: {kinds.get('connector', 0)} connectors, {kinds.get('tether', 0)} tethers; "
+        f"tables in {out}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``analysis`` command; returns the exit code."""
     with warnings.catch_warnings():

@@ -6,6 +6,13 @@ proximal vesicles in distance bins. :mod:`.filaments`: connectors (vesicle–ves
 (vesicle–AZ) by hierarchical connectivity segmentation of the densities between them.
 """
 
+from analysis.active_zone.analyse import (
+    AZ_OUTPUT_SUFFIXES,
+    ActiveZone,
+    analyse_active_zone,
+    analyse_files,
+    read_mask,
+)
 from analysis.active_zone.distances import (
     DEFAULT_BINS_NM,
     az_distance_map,
@@ -24,6 +31,11 @@ from analysis.active_zone.filaments import (
 )
 
 __all__ = [
+    "AZ_OUTPUT_SUFFIXES",
+    "ActiveZone",
+    "analyse_active_zone",
+    "analyse_files",
+    "read_mask",
     "DEFAULT_BINS_NM",
     "DEFAULT_THRESHOLDS",
     "FILAMENT_COLUMNS",

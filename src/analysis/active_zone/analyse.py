@@ -1,0 +1,197 @@
+"""The whole active-zone analysis of one tomogram, from arrays or from files.
+
+:func:`analyse_active_zone` runs :mod:`.distances` and :mod:`.filaments` together and returns
+the tables; :func:`analyse_files` reads the inputs (MRC masks, or IMOD models: an open contour
+traced along the membrane for the AZ, closed outlines for the region) and writes
+
+``STEM_az_vesicles.csv``
+    per vesicle: centre, radius, distances to the AZ (centre and membrane, nm), layer of the
+    centre, numbers of connectors and tethers;
+``STEM_layers.csv``
+    per 1-voxel layer parallel to the AZ: distance, voxels, vesicle volume fraction, counts;
+``STEM_proximal.csv``
+    vesicles per distance bin from the AZ (nm);
+``STEM_filaments.csv`` and ``STEM_filaments.mrc``
+    one row / one label per connector or tether;
+
+all through temporary files renamed together at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.active_zone.distances import (
+    DEFAULT_BINS_NM,
+    layer_profile,
+    layers,
+    proximal_counts,
+    vesicle_distances,
+)
+from analysis.active_zone.filaments import find_filaments
+from analysis.errors import InputFileError
+from analysis.io import atomic_output, label_table, read_annotation, read_tomogram, write_mrc
+
+#: Output files of :func:`analyse_files`, by role, as ``STEM`` + suffix.
+AZ_OUTPUT_SUFFIXES = {
+    "vesicles": "_az_vesicles.csv",
+    "layers": "_layers.csv",
+    "proximal": "_proximal.csv",
+    "filaments": "_filaments.csv",
+    "filament_labels": "_filaments.mrc",
+}
+
+
+@dataclass
+class ActiveZone:
+    """Result of :func:`analyse_active_zone` (tables described in the module notes)."""
+
+    vesicles: pd.DataFrame
+    layers: pd.DataFrame
+    proximal: pd.DataFrame
+    filaments: pd.DataFrame
+    filament_labels: np.ndarray
+
+
+def analyse_active_zone(
+    tomogram: np.ndarray,
+    vesicle_labels: np.ndarray,
+    az_mask: np.ndarray,
+    region_mask: np.ndarray,
+    voxel_size_nm: float,
+    *,
+    vesicles: pd.DataFrame | None = None,
+    bins_nm=DEFAULT_BINS_NM,
+    **filament_options,
+) -> ActiveZone:
+    """Distances, layers, proximal counts, connectors and tethers of one tomogram.
+
+    Parameters
+    ----------
+    tomogram : numpy.ndarray, shape (z, y, x)
+    vesicle_labels : numpy.ndarray, int, shape (z, y, x)
+        Whole vesicles, one id each.
+    az_mask, region_mask : numpy.ndarray of bool, shape (z, y, x)
+        The active-zone membrane and the cytoplasm to analyse.
+    voxel_size_nm : float
+    vesicles : pandas.DataFrame, optional
+        Vesicle table with the labels' ids (fitted centres and radii); from the labels
+        (centroid, equal-volume radius) by default.
+    bins_nm : sequence of float
+        Distance bins of the proximal counts (vesicle membrane to AZ).
+    filament_options
+        Options of :func:`analysis.active_zone.find_filaments`.
+    """
+    labels = np.asarray(vesicle_labels).astype(np.int32)
+    shapes = {np.shape(tomogram), labels.shape, np.shape(az_mask), np.shape(region_mask)}
+    if len(shapes) != 1:
+        raise ValueError(f"tomogram, labels and masks differ in shape: {sorted(shapes)}")
+    if vesicles is None:
+        vesicles = label_table(labels, voxel_size_nm)
+    layer_volume = layers(az_mask, region_mask)
+    table = vesicle_distances(vesicles, labels, az_mask, voxel_size_nm)
+    filaments = find_filaments(
+        tomogram, labels, az_mask, region_mask, voxel_size_nm, **filament_options
+    )
+    centre = np.clip(
+        np.rint(table[["z_vox", "y_vox", "x_vox"]].to_numpy(float)).astype(int),
+        0,
+        np.array(labels.shape) - 1,
+    )
+    table["layer"] = layer_volume[tuple(centre.T)]
+    table = table.merge(filaments.per_vesicle, on="vesicle_id", how="left")
+    table[["n_connectors", "n_tethers"]] = (
+        table[["n_connectors", "n_tethers"]].fillna(0).astype(int)
+    )
+    return ActiveZone(
+        vesicles=table,
+        layers=layer_profile(layer_volume, labels, vesicles, voxel_size_nm),
+        proximal=proximal_counts(table["az_membrane_distance_nm"], bins_nm),
+        filaments=filaments.table,
+        filament_labels=filaments.labels,
+    )
+
+
+def read_mask(path: str | os.PathLike, like, role: str) -> np.ndarray:
+    """A mask from an MRC (non-zero voxels) or an IMOD model drawn on ``like``.
+
+    From a model, open contours (a membrane traced slice by slice) give the mask when there
+    are any; otherwise the filled closed outlines do (a region drawn slice by slice).
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".mod":
+        annotation = read_annotation(path, like=like, grouping="object")
+        mask = annotation.membrane if annotation.membrane.any() else annotation.labels > 0
+    else:
+        volume = read_tomogram(path, mmap=True)
+        if volume.shape != like.shape:
+            raise InputFileError(
+                path, f"{role} of shape {volume.shape}; the tomogram's is {like.shape}"
+            )
+        mask = np.asarray(volume.data) != 0
+    if not mask.any():
+        raise InputFileError(path, f"the {role} is empty")
+    return mask
+
+
+def analyse_files(
+    tomogram: str | os.PathLike,
+    vesicle_labels: str | os.PathLike,
+    az_mask: str | os.PathLike,
+    region_mask: str | os.PathLike,
+    outdir: str | os.PathLike,
+    *,
+    vesicles: str | os.PathLike | None = None,
+    voxel_size_nm: float | None = None,
+    **options,
+) -> dict[str, Path]:
+    """:func:`analyse_active_zone` of files; writes the tables and filament labels.
+
+    ``vesicles`` is a ``STEM_vesicles.csv`` of ``analysis segment`` (its kept rows); the
+    output ``STEM`` is the tomogram's. Returns the written paths by role.
+    """
+    tomo = read_tomogram(tomogram, voxel_size_nm=voxel_size_nm)
+    labels = read_tomogram(vesicle_labels)
+    if labels.shape != tomo.shape:
+        raise InputFileError(
+            vesicle_labels, f"labels of shape {labels.shape}; the tomogram's is {tomo.shape}"
+        )
+    table = None
+    if vesicles is not None:
+        table = pd.read_csv(vesicles)
+        if "kept" in table:
+            table = table[table["kept"]].reset_index(drop=True)
+    try:
+        result = analyse_active_zone(
+            tomo.data,
+            np.asarray(labels.data),
+            read_mask(az_mask, tomo, "active-zone mask"),
+            read_mask(region_mask, tomo, "region mask"),
+            tomo.voxel_size_nm,
+            vesicles=table,
+            **options,
+        )
+    except ValueError as err:
+        if isinstance(err, InputFileError):
+            raise
+        raise InputFileError(tomogram, str(err)) from err
+    outdir = Path(outdir)
+    stem = Path(tomogram).name.split(".")[0]
+    paths = {role: outdir / f"{stem}{suffix}" for role, suffix in AZ_OUTPUT_SUFFIXES.items()}
+    with contextlib.ExitStack() as stack:
+        tmp = {role: stack.enter_context(atomic_output(p)) for role, p in paths.items()}
+        for role in ("vesicles", "layers", "proximal", "filaments"):
+            getattr(result, role).to_csv(tmp[role], index=False)
+        write_mrc(
+            tmp["filament_labels"],
+            result.filament_labels,
+            tomo.voxel_size_nm,
+            origin_angstrom=tomo.origin_angstrom,
+        )
+    return paths
