@@ -104,3 +104,24 @@ def test_radial_profiles_plot_the_median_of_the_kept_vesicles():
         len(plotting.label_panels(np.zeros((8, 8)), {"a": None, "b": np.ones((8, 8), int)}).axes)
         == 2
     )
+
+
+def test_vesicles_3d_places_one_marker_per_vesicle_in_nm():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "z_vox": [1.0, 2.0],
+            "y_vox": [3.0, 4.0],
+            "x_vox": [5.0, 6.0],
+            "radius_vox": [2.0, 4.0],
+            "n_tethers": [0, 2],
+        }
+    )
+    membrane = np.zeros((4, 8, 8), bool)
+    membrane[:, 0, :] = True
+    fig = plotting.vesicles_3d(table, colour_by="n_tethers", membrane=membrane, voxel_size_nm=2.0)
+    vesicles = fig.axes[0].collections[-1]
+    x, z, y = vesicles._offsets3d
+    assert list(x) == [10.0, 12.0] and list(z) == [2.0, 4.0] and list(y) == [6.0, 8.0]
+    assert len(fig.axes) == 2  # the plot and its colour bar

@@ -402,3 +402,53 @@ def radial_profiles(profiles, radii_vox, *, bin_vox: float = 0.5, kept=None, ax=
     ax.set_xlabel("distance from centre / radius")
     ax.set_ylabel("tomogram density")
     return ax.figure
+
+
+def vesicles_3d(table, *, colour_by: str | None = None, membrane=None, voxel_size_nm=1.0, ax=None):
+    """Vesicles as spheres in 3-D (nm), optionally coloured by a column, above the AZ.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Vesicle table (``z_vox, y_vox, x_vox, radius_vox``).
+    colour_by : str, optional
+        Column whose values colour the vesicles (e.g. ``n_tethers``), with a colour bar.
+    membrane : numpy.ndarray of bool, shape (z, y, x), optional
+        The AZ membrane, drawn as a thinned point cloud.
+    voxel_size_nm : float
+        Scale of the axes.
+    """
+    if ax is None:
+        fig = plt.figure(figsize=(7, 6))
+        ax = fig.add_subplot(projection="3d")
+    if membrane is not None:
+        points = np.argwhere(membrane)[:: max(1, int(membrane.sum()) // 4000)]
+        ax.scatter(
+            points[:, 2] * voxel_size_nm,
+            points[:, 0] * voxel_size_nm,
+            points[:, 1] * voxel_size_nm,
+            s=1,
+            c="grey",
+            alpha=0.3,
+        )
+    zyx = table[["z_vox", "y_vox", "x_vox"]].to_numpy(float) * voxel_size_nm
+    # marker area grows with the square of the radius, as a sphere's outline does
+    size = (table["radius_vox"].to_numpy(float) * voxel_size_nm) ** 2 / 4
+    colour = table[colour_by] if colour_by else "tab:blue"
+    drawn = ax.scatter(
+        zyx[:, 2],
+        zyx[:, 0],
+        zyx[:, 1],
+        s=size,
+        c=colour,
+        cmap="viridis",
+        alpha=0.8,
+        edgecolors="k",
+        linewidths=0.3,
+    )
+    if colour_by:
+        ax.figure.colorbar(drawn, ax=ax, shrink=0.6, label=colour_by)
+    ax.set_xlabel("x (nm)")
+    ax.set_ylabel("z (nm)")
+    ax.set_zlabel("y (nm), away from the AZ")
+    return ax.figure
