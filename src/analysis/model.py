@@ -299,6 +299,20 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return payload
 
 
+def build_network(config: dict) -> nn.Module:
+    """The untrained network a checkpoint's ``config`` describes.
+
+    :class:`UNet3D` by default; ``{"architecture": "cryovesnet", …}`` is CryoVesNet's
+    published network (:mod:`analysis.cryovesnet`).
+    """
+    config = dict(config)
+    if config.pop("architecture", "unet3d") == "cryovesnet":
+        from analysis.cryovesnet import CryoVesNetConfig, CryoVesNetUNet
+
+        return CryoVesNetUNet(CryoVesNetConfig(**config))
+    return UNet3D(UNetConfig(**config))
+
+
 def load_model(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> tuple[UNet3D, dict]:
@@ -313,7 +327,7 @@ def load_model(
     """
     payload = read_checkpoint(path, map_location)
     try:
-        model = UNet3D(UNetConfig(**payload["config"]))
+        model = build_network(payload["config"])
         model.load_state_dict(payload["model_state"])
     except (TypeError, ValueError, RuntimeError) as err:
         first = str(err).splitlines()[0]
@@ -343,7 +357,7 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, **meta
     of the checkpoint (e.g. a portable ``data`` description).
     """
     payload = read_checkpoint(checkpoint)
-    model = UNet3D(UNetConfig(**payload["config"]))
+    model = build_network(payload["config"])
     model.load_state_dict(payload["model_state"])
     metrics = {**payload["metrics"], "history": payload.get("history", [])}
     fields = {k: payload[k] for k in ("voxel_size_nm", "normalisation", "seed", "data")}

@@ -23,6 +23,7 @@ from analysis.evaluate.metrics import dice_score
 from analysis.model import (
     UNet3D,
     UNetConfig,
+    build_network,
     load_model,
     read_checkpoint,
     save_checkpoint,
@@ -337,7 +338,7 @@ def train(
     state = None
     if resume and checkpoint.exists():
         state = read_checkpoint(checkpoint)
-        model = UNet3D(UNetConfig(**state["config"]))
+        model = build_network(state["config"])
         model.load_state_dict(state["model_state"])
     elif init_from is not None:
         model, _ = load_model(init_from)

@@ -37,7 +37,7 @@ from analysis.model import (
     load_shipped_model,
     select_device,
 )
-from analysis.normalise import DEFAULT_NORMALISATION, normalisation_stats
+from analysis.normalise import DEFAULT_NORMALISATION, centre_and_scale
 
 CL = torch.channels_last_3d
 #: Test-time augmentation modes and the number of xy transforms each averages over.
@@ -82,6 +82,9 @@ def check_voxel_size(
 
 
 def _resolve_model(model, device: torch.device) -> tuple[UNet3D, dict]:
+    from analysis.cryovesnet import resolve_model_name
+
+    model = resolve_model_name(model)  # "cryovesnet" or a Keras .h5 → a checkpoint path
     if model is None:
         net, meta = load_shipped_model(device)
     elif isinstance(model, (str, os.PathLike)):
@@ -253,7 +256,7 @@ def predict(
             maps = [stack.enter_context(scratch_array(work_shape, **scratch)) for _ in finals]
         else:
             source, maps = tomogram, finals
-        centre, scale = normalisation_stats(source, norm["low"], norm["high"])
+        centre, scale = centre_and_scale(source, norm)
         fn = _tile_predictor(net, torch_device, centre, scale, transforms, return_uncertainty)
         sliding_window(
             source,

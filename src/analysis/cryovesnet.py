@@ -1,0 +1,273 @@
+"""The published CryoVesNet network, trained on real tomograms, in this package's torch pipeline.
+
+CryoVesNet (Khosrozadeh et al., J Cell Biol 2024) ships a Keras 2.9 network trained on manually
+segmented rat-synaptosome tomograms (``cryovesnet/weights/weights.h5`` of its repository, GPL-3).
+The file is not part of this package: :func:`fetch_cryovesnet` downloads it on demand, checks
+its SHA-256, converts it with :func:`convert_cryovesnet` into a checkpoint of this package and
+caches that, so that ``--model cryovesnet`` works everywhere a checkpoint does (inference,
+post-processing, evaluation, fine-tuning, the command line).
+
+The network is CSBDeep's 3-D U-Net: depth 2, 16 base filters, two 3×3×3 convolutions per level,
+each followed by BatchNormalization (ε = 10⁻³) and ReLU; 2×2×2 max pooling; a 64- then 32-filter
+bottom; nearest-neighbour upsampling, concatenation [upsampled, skip]; a final 1×1×1
+convolution with a sigmoid. Its authors blur the tomogram (Gaussian, σ = 1 voxel) and z-score
+it over the whole volume at 2.2 nm voxels, membranes dark; the blur is the network's first
+(fixed) layer here and the z-score its checkpoint's normalisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from analysis.errors import InputFileError
+
+CRYOVESNET_URL = "https://github.com/Zuber-group/CryoVesNet/raw/main/cryovesnet/weights/weights.h5"
+CRYOVESNET_SHA256 = "495748b7ad5daaa0f8895b49497798a9331a70ce84b3a227c7e387a930f15f37"
+#: Voxel size (nm) and input normalisation of the published network.
+CRYOVESNET_VOXEL_SIZE_NM = 2.2
+CRYOVESNET_NORMALISATION = {"method": "zscore", "blur_sigma_vox": 1.0}
+
+#: Keras convolution names in network order, with their output filters.
+CONVOLUTIONS = (
+    ("down_level_0_no_0", 16),
+    ("down_level_0_no_1", 16),
+    ("down_level_1_no_0", 32),
+    ("down_level_1_no_1", 32),
+    ("middle_0", 64),
+    ("middle_2", 32),
+    ("up_level_1_no_0", 32),
+    ("up_level_1_no_2", 16),
+    ("up_level_0_no_0", 16),
+    ("up_level_0_no_2", 16),
+)
+
+
+@dataclass
+class CryoVesNetConfig:
+    """Architecture record of :class:`CryoVesNetUNet`, as stored in checkpoints."""
+
+    architecture: str = "cryovesnet"
+    blur_sigma_vox: float = 1.0
+    bn_epsilon: float = 1e-3
+
+
+def _block(cin: int, cout: int, eps: float) -> nn.Sequential:
+    # Conv → BN → ReLU as in CSBDeep's conv_block3 (BN folding in inference finds the pair).
+    return nn.Sequential(
+        nn.Conv3d(cin, cout, 3, padding=1), nn.BatchNorm3d(cout, eps=eps), nn.ReLU(inplace=True)
+    )
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(np.ceil(4 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    g /= g.sum()
+    return torch.tensor(np.einsum("i,j,k->ijk", g, g, g), dtype=torch.float32)[None, None]
+
+
+class CryoVesNetUNet(nn.Module):
+    """CryoVesNet's network in torch; ``forward`` takes (batch, 1, z, y, x), returns logits.
+
+    The fixed Gaussian blur of the authors' preprocessing is the first layer (replicate
+    padding at the borders); the sigmoid of the last Keras layer is left to the caller, as
+    for :class:`analysis.model.UNet3D`.
+    """
+
+    def __init__(self, config: CryoVesNetConfig | None = None):
+        super().__init__()
+        self.config = config or CryoVesNetConfig()
+        eps = self.config.bn_epsilon
+        widths = dict(CONVOLUTIONS)
+        self.blocks = nn.ModuleDict()
+        cin = {
+            "down_level_0_no_0": 1,
+            "down_level_0_no_1": 16,
+            "down_level_1_no_0": 16,
+            "down_level_1_no_1": 32,
+            "middle_0": 32,
+            "middle_2": 64,
+            "up_level_1_no_0": 32 + 32,
+            "up_level_1_no_2": 32,
+            "up_level_0_no_0": 16 + 16,
+            "up_level_0_no_2": 16,
+        }
+        for name, _ in CONVOLUTIONS:
+            self.blocks[name] = _block(cin[name], widths[name], eps)
+        self.head = nn.Conv3d(16, 1, 1)
+        self.register_buffer("blur", _gaussian_kernel(self.config.blur_sigma_vox), False)
+
+    multiple = 4  # two 2× poolings
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[2:]
+        r = self.blur.shape[-1] // 2
+        x = F.conv3d(F.pad(x, [r] * 6, mode="replicate"), self.blur.to(x.dtype))
+        pad = [(-n) % self.multiple for n in size]
+        if any(pad):
+            x = F.pad(x, [0, pad[2], 0, pad[1], 0, pad[0]], mode="replicate")
+        b = self.blocks
+        skip0 = b["down_level_0_no_1"](b["down_level_0_no_0"](x))
+        skip1 = b["down_level_1_no_1"](b["down_level_1_no_0"](F.max_pool3d(skip0, 2)))
+        x = b["middle_2"](b["middle_0"](F.max_pool3d(skip1, 2)))
+        x = torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip1], dim=1)
+        x = b["up_level_1_no_2"](b["up_level_1_no_0"](x))
+        x = torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip0], dim=1)
+        x = b["up_level_0_no_2"](b["up_level_0_no_0"](x))
+        x = self.head(x)
+        return x[..., : size[0], : size[1], : size[2]]
+
+
+def _dataset(group, name: str, path) -> np.ndarray:
+    """``group[name]`` (e.g. ``kernel:0``) as an array; a clear error when absent."""
+    if name not in group:
+        raise InputFileError(path, f"lacks {group.name}/{name}: not the CryoVesNet Keras layout")
+    return np.asarray(group[name], dtype=np.float32)
+
+
+def load_keras_weights(h5_path: str | os.PathLike) -> CryoVesNetUNet:
+    """Build :class:`CryoVesNetUNet` and fill it from CryoVesNet's Keras HDF5 file.
+
+    Keras kernels are (kz, ky, kx, in, out) over (z, y, x) inputs and cross-correlate, as torch
+    does, so a kernel becomes a torch weight by moving its two last axes to the front.
+    BatchNormalization layers ``batch_normalization``, ``…_1`` … ``…_9`` follow the
+    convolutions in network order.
+    """
+    import h5py
+
+    path = Path(h5_path)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise InputFileError(path, f"is not a readable HDF5 file ({err})") from None
+    net = CryoVesNetUNet()
+    with handle, torch.no_grad():
+        weights = handle["model_weights"] if "model_weights" in handle else handle
+
+        def layer(name):
+            if name not in weights:
+                raise InputFileError(path, f"has no layer {name!r}: not CryoVesNet's network")
+            group = weights[name]
+            return group[name] if name in group else group
+
+        for i, (name, _) in enumerate(CONVOLUTIONS):
+            conv, norm, _ = net.blocks[name]
+            g = layer(name)
+            kernel = _dataset(g, "kernel:0", path)
+            if kernel.shape != (3, 3, 3, conv.in_channels, conv.out_channels):
+                raise InputFileError(path, f"{name} kernel has shape {kernel.shape}")
+            conv.weight.copy_(torch.from_numpy(kernel.transpose(4, 3, 0, 1, 2).copy()))
+            conv.bias.copy_(torch.from_numpy(_dataset(g, "bias:0", path)))
+            bn = layer("batch_normalization" + (f"_{i}" if i else ""))
+            norm.weight.copy_(torch.from_numpy(_dataset(bn, "gamma:0", path)))
+            norm.bias.copy_(torch.from_numpy(_dataset(bn, "beta:0", path)))
+            norm.running_mean.copy_(torch.from_numpy(_dataset(bn, "moving_mean:0", path)))
+            norm.running_var.copy_(torch.from_numpy(_dataset(bn, "moving_variance:0", path)))
+        g = layer("conv3d")
+        kernel = _dataset(g, "kernel:0", path)
+        net.head.weight.copy_(torch.from_numpy(kernel.transpose(4, 3, 0, 1, 2).copy()))
+        net.head.bias.copy_(torch.from_numpy(_dataset(g, "bias:0", path)))
+    return net.eval()
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_cryovesnet(h5_path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write the Keras weights as a checkpoint of this package (voxel size, normalisation)."""
+    from analysis.model import save_checkpoint
+
+    net = load_keras_weights(h5_path)
+    return save_checkpoint(
+        out,
+        net,
+        voxel_size_nm=CRYOVESNET_VOXEL_SIZE_NM,
+        normalisation=CRYOVESNET_NORMALISATION,
+        seed=0,
+        data={
+            "source": "CryoVesNet published weights (rat synaptosomes, manual segmentation)",
+            "file": Path(h5_path).name,
+            "sha256": sha256(h5_path),
+            "licence": "GPL-3.0 (CryoVesNet repository)",
+        },
+    )
+
+
+def default_cache_dir() -> Path:
+    """``$ANALYSIS_CACHE_DIR``, else ``~/.cache/sv-analysis``."""
+    return Path(os.environ.get("ANALYSIS_CACHE_DIR", Path.home() / ".cache" / "sv-analysis"))
+
+
+def fetch_cryovesnet(
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    url: str = CRYOVESNET_URL,
+    expected_sha256: str = CRYOVESNET_SHA256,
+    timeout_s: float = 60.0,
+) -> Path:
+    """The converted CryoVesNet checkpoint, downloading and converting it on first use.
+
+    Returns the path of ``cryovesnet.pt`` in the cache. The download is checked against
+    ``expected_sha256``; without internet the error says where to get the file by hand
+    (then pass the ``.h5`` path as the model).
+    """
+    from analysis.io import atomic_output
+
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    checkpoint = cache / "cryovesnet.pt"
+    if checkpoint.exists():
+        return checkpoint
+    cache.mkdir(parents=True, exist_ok=True)
+    h5 = cache / "cryovesnet_weights.h5"
+    if not h5.exists():
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                with atomic_output(h5) as tmp:
+                    tmp.write_bytes(response.read())
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise InputFileError(
+                url,
+                f"could not be downloaded ({reason}); without internet, download it "
+                f"elsewhere, check its SHA-256 ({expected_sha256[:12]}…) and pass the .h5 "
+                "file as the model",
+            ) from None
+    digest = sha256(h5)
+    if digest != expected_sha256:
+        h5.unlink()
+        raise InputFileError(
+            url, f"downloaded file has SHA-256 {digest[:12]}…, expected {expected_sha256[:12]}…"
+        )
+    return convert_cryovesnet(h5, checkpoint)
+
+
+def resolve_model_name(model):
+    """``"cryovesnet"`` → the cached converted checkpoint; a ``.h5`` path → converted beside
+    the cache; anything else unchanged."""
+    named = isinstance(model, (str, os.PathLike)) and str(model).lower() == "cryovesnet"
+    if named and not Path(model).exists():
+        return fetch_cryovesnet()
+    if isinstance(model, (str, os.PathLike)) and str(model).lower().endswith((".h5", ".hdf5")):
+        h5 = Path(model)
+        if not h5.exists():
+            raise InputFileError(h5, "no such file")
+        out = default_cache_dir() / f"{h5.stem}_{sha256(h5)[:12]}.pt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out if out.exists() else convert_cryovesnet(h5, out)
+    return model
