@@ -16,6 +16,13 @@ from analysis.cryovesnet import (
     sha256,
 )
 
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    """Converted weights go to the test's folder, not the user's cache."""
+    monkeypatch.setenv("ANALYSIS_CACHE_DIR", str(tmp_path / "cache"))
+
+
 IN_CHANNELS = {
     "down_level_0_no_0": 1,
     "down_level_0_no_1": 16,
@@ -151,7 +158,6 @@ def test_the_cli_runs_with_model_cryovesnet(tmp_path, monkeypatch):
     from analysis.io import read_tomogram, write_mrc
 
     make_keras_h5(tmp_path / "weights.h5")
-    monkeypatch.setenv("ANALYSIS_CACHE_DIR", str(tmp_path / "cache"))
     (tmp_path / "cache").mkdir()
     convert_cryovesnet(tmp_path / "weights.h5", tmp_path / "cache" / "cryovesnet.pt")
     tomo = write_mrc(
@@ -162,3 +168,35 @@ def test_the_cli_runs_with_model_cryovesnet(tmp_path, monkeypatch):
     out = tmp_path / "p.mrc"
     assert main(["predict", str(tomo), "--out", str(out), "--model", "cryovesnet", "--quiet"]) == 0
     assert read_tomogram(out).shape == (16, 32, 32)
+
+
+def test_fine_tuning_from_the_keras_weights_keeps_architecture_and_normalisation(tmp_path):
+    from analysis.cli import main
+    from analysis.model import read_checkpoint
+    from analysis.synthetic import example_files
+
+    make_keras_h5(tmp_path / "weights.h5")
+    files = example_files("test", seed=301, quick=True)
+    out = tmp_path / "tuned.pt"
+    args = [
+        "train",
+        str(out),
+        "--tomogram",
+        str(files["tomogram"]),
+        "--labels",
+        str(files["labels"]),
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "1",
+        "--patch-size",
+        "16",
+        "--init-from",
+        str(tmp_path / "weights.h5"),
+    ]
+    assert main(args) == 0
+    tuned = read_checkpoint(out)
+    assert tuned["config"]["architecture"] == "cryovesnet"
+    assert tuned["normalisation"] == CRYOVESNET_NORMALISATION

@@ -176,7 +176,10 @@ def train_command(
     device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from OUT if it exists.")] = False,
     init_from: Annotated[
-        Path | None, typer.Option(help="Fine-tune: start from this checkpoint's weights.")
+        Path | None,
+        typer.Option(
+            help="Fine-tune from this checkpoint, a Keras .h5, or 'cryovesnet' (published)."
+        ),
     ] = None,
 ) -> None:
     """Train a U-Net on annotated tomograms (or the synthetic set); resumable."""
@@ -201,11 +204,18 @@ def train_command(
     if regions and len(regions) != len(pairs):
         raise ValueError("give --region once per --tomogram, or not at all")
     regions = regions or [None] * len(pairs)
+    normalisation = None
+    if init_from is not None:  # a fine-tuned network keeps its normalisation
+        from analysis.cryovesnet import resolve_model_name
+        from analysis.model import read_checkpoint
+
+        init_from = resolve_model_name(init_from)
+        normalisation = read_checkpoint(init_from)["normalisation"]
     loaded = [
-        tr.volume_from_files(t, lab, region=reg)
+        tr.volume_from_files(t, lab, region=reg, normalisation=normalisation)
         for (t, lab), reg in zip(pairs, regions, strict=True)
     ]
-    val = [tr.volume_from_files(t, lab)[0] for t, lab in val_pairs]
+    val = [tr.volume_from_files(t, lab, normalisation=normalisation)[0] for t, lab in val_pairs]
     sizes = {round(v, 4) for _, v in loaded}
     if len(sizes) != 1:
         raise ValueError(
@@ -235,6 +245,7 @@ def train_command(
         data=description,
         resume=resume,
         init_from=init_from,
+        normalisation=normalisation,
     )
     if history:
         typer.echo(
@@ -247,7 +258,8 @@ def predict(
     tomogram: Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")],
     out: Annotated[Path, typer.Option(help="Output probability map (float32 MRC).")],
     model: Annotated[
-        Path | None, typer.Option(help="Checkpoint (.pt); the shipped network by default.")
+        Path | None,
+        typer.Option(help="Checkpoint (.pt), 'cryovesnet', or a Keras .h5; default: shipped."),
     ] = None,
     voxel_size_nm: Annotated[
         float | None, typer.Option(help="Override the voxel size in the header (nm).")
@@ -300,7 +312,8 @@ def segment(
     tomogram: Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")],
     out: Annotated[Path, typer.Option(help="Output folder (created if missing).")],
     model: Annotated[
-        Path | None, typer.Option(help="Checkpoint (.pt); the shipped network by default.")
+        Path | None,
+        typer.Option(help="Checkpoint (.pt), 'cryovesnet', or a Keras .h5; default: shipped."),
     ] = None,
     voxel_size_nm: Annotated[
         float | None, typer.Option(help="Override the voxel size in the header (nm).")
@@ -449,7 +462,8 @@ def batch(
         list[str] | None, typer.Option(help="SLURM: extra #SBATCH directive (repeat).")
     ] = None,
     model: Annotated[
-        Path | None, typer.Option(help="Checkpoint (.pt); the shipped network by default.")
+        Path | None,
+        typer.Option(help="Checkpoint (.pt), 'cryovesnet', or a Keras .h5; default: shipped."),
     ] = None,
     voxel_size_nm: Annotated[
         float | None, typer.Option(help="Override the voxel size of every tomogram (nm).")

@@ -295,6 +295,7 @@ def train(
     data: dict | None = None,
     resume: bool = False,
     init_from: str | os.PathLike | None = None,
+    normalisation: dict | None = None,
     stop_after_epoch: int | None = None,
     progress: bool = True,
 ) -> tuple[UNet3D, list[dict]]:
@@ -315,8 +316,13 @@ def train(
         Description of the training data, stored in the checkpoint.
     resume : bool
         Continue from ``checkpoint`` if it exists, bit-identically on the CPU.
-    init_from : path, optional
-        Start from the weights of this checkpoint (fine-tuning) instead of random ones.
+    init_from : path or "cryovesnet", optional
+        Start from the weights of this checkpoint (fine-tuning) instead of random ones; a
+        Keras ``.h5`` or ``"cryovesnet"`` starts from CryoVesNet's published network.
+    normalisation : dict, optional
+        How the volumes were normalised, recorded for inference (default
+        :data:`analysis.normalise.DEFAULT_NORMALISATION`); a fine-tuned network must keep
+        the normalisation of the one it starts from.
     stop_after_epoch : int, optional
         Stop after this epoch, as an interruption would (used to test resuming).
     progress : bool
@@ -341,7 +347,9 @@ def train(
         model = build_network(state["config"])
         model.load_state_dict(state["model_state"])
     elif init_from is not None:
-        model, _ = load_model(init_from)
+        from analysis.cryovesnet import resolve_model_name
+
+        model, _ = load_model(resolve_model_name(init_from))
     else:
         model = UNet3D(model_config)
     model.to(device)
@@ -401,7 +409,7 @@ def train(
             checkpoint,
             model,
             voxel_size_nm=voxel_size_nm,
-            normalisation=DEFAULT_NORMALISATION,
+            normalisation=normalisation or DEFAULT_NORMALISATION,
             seed=cfg.seed,
             data=data or {},
             metrics={"val_dice": val, "epoch": epoch},
