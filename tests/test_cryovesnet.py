@@ -129,10 +129,11 @@ def test_conversion_writes_a_checkpoint_the_pipeline_loads(tmp_path):
     assert meta["voxel_size_nm"] == 2.2 and meta["normalisation"] == CRYOVESNET_NORMALISATION
     assert meta["config"]["architecture"] == "cryovesnet"
     assert meta["data"]["sha256"] == sha256(tmp_path / "weights.h5")
-    x = torch.randn(1, 1, 12, 12, 12)
+    x = torch.randn(1, 1, 12, 12, 12, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():  # BatchNorm folded into the convolutions: same outputs
         fast = inference_network(net)(x.contiguous(memory_format=torch.channels_last_3d))
-        assert torch.allclose(fast, net(x), rtol=1e-4, atol=1e-3)
+        plain = net(x)
+        assert (fast - plain).abs().max() < 1e-5 * plain.abs().max()
     tomogram = np.random.default_rng(2).normal(size=(20, 40, 40)).astype(np.float32)
     probability = predict(tomogram, 2.2, model=tmp_path / "weights.h5", progress=False)
     assert probability.shape == tomogram.shape
