@@ -201,3 +201,20 @@ def test_fine_tuning_from_the_keras_weights_keeps_architecture_and_normalisation
     tuned = read_checkpoint(out)
     assert tuned["config"]["architecture"] == "cryovesnet"
     assert tuned["normalisation"] == CRYOVESNET_NORMALISATION
+
+
+def test_availability_is_a_path_or_the_reason(tmp_path, monkeypatch):
+    from analysis import cryovesnet
+
+    monkeypatch.setattr(cryovesnet, "CRYOVESNET_URL", "http://127.0.0.1:9/weights.h5")
+    monkeypatch.setattr(
+        cryovesnet.fetch_cryovesnet,
+        "__kwdefaults__",
+        {**cryovesnet.fetch_cryovesnet.__kwdefaults__, "url": "http://127.0.0.1:9/weights.h5"},
+    )
+    path, reason = cryovesnet.cryovesnet_if_available(timeout_s=5)
+    assert path is None and "could not be downloaded" in reason
+    make_keras_h5(tmp_path / "weights.h5")
+    convert_cryovesnet(tmp_path / "weights.h5", tmp_path / "cache" / "cryovesnet.pt")
+    path, reason = cryovesnet.cryovesnet_if_available()
+    assert path == tmp_path / "cache" / "cryovesnet.pt" and reason == ""

@@ -271,3 +271,12 @@ def resolve_model_name(model):
         out.parent.mkdir(parents=True, exist_ok=True)
         return out if out.exists() else convert_cryovesnet(h5, out)
     return model
+
+
+def cryovesnet_if_available(timeout_s: float = 10.0) -> tuple[Path | None, str]:
+    """``(checkpoint, "")`` when the published weights are cached or can be fetched, else
+    ``(None, reason)`` — for notebooks that compare with them where there is internet."""
+    try:
+        return fetch_cryovesnet(timeout_s=timeout_s), ""
+    except InputFileError as err:
+        return None, str(err)
