@@ -145,6 +145,31 @@ def _looks_like_zarr(path: Path) -> bool:
     return any((path / name).exists() for name in (".zattrs", ".zgroup", "zarr.json"))
 
 
+#: Bytes per voxel of the MRC modes (mode 101 packs two voxels in a byte).
+_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2, 16: 3, 101: 0.5}
+
+
+def _truncation(path: Path) -> str | None:
+    """What is missing when the header promises more data than the file holds, else None."""
+    header = np.fromfile(path, dtype="<i4", count=256)
+    if len(header) < 256:
+        return f"is truncated: {path.stat().st_size} bytes, less than an MRC header (1024)"
+    if not 0 <= int(header[3]) < 1 << 16:  # a big-endian file: the mode reads as garbage
+        header = header.byteswap()
+    nx, ny, nz, mode = (int(v) for v in header[:4])
+    nsymbt = int(header[23])
+    if mode not in _MODE_BYTES or min(nx, ny, nz) < 1:
+        return None
+    expected = 1024 + nsymbt + int(np.ceil(nx * ny * nz * _MODE_BYTES[mode]))
+    actual = path.stat().st_size
+    if actual >= expected:
+        return None
+    return (
+        f"is truncated: its header describes {nz} × {ny} × {nx} voxels (mode {mode}), "
+        f"{expected} bytes with the header, but the file has {actual}"
+    )
+
+
 def _read_mrc(path: Path, mmap: bool):
     """Return (data, spacing_nm (x, y, z) or None, origin Å)."""
     opener = mrcfile.mmap if mmap else mrcfile.open
@@ -163,9 +188,16 @@ def _read_mrc(path: Path, mmap: bool):
         if mrc.data is None:
             problems = "; ".join(str(w.message) for w in caught) or str(strict_err)
             mrc.close()
-            truncated = "bytes in data block" in problems
-            what = "is truncated" if truncated else "is not a readable MRC file"
-            raise InputFileError(path, f"{what} ({problems})") from strict_err
+            short = _truncation(path)
+            if short:
+                raise InputFileError(path, short) from strict_err
+            mode = int(np.fromfile(path, dtype="<i4", count=4)[3])
+            if mode in _UNSUPPORTED_MODES:
+                raise InputFileError(
+                    path,
+                    f"holds {_UNSUPPORTED_MODES[mode]} data (MRC mode {mode}), not a density map",
+                ) from strict_err
+            raise InputFileError(path, f"is not a readable MRC file ({problems})") from strict_err
         if not _header_is_plausible(mrc):
             mrc.close()
             raise InputFileError(path, f"is not an MRC file ({strict_err})") from strict_err

@@ -1,0 +1,308 @@
+"""Bad input, end to end through the command line: one clear line, exit ≠ 0, nothing written.
+
+Each case builds its bad file(s) in a temporary folder and runs one ``analysis`` command on
+them. Every case must end with exit code 2 (bad input), a single ``error:`` line on stderr
+that names the file at fault and says what is wrong (``warning:`` lines may precede it), no
+traceback, and no output file — not even a temporary one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import torch
+
+from analysis.cli import EXIT_BAD_INPUT, main
+from analysis.io import write_mrc, write_vesicle_model
+
+VS = 2.2
+SHAPE = (16, 24, 24)
+
+
+def _tomogram(folder: Path, name="t.mrc", data=None, voxel_size_nm=VS) -> Path:
+    if data is None:
+        data = np.random.default_rng(0).normal(size=SHAPE).astype(np.float32)
+    return write_mrc(folder / name, data, voxel_size_nm)
+
+
+def _raw_mrc(folder: Path, name: str, data: np.ndarray, voxel_size_angstrom=22.0) -> Path:
+    """An MRC written directly with mrcfile, for modes and headers write_mrc refuses."""
+    path = folder / name
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = voxel_size_angstrom
+    return path
+
+
+# Each builder returns (argv, the file the error must name, a phrase the error must contain).
+
+
+def not_an_mrc(d):
+    (d / "notes.mrc").write_text("these are my notes, not a tomogram\n" * 50)
+    return ["info", str(d / "notes.mrc")], d / "notes.mrc", "not an MRC file"
+
+
+def truncated_mrc(d):
+    path = _tomogram(d)
+    path.write_bytes(path.read_bytes()[: 1024 + 1000])
+    return ["info", str(path)], path, "truncated"
+
+
+def wrong_mode(d):
+    path = _tomogram(d)
+    raw = bytearray(path.read_bytes())
+    raw[12:16] = np.int32(7).tobytes()  # mode 7 does not exist
+    path.write_bytes(bytes(raw))
+    return ["info", str(path)], path, "mode"
+
+
+def complex_data(d):
+    data = (np.ones(SHAPE) + 1j).astype(np.complex64)
+    path = _raw_mrc(d, "c.mrc", data)
+    return ["predict", str(path), "--out", str(d / "p.mrc")], path, "complex"
+
+
+def rgb_data(d):
+    # mrcfile cannot write mode 16; write the bytes as uint8 and relabel the header
+    nz, ny, nx = SHAPE
+    path = _raw_mrc(d, "rgb.mrc", np.zeros((nz, ny, 3 * nx), np.uint8))
+    raw = bytearray(path.read_bytes())
+    raw[0:4] = np.int32(nx).tobytes()
+    raw[12:16] = np.int32(16).tobytes()
+    path.write_bytes(bytes(raw))
+    return ["info", str(path)], path, "RGB"
+
+
+def two_d_image(d):
+    path = _raw_mrc(d, "img.mrc", np.zeros((24, 24), np.float32))
+    return ["predict", str(path), "--out", str(d / "p.mrc")], path, "2-D"
+
+
+def nan_voxels(d):
+    data = np.zeros(SHAPE, np.float32)
+    data[3, 4, 5] = np.nan
+    path = _raw_mrc(d, "nan.mrc", data)
+    return ["predict", str(path), "--out", str(d / "p.mrc")], path, "NaN"
+
+
+def inf_voxels(d):
+    data = np.zeros(SHAPE, np.float32)
+    data[1, 1, 1] = np.inf
+    path = _raw_mrc(d, "inf.mrc", data)
+    return ["info", str(path)], path, "infinite"
+
+
+def constant_tomogram(d):
+    path = _tomogram(d, data=np.full(SHAPE, 3.0, np.float32))
+    return ["predict", str(path), "--out", str(d / "p.mrc")], path, "constant"
+
+
+def zero_voxel_size(d):
+    path = _raw_mrc(d, "z.mrc", np.zeros(SHAPE, np.float32), voxel_size_angstrom=0.0)
+    return ["predict", str(path), "--out", str(d / "p.mrc")], path, "voxel size"
+
+
+def anisotropic_voxel_size(d):
+    path = _raw_mrc(d, "a.mrc", np.zeros(SHAPE, np.float32))
+    with mrcfile.open(path, "r+") as mrc:
+        mrc.voxel_size = (22.0, 22.0, 44.0)
+    return ["predict", str(path), "--out", str(d / "p.mrc")], path, "anisotropic"
+
+
+def angstrom_as_nm(d):
+    path = _tomogram(d, voxel_size_nm=22.0)  # a header meant as 2.2 nm, written as 22
+    return ["predict", str(path), "--out", str(d / "p.mrc")], path, "Å taken for nm"
+
+
+def negative_voxel_size_option(d):
+    path = _tomogram(d)
+    argv = ["predict", str(path), "--out", str(d / "p.mrc"), "--voxel-size-nm", "-1"]
+    return argv, path, "must be a positive number"
+
+
+def huge_header_dimensions(d):
+    path = _tomogram(d)
+    raw = bytearray(path.read_bytes())
+    raw[0:4] = np.int32(100_000).tobytes()  # nx far beyond the data in the file
+    path.write_bytes(bytes(raw))
+    return ["info", str(path)], path, "truncated"
+
+
+def missing_file(d):
+    return ["info", str(d / "absent.mrc")], d / "absent.mrc", "no such file"
+
+
+def folder_instead_of_file(d):
+    (d / "folder.mrc").mkdir()
+    return ["info", str(d / "folder.mrc")], d / "folder.mrc", "folder"
+
+
+def empty_model(d):
+    tomo = _tomogram(d)
+    (d / "empty.mod").write_bytes(b"")
+    argv = ["mod2labels", str(d / "empty.mod"), "--like", str(tomo), "--out", str(d / "l.mrc")]
+    return argv, d / "empty.mod", "not an IMOD model"
+
+
+def corrupt_model(d):
+    tomo = _tomogram(d)
+    good = write_vesicle_model(d / "ok.mod", np.array([[5.0, 5.0, 5.0]]), [3.0], VS)
+    (d / "bad.mod").write_bytes(good.read_bytes()[:100])
+    argv = ["mod2labels", str(d / "bad.mod"), "--like", str(tomo), "--out", str(d / "l.mrc")]
+    return argv, d / "bad.mod", "IMOD model"
+
+
+def model_outside_the_tomogram(d):
+    tomo = _tomogram(d)
+    model = write_vesicle_model(d / "far.mod", np.array([[5.0, 500.0, 5.0]]), [3.0], VS)
+    argv = ["mod2labels", str(model), "--like", str(tomo), "--out", str(d / "l.mrc")]
+    return argv, model, "outside"
+
+
+def labels_of_another_shape(d):
+    labels = write_mrc(d / "pred.mrc", np.zeros(SHAPE, np.int16), VS)
+    other = write_mrc(d / "truth.mrc", np.zeros((8, 8, 8), np.int16), VS)
+    argv = ["evaluate", "--pred", str(labels), "--truth", str(other), "--json"]
+    return argv, other, "differs"
+
+
+def empty_probability_map(d):
+    path = _tomogram(d)  # noise: the network finds no vesicle in it
+    return ["segment", str(path), "--out", str(d / "out"), "--quiet"], path, "nothing to segment"
+
+
+def wrong_checkpoint_version(d):
+    from analysis.model import SHIPPED_WEIGHTS
+
+    payload = torch.load(SHIPPED_WEIGHTS, weights_only=True)
+    payload["format_version"] = 99
+    torch.save(payload, d / "old.pt")
+    tomo = _tomogram(d)
+    argv = ["predict", str(tomo), "--out", str(d / "p.mrc"), "--model", str(d / "old.pt")]
+    return argv, d / "old.pt", "format version 99"
+
+
+def checkpoint_not_torch(d):
+    (d / "m.pt").write_text("not a checkpoint")
+    tomo = _tomogram(d)
+    argv = ["predict", str(tomo), "--out", str(d / "p.mrc"), "--model", str(d / "m.pt")]
+    return argv, d / "m.pt", "not a readable torch checkpoint"
+
+
+def missing_output_folder(d):
+    tomo = _tomogram(d)
+    out = d / "no" / "such" / "p.mrc"
+    return ["predict", str(tomo), "--out", str(out)], out, "does not exist"
+
+
+def read_only_output_folder(d):
+    tomo = _tomogram(d)
+    (d / "ro").mkdir()
+    os.chmod(d / "ro", 0o555)
+    out = d / "ro" / "p.mrc"
+    return ["predict", str(tomo), "--out", str(out)], out, "not writable"
+
+
+def threshold_not_a_number(d):
+    tomo = _tomogram(d)
+    argv = ["segment", str(tomo), "--out", str(d / "out"), "--threshold", "high"]
+    return argv, None, "--threshold must be a number or 'shell'"
+
+
+CASES = [
+    not_an_mrc,
+    truncated_mrc,
+    wrong_mode,
+    complex_data,
+    rgb_data,
+    two_d_image,
+    nan_voxels,
+    inf_voxels,
+    constant_tomogram,
+    zero_voxel_size,
+    anisotropic_voxel_size,
+    angstrom_as_nm,
+    negative_voxel_size_option,
+    huge_header_dimensions,
+    missing_file,
+    folder_instead_of_file,
+    empty_model,
+    corrupt_model,
+    model_outside_the_tomogram,
+    labels_of_another_shape,
+    empty_probability_map,
+    wrong_checkpoint_version,
+    checkpoint_not_torch,
+    missing_output_folder,
+    read_only_output_folder,
+    threshold_not_a_number,
+]
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
+def test_bad_input_gives_one_clear_line_and_no_output(case, tmp_path, capsys):
+    if case is read_only_output_folder and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    argv, culprit, phrase = case(tmp_path)
+    before = _files(tmp_path)
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
+    assert code == EXIT_BAD_INPUT, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    if culprit is not None:
+        assert str(culprit) in lines[0]
+    assert phrase in lines[0]
+    created = _files(tmp_path) - before
+    assert not {c for c in created if not Path(tmp_path, c).is_dir()}, created
+
+
+def test_a_full_disk_leaves_no_partial_output(tmp_path, capsys, monkeypatch):
+    import analysis.io.tomogram as tomogram_io
+
+    tomo = _tomogram(tmp_path)
+    out = tmp_path / "p.mrc"
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tomogram_io.mrcfile, "new_mmap", no_space)
+    before = _files(tmp_path)
+    assert main(["predict", str(tomo), "--out", str(out)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert str(out) in err and "No space left on device" in err
+    assert _files(tmp_path) == before
+
+
+def test_an_interrupted_run_leaves_the_old_output_untouched(tmp_path, monkeypatch):
+    import sys
+
+    predict_module = sys.modules["analysis.inference.predict"]
+
+    tomo = _tomogram(tmp_path)
+    out = tmp_path / "p.mrc"
+    out.write_bytes(b"the result of an earlier run")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict_module, "sliding_window", interrupted)
+    # Ctrl-C: the conventional exit code of an interrupt, 128 + SIGINT
+    assert main(["predict", str(tomo), "--out", str(out), "--quiet"]) == 130
+    assert out.read_bytes() == b"the result of an earlier run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.mrc", "t.mrc"]
+
+
+def test_the_suite_is_large_enough():
+    assert len(CASES) >= 25
