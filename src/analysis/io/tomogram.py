@@ -397,6 +397,7 @@ def write_mrc(
             mrc.voxel_size = float(voxel_size_nm) * 10.0
             mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin_angstrom
             mrc.update_header_stats()
+            _label(mrc)
     return path
 
 
@@ -438,6 +439,15 @@ def open_mrc_output(
             mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin_angstrom
             yield mrc.data
             _set_header_stats(mrc)
+            _label(mrc)
+
+
+def _label(mrc) -> None:
+    """Name the writer in the header, without mrcfile's time stamp: the same data written
+    twice give the same bytes (reproducible outputs)."""
+    from analysis import __version__
+
+    mrc.header.label[0] = f"sv-analysis {__version__} (mrcfile)".ljust(80)[:80]
 
 
 def _set_header_stats(mrc, slab: int = 2) -> None:
