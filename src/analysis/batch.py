@@ -184,8 +184,6 @@ def run_batch(
     retries : int
         Times a task is resubmitted when its worker dies.
     """
-    from distributed import as_completed
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     options = dict(options or {})
@@ -198,7 +196,28 @@ def run_batch(
             log.info("%s: outputs present, skipped", tomogram)
         else:
             todo.append(tomogram)
-    own = client is None and bool(todo)
+    if todo:  # nothing left to do needs no cluster (and as_completed would want one)
+        rows += _run_on_cluster(todo, outdir, client, spec, options, retries, progress)
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    summary = summary.sort_values("tomogram", kind="stable").reset_index(drop=True)
+    with atomic_output(outdir / SUMMARY_NAME) as tmp:
+        summary.to_csv(tmp, index=False)
+    return summary
+
+
+def _progress(iterable, total: int, show: bool):
+    if not show:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc="tomograms", unit="tomogram")
+
+
+def _run_on_cluster(todo, outdir, client, spec, options, retries, progress) -> list[dict]:
+    from distributed import as_completed
+
+    rows = []
+    own = client is None
     if own:
         client = connect(spec)
     try:
@@ -229,16 +248,4 @@ def run_batch(
             client.close()
             if cluster is not None:
                 cluster.close()
-    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    summary = summary.sort_values("tomogram", kind="stable").reset_index(drop=True)
-    with atomic_output(outdir / SUMMARY_NAME) as tmp:
-        summary.to_csv(tmp, index=False)
-    return summary
-
-
-def _progress(iterable, total: int, show: bool):
-    if not show:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc="tomograms", unit="tomogram")
+    return rows
