@@ -85,9 +85,8 @@ def test_notebook_conventions(path):
             assert "def " not in cell.source and "class " not in cell.source
 
 
-@pytest.mark.notebook
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_in_quick_mode(path, tmp_path):
+def _execute_quick(path: Path):
+    """The notebook executed in quick mode, with its outputs."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
@@ -105,7 +104,34 @@ def test_notebook_runs_in_quick_mode(path, tmp_path):
             os.environ.pop("ANALYSIS_QUICK", None)
         else:
             os.environ["ANALYSIS_QUICK"] = env_before
+    return nb
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_in_quick_mode(path, tmp_path):
+    nb = _execute_quick(path)
     errors = [
         o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
     ]
     assert not errors
+
+
+def _printed_numbers(nb) -> list[str]:
+    """Every text output and table, with elapsed times masked (they differ between runs)."""
+    import re
+
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            text = out.get("text") or out.get("data", {}).get("text/plain", "")
+            texts.append(re.sub(r"\d+(\.\d+)? s\b", "<time> s", text))
+    return texts
+
+
+@pytest.mark.notebook
+def test_the_same_notebook_run_twice_prints_the_same_numbers():
+    path = ROOT / "notebooks" / "04_postprocessing.ipynb"
+    first, second = (_printed_numbers(_execute_quick(path)) for _ in range(2))
+    assert first == second
+    assert sum(any(ch.isdigit() for ch in t) for t in first) >= 5  # there are numbers to compare
