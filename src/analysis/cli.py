@@ -26,6 +26,25 @@ app = typer.Typer(
 #: Exit code for bad input (a file that cannot be used as given).
 EXIT_BAD_INPUT = 2
 
+# Options shared by several commands, declared once.
+TomogramArg = Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")]
+ModelOpt = Annotated[
+    Path | None,
+    typer.Option(help="Checkpoint (.pt), 'cryovesnet', or a Keras .h5; default: shipped."),
+]
+VoxelSizeOpt = Annotated[
+    float | None, typer.Option(help="Override the voxel size in the header (nm).")
+]
+TileOpt = Annotated[int, typer.Option(help="Tile edge in voxels at the network's voxel size.")]
+OverlapOpt = Annotated[float, typer.Option(help="Fraction of a tile shared with a neighbour.")]
+TtaOpt = Annotated[
+    str, typer.Option(help="Test-time augmentation: none, flips (4 views), d4 (8 views).")
+]
+BatchSizeOpt = Annotated[int, typer.Option(help="Tiles per forward pass.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+OutFolderOpt = Annotated[Path, typer.Option(help="Output folder (created if missing).")]
+
 
 @app.callback()
 def _options(
@@ -47,10 +66,8 @@ def _options(
 
 @app.command()
 def info(
-    tomogram: Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")],
-    voxel_size_nm: Annotated[
-        float | None, typer.Option(help="Override the voxel size in the header (nm).")
-    ] = None,
+    tomogram: TomogramArg,
+    voxel_size_nm: VoxelSizeOpt = None,
 ) -> None:
     """Print shape (z, y, x), voxel size and intensity range of a tomogram."""
     from analysis.io import read_tomogram
@@ -173,7 +190,7 @@ def train_command(
         int, typer.Option(help="3, or 2 for a slice-by-slice network (new models).")
     ] = 3,
     seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
+    device: DeviceOpt = "auto",
     resume: Annotated[bool, typer.Option(help="Continue from OUT if it exists.")] = False,
     init_from: Annotated[
         Path | None,
@@ -255,36 +272,25 @@ def train_command(
 
 @app.command()
 def predict(
-    tomogram: Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")],
+    tomogram: TomogramArg,
     out: Annotated[Path, typer.Option(help="Output probability map (float32 MRC).")],
-    model: Annotated[
-        Path | None,
-        typer.Option(help="Checkpoint (.pt), 'cryovesnet', or a Keras .h5; default: shipped."),
-    ] = None,
-    voxel_size_nm: Annotated[
-        float | None, typer.Option(help="Override the voxel size in the header (nm).")
-    ] = None,
-    tile: Annotated[
-        int, typer.Option(help="Tile edge in voxels at the network's voxel size.")
-    ] = 64,
-    overlap: Annotated[
-        float, typer.Option(help="Fraction of a tile shared with a neighbour.")
-    ] = 0.25,
+    model: ModelOpt = None,
+    voxel_size_nm: VoxelSizeOpt = None,
+    tile: TileOpt = 64,
+    overlap: OverlapOpt = 0.25,
     blend: Annotated[str, typer.Option(help="Blending window: gaussian, cosine, constant.")] = (
         "gaussian"
     ),
-    tta: Annotated[
-        str, typer.Option(help="Test-time augmentation: none, flips (4 views), d4 (8 views).")
-    ] = "none",
+    tta: TtaOpt = "none",
     uncertainty: Annotated[
         Path | None, typer.Option(help="Also write the TTA variance map here (needs --tta).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 2,
+    batch_size: BatchSizeOpt = 2,
     max_rescale: Annotated[
         float, typer.Option(help="Refuse voxel sizes more than this factor from the network's.")
     ] = 3.0,
-    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
     """Vesicle probability map of a whole tomogram (memory-mapped, any size)."""
     from analysis.inference import predict_file
@@ -309,15 +315,10 @@ def predict(
 
 @app.command()
 def segment(
-    tomogram: Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")],
-    out: Annotated[Path, typer.Option(help="Output folder (created if missing).")],
-    model: Annotated[
-        Path | None,
-        typer.Option(help="Checkpoint (.pt), 'cryovesnet', or a Keras .h5; default: shipped."),
-    ] = None,
-    voxel_size_nm: Annotated[
-        float | None, typer.Option(help="Override the voxel size in the header (nm).")
-    ] = None,
+    tomogram: TomogramArg,
+    out: OutFolderOpt,
+    model: ModelOpt = None,
+    voxel_size_nm: VoxelSizeOpt = None,
     probability: Annotated[
         bool, typer.Option(help="Also keep the probability map (STEM_probability.mrc).")
     ] = True,
@@ -340,18 +341,12 @@ def segment(
     radius_from: Annotated[
         str, typer.Option(help="Sphere radius from the mask volume or the radial 'profile'.")
     ] = "mask",
-    tile: Annotated[
-        int, typer.Option(help="Tile edge in voxels at the network's voxel size.")
-    ] = 64,
-    overlap: Annotated[
-        float, typer.Option(help="Fraction of a tile shared with a neighbour.")
-    ] = 0.25,
-    tta: Annotated[
-        str, typer.Option(help="Test-time augmentation: none, flips (4 views), d4 (8 views).")
-    ] = "none",
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 2,
-    device: Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")] = "auto",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    tile: TileOpt = 64,
+    overlap: OverlapOpt = 0.25,
+    tta: TtaOpt = "none",
+    batch_size: BatchSizeOpt = 2,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
     """Find the vesicles of a tomogram: probability map, labels, table, IMOD model, Pyto labels."""
     import pandas as pd
@@ -446,7 +441,7 @@ def evaluate(
 @app.command()
 def batch(
     input_dir: Annotated[Path, typer.Argument(help="Folder of tomograms (MRC, TIFF, OME-Zarr).")],
-    out: Annotated[Path, typer.Option(help="Output folder (created if missing).")],
+    out: OutFolderOpt,
     scheduler: Annotated[
         str, typer.Option(help="local, slurm, or the address of a running Dask scheduler.")
     ] = "local",
@@ -461,17 +456,14 @@ def batch(
     job_extra: Annotated[
         list[str] | None, typer.Option(help="SLURM: extra #SBATCH directive (repeat).")
     ] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option(help="Checkpoint (.pt), 'cryovesnet', or a Keras .h5; default: shipped."),
-    ] = None,
+    model: ModelOpt = None,
     voxel_size_nm: Annotated[
         float | None, typer.Option(help="Override the voxel size of every tomogram (nm).")
     ] = None,
     probability: Annotated[bool, typer.Option(help="Also keep the probability maps.")] = True,
     tta: Annotated[str, typer.Option(help="Test-time augmentation: none, flips, d4.")] = "none",
     force: Annotated[bool, typer.Option(help="Redo tomograms whose outputs exist.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Segment every tomogram of a folder on a Dask cluster; resumable; summary table."""
     from analysis.batch import ClusterSpec, find_tomograms, run_batch
@@ -511,7 +503,7 @@ def batch(
 
 @app.command("active-zone")
 def active_zone(
-    tomogram: Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")],
+    tomogram: TomogramArg,
     labels: Annotated[Path, typer.Option(help="Vesicle labels (STEM_labels.mrc).")],
     az_mask: Annotated[
         Path, typer.Option(help="Active-zone membrane: mask MRC, or IMOD .mod (open contour).")
@@ -519,13 +511,11 @@ def active_zone(
     region_mask: Annotated[
         Path, typer.Option(help="Cytoplasm to analyse: mask MRC, or IMOD .mod (outlines).")
     ],
-    out: Annotated[Path, typer.Option(help="Output folder (created if missing).")],
+    out: OutFolderOpt,
     table: Annotated[
         Path | None, typer.Option(help="Vesicle table (STEM_vesicles.csv) for fitted centres.")
     ] = None,
-    voxel_size_nm: Annotated[
-        float | None, typer.Option(help="Override the voxel size in the header (nm).")
-    ] = None,
+    voxel_size_nm: VoxelSizeOpt = None,
     max_volume_nm3: Annotated[
         float, typer.Option(help="Largest filament volume (Pyto: 2100–3200 nm³).")
     ] = 2600.0,
