@@ -155,13 +155,16 @@ def fit_sphere(
     found = _membrane(profile, radius_guess_vox)
     radius, thickness, depth = found if found else (np.nan, np.nan, np.nan)
     lumen_r = int(0.5 * (radius if found else radius_guess_vox) / _BIN)
+    inner = profile[: max(lumen_r, 1)]
+    # a tiny candidate can have no voxel in its innermost shell: no lumen density then
+    lumen = float(np.nanmean(inner)) if np.isfinite(inner).any() else np.nan
     return {
         "z_vox": centre[0],
         "y_vox": centre[1],
         "x_vox": centre[2],
         "radius_vox": radius,
         "membrane_thickness_vox": thickness,
-        "lumen_density": float(np.nanmean(profile[: max(lumen_r, 1)])),
+        "lumen_density": lumen,
         "membrane_contrast": depth,
         "fit_score": score,
         "profile": profile,
