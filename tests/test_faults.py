@@ -136,14 +136,24 @@ def test_a_batch_whose_worker_dies_finishes_on_rerun_without_redoing_work(tmp_pa
     try:
         victim = sorted(client.scheduler_info()["workers"])[0]
 
+        killed = []
+
         def kill_one_worker():
             time.sleep(1.0)  # the tasks are running by then
-            client.run(lambda: os.kill(os.getpid(), signal.SIGKILL), workers=[victim])
+            try:
+                client.run(lambda: os.kill(os.getpid(), signal.SIGKILL), workers=[victim])
+            except Exception:  # the worker dies before it can answer: that is the point
+                pass
+            deadline = time.monotonic() + 20
+            while victim in client.scheduler_info()["workers"] and time.monotonic() < deadline:
+                time.sleep(0.2)  # the scheduler notices the closed connection
+            killed.append(victim not in client.scheduler_info()["workers"])
 
         killer = threading.Thread(target=kill_one_worker)
         killer.start()
         first = run_batch(inputs, out, client=client, retries=0, progress=False)
         killer.join()
+        assert killed == [True]  # the worker really died
     finally:
         client.close()
         cluster.close()
