@@ -45,7 +45,7 @@ def make_keras_h5(path, seed=0):
     params = {}
     with h5py.File(path, "w") as f:
         weights = f.create_group("model_weights")
-        for i, (name, out) in enumerate(CONVOLUTIONS):
+        for i, (name, _, out) in enumerate(CONVOLUTIONS):
             g = weights.create_group(name).create_group(name)
             k = rng.normal(0, 0.15, (3, 3, 3, IN_CHANNELS[name], out)).astype(np.float32)
             b = rng.normal(0, 0.1, out).astype(np.float32)

@@ -46,6 +46,13 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar."
 OutFolderOpt = Annotated[Path, typer.Option(help="Output folder (created if missing).")]
 
 
+def _output_folder(out: Path) -> None:
+    """Create the ``--out`` folder of a command that writes several files."""
+    if out.exists() and not out.is_dir():
+        raise InputFileError(out, "is a file; --out takes a folder")
+    out.mkdir(parents=True, exist_ok=True)
+
+
 @app.callback()
 def _options(
     verbose: Annotated[
@@ -360,9 +367,7 @@ def segment(
             raise ValueError(
                 f"--threshold must be a number or 'shell', not {threshold!r}"
             ) from None
-    if out.exists() and not out.is_dir():
-        raise InputFileError(out, "is a file; --out takes a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    _output_folder(out)
     paths = segment_file(
         tomogram,
         out,
@@ -525,9 +530,7 @@ def active_zone(
 
     from analysis.active_zone import analyse_files
 
-    if out.exists() and not out.is_dir():
-        raise InputFileError(out, "is a file; --out takes a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    _output_folder(out)
     paths = analyse_files(
         tomogram,
         labels,

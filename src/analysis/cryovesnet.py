@@ -37,18 +37,19 @@ CRYOVESNET_SHA256 = "495748b7ad5daaa0f8895b49497798a9331a70ce84b3a227c7e387a930f
 CRYOVESNET_VOXEL_SIZE_NM = 2.2
 CRYOVESNET_NORMALISATION = {"method": "zscore", "blur_sigma_vox": 1.0}
 
-#: Keras convolution names in network order, with their output filters.
+#: Keras convolution names in network order, with their input and output channels
+#: (the first convolution of each up level takes the upsampled and the skip maps together).
 CONVOLUTIONS = (
-    ("down_level_0_no_0", 16),
-    ("down_level_0_no_1", 16),
-    ("down_level_1_no_0", 32),
-    ("down_level_1_no_1", 32),
-    ("middle_0", 64),
-    ("middle_2", 32),
-    ("up_level_1_no_0", 32),
-    ("up_level_1_no_2", 16),
-    ("up_level_0_no_0", 16),
-    ("up_level_0_no_2", 16),
+    ("down_level_0_no_0", 1, 16),
+    ("down_level_0_no_1", 16, 16),
+    ("down_level_1_no_0", 16, 32),
+    ("down_level_1_no_1", 32, 32),
+    ("middle_0", 32, 64),
+    ("middle_2", 64, 32),
+    ("up_level_1_no_0", 32 + 32, 32),
+    ("up_level_1_no_2", 32, 16),
+    ("up_level_0_no_0", 16 + 16, 16),
+    ("up_level_0_no_2", 16, 16),
 )
 
 
@@ -88,22 +89,9 @@ class CryoVesNetUNet(nn.Module):
         super().__init__()
         self.config = config or CryoVesNetConfig()
         eps = self.config.bn_epsilon
-        widths = dict(CONVOLUTIONS)
-        self.blocks = nn.ModuleDict()
-        cin = {
-            "down_level_0_no_0": 1,
-            "down_level_0_no_1": 16,
-            "down_level_1_no_0": 16,
-            "down_level_1_no_1": 32,
-            "middle_0": 32,
-            "middle_2": 64,
-            "up_level_1_no_0": 32 + 32,
-            "up_level_1_no_2": 32,
-            "up_level_0_no_0": 16 + 16,
-            "up_level_0_no_2": 16,
-        }
-        for name, _ in CONVOLUTIONS:
-            self.blocks[name] = _block(cin[name], widths[name], eps)
+        self.blocks = nn.ModuleDict(
+            {name: _block(cin, cout, eps) for name, cin, cout in CONVOLUTIONS}
+        )
         self.head = nn.Conv3d(16, 1, 1)
         self.register_buffer("blur", _gaussian_kernel(self.config.blur_sigma_vox), False)
 
@@ -160,7 +148,7 @@ def load_keras_weights(h5_path: str | os.PathLike) -> CryoVesNetUNet:
             group = weights[name]
             return group[name] if name in group else group
 
-        for i, (name, _) in enumerate(CONVOLUTIONS):
+        for i, (name, _, _) in enumerate(CONVOLUTIONS):
             conv, norm, _ = net.blocks[name]
             g = layer(name)
             kernel = _dataset(g, "kernel:0", path)

@@ -19,7 +19,7 @@ import numpy as np
 
 from analysis.errors import InputFileError
 from analysis.inference import predict, predict_file
-from analysis.io import atomic_output, read_tomogram
+from analysis.io import atomic_output, read_tomogram, tomogram_stem
 from analysis.postprocess import segment_vesicles, write_outputs
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ OUTPUT_SUFFIXES = {
 
 def output_paths(tomogram: str | os.PathLike, outdir: str | os.PathLike) -> dict[str, Path]:
     """Where :func:`segment_file` writes its outputs for ``tomogram``, by role."""
-    stem = Path(tomogram).name.split(".")[0]
+    stem = tomogram_stem(tomogram)
     return {role: Path(outdir) / f"{stem}{suffix}" for role, suffix in OUTPUT_SUFFIXES.items()}
 
 
@@ -129,11 +129,10 @@ def segment_file(
             len(vesicles.table) - len(vesicles.kept),
             time.perf_counter() - start,
         )
-        stem = paths["labels"].name[: -len(OUTPUT_SUFFIXES["labels"])]
         write_outputs(
             vesicles,
             outdir,
-            stem,
+            tomogram_stem(tomogram),
             tomo.voxel_size_nm,
             origin_angstrom=tomo.origin_angstrom,
             **masks,

@@ -19,7 +19,6 @@ all through temporary files renamed together at the end.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,15 @@ from analysis.active_zone.distances import (
 )
 from analysis.active_zone.filaments import find_filaments
 from analysis.errors import InputFileError
-from analysis.io import atomic_output, label_table, read_annotation, read_tomogram, write_mrc
+from analysis.io import (
+    atomic_outputs,
+    centre_voxels,
+    label_table,
+    read_annotation,
+    read_tomogram,
+    tomogram_stem,
+    write_mrc,
+)
 
 #: Output files of :func:`analyse_files`, by role, as ``STEM`` + suffix.
 AZ_OUTPUT_SUFFIXES = {
@@ -99,12 +106,7 @@ def analyse_active_zone(
     filaments = find_filaments(
         tomogram, labels, az_mask, region_mask, voxel_size_nm, **filament_options
     )
-    centre = np.clip(
-        np.rint(table[["z_vox", "y_vox", "x_vox"]].to_numpy(float)).astype(int),
-        0,
-        np.array(labels.shape) - 1,
-    )
-    table["layer"] = layer_volume[tuple(centre.T)]
+    table["layer"] = layer_volume[tuple(centre_voxels(table, labels.shape).T)]
     table = table.merge(filaments.per_vesicle, on="vesicle_id", how="left")
     table[["n_connectors", "n_tethers"]] = (
         table[["n_connectors", "n_tethers"]].fillna(0).astype(int)
@@ -182,10 +184,9 @@ def analyse_files(
             raise
         raise InputFileError(tomogram, str(err)) from err
     outdir = Path(outdir)
-    stem = Path(tomogram).name.split(".")[0]
+    stem = tomogram_stem(tomogram)
     paths = {role: outdir / f"{stem}{suffix}" for role, suffix in AZ_OUTPUT_SUFFIXES.items()}
-    with contextlib.ExitStack() as stack:
-        tmp = {role: stack.enter_context(atomic_output(p)) for role, p in paths.items()}
+    with atomic_outputs(paths) as tmp:
         for role in ("vesicles", "layers", "proximal", "filaments"):
             getattr(result, role).to_csv(tmp[role], index=False)
         write_mrc(

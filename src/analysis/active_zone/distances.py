@@ -15,6 +15,8 @@ import pandas as pd
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from analysis.io import centre_voxels
+
 #: Bins (nm, from the AZ membrane to the vesicle membrane) of the proximal-vesicle counts:
 #: the 0–45 nm proximal zone in 5–25 nm steps, then the distal zone (Pyto's usual split).
 DEFAULT_BINS_NM = (0.0, 5.0, 10.0, 20.0, 45.0, 75.0, 150.0, 250.0)
@@ -112,12 +114,7 @@ def layer_profile(
     both = (flat > 0) & (vesicle_labels.ravel() > 0)
     pairs = np.unique(np.column_stack([flat[both], vesicle_labels.ravel()[both]]), axis=0)
     occupying = np.bincount(pairs[:, 0], minlength=n + 1)
-    centre_vox = np.clip(
-        np.rint(vesicles[["z_vox", "y_vox", "x_vox"]].to_numpy(float)).astype(int),
-        0,
-        np.array(layer_volume.shape) - 1,
-    )
-    centre_layer = layer_volume[tuple(centre_vox.T)]
+    centre_layer = layer_volume[tuple(centre_voxels(vesicles, layer_volume.shape).T)]
     centres = np.bincount(centre_layer, minlength=n + 1)
     k = np.arange(1, n + 1)
     with np.errstate(invalid="ignore", divide="ignore"):

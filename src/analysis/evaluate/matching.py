@@ -14,6 +14,8 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
+from analysis.io import centre_voxels
+
 ZYX = ["z_vox", "y_vox", "x_vox"]
 MATCH_COLUMNS = [
     "true_id",
@@ -56,7 +58,7 @@ def match_vesicles(
     t_radius = truth["radius_vox"].to_numpy(float)
     t_ids = truth["vesicle_id"].to_numpy()
     if truth_labels is not None:
-        voxel = np.clip(np.rint(p_xyz).astype(int), 0, np.array(truth_labels.shape) - 1)
+        voxel = centre_voxels(p_xyz, truth_labels.shape)
         inside_id = truth_labels[tuple(voxel.T)]
         row_of = {v: i for i, v in enumerate(t_ids)}
         pairs = [(row_of[v], j) for j, v in enumerate(inside_id) if v in row_of]

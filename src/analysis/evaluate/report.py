@@ -11,7 +11,7 @@ import pandas as pd
 from analysis.errors import InputFileError
 from analysis.evaluate.matching import detection_scores, match_vesicles
 from analysis.evaluate.metrics import dice_score, soft_dice
-from analysis.io import label_table, read_annotation, read_tomogram
+from analysis.io import centre_voxels, label_table, read_annotation, read_tomogram
 
 #: The scores of one tomogram, in the order of ``analysis evaluate --json`` (DESIGN.md).
 SCORE_KEYS = (
@@ -41,12 +41,7 @@ REFERENCE = pd.DataFrame(
 
 def _inside(table: pd.DataFrame, region: np.ndarray) -> pd.DataFrame:
     """Rows whose centre voxel lies in ``region``."""
-    voxel = np.clip(
-        np.rint(table[["z_vox", "y_vox", "x_vox"]].to_numpy(float)).astype(int),
-        0,
-        np.array(region.shape) - 1,
-    )
-    return table[region[tuple(voxel.T)]]
+    return table[region[tuple(centre_voxels(table, region.shape).T)]]
 
 
 def evaluate_segmentation(

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.io.atomic import atomic_output
+from analysis.io.atomic import atomic_output, atomic_outputs, tomogram_stem
 from analysis.io.imod import (
     POINT_COLUMNS,
     model_voxel_size_nm,
     read_imod_model,
     write_vesicle_model,
 )
-from analysis.io.labels import VESICLE_COLUMNS, label_table
+from analysis.io.labels import VESICLE_COLUMNS, centre_voxels, label_table
 from analysis.io.rasterise import GROUPINGS, paint_ball, points_to_labels, points_to_sheet
 from analysis.io.tomogram import (
     MRCHeaderWarning,
@@ -90,6 +90,9 @@ __all__ = [
     "MRCHeaderWarning",
     "Tomogram",
     "atomic_output",
+    "atomic_outputs",
+    "centre_voxels",
+    "tomogram_stem",
     "label_table",
     "paint_ball",
     "model_voxel_size_nm",

@@ -10,6 +10,20 @@ from pathlib import Path
 from analysis.errors import InputFileError
 
 
+def tomogram_stem(path: str | os.PathLike) -> str:
+    """The ``STEM`` of the output names for a tomogram file: its name up to the first dot
+    (``tomo.rec`` and ``tomo.ome.zarr`` both give ``tomo``)."""
+    return Path(path).name.split(".")[0]
+
+
+@contextlib.contextmanager
+def atomic_outputs(paths: dict) -> Iterator[dict]:
+    """:func:`atomic_output` for several files at once: yield their temporary paths (same
+    keys); all are renamed into place only when the block succeeds, none otherwise."""
+    with contextlib.ExitStack() as stack:
+        yield {key: stack.enter_context(atomic_output(path)) for key, path in paths.items()}
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.

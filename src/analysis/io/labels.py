@@ -19,6 +19,18 @@ VESICLE_COLUMNS = [
 ]
 
 
+def centre_voxels(centres, shape) -> np.ndarray:
+    """The voxel (z, y, x) holding each centre, clipped into a volume of ``shape``.
+
+    ``centres`` is a vesicle table (``z_vox, y_vox, x_vox``) or an (n, 3) array in voxels;
+    returns an (n, 3) int array, ready for ``volume[tuple(voxels.T)]``.
+    """
+    if isinstance(centres, pd.DataFrame):
+        centres = centres[["z_vox", "y_vox", "x_vox"]].to_numpy(float)
+    voxels = np.rint(np.asarray(centres, dtype=float).reshape(-1, 3)).astype(int)
+    return np.clip(voxels, 0, np.asarray(shape) - 1)
+
+
 def label_table(labels: np.ndarray, voxel_size_nm: float) -> pd.DataFrame:
     """One row per label: centroid and equivalent-sphere radius, in voxels and nm.
 

@@ -205,9 +205,7 @@ def write_outputs(
     All four are written to temporary files first and renamed only when all are complete, so
     a failure leaves the folder as it was.
     """
-    import contextlib
-
-    from analysis.io.atomic import atomic_output
+    from analysis.io import atomic_outputs
 
     outdir = Path(outdir)
     paths = {
@@ -218,8 +216,7 @@ def write_outputs(
     }
     header = dict(origin_angstrom=origin_angstrom)
     kept = vesicles.kept
-    with contextlib.ExitStack() as stack:
-        tmp = {role: stack.enter_context(atomic_output(path)) for role, path in paths.items()}
+    with atomic_outputs(paths) as tmp:
         write_mrc(tmp["labels"], vesicles.labels, voxel_size_nm, **header)
         vesicles.table.to_csv(tmp["vesicles"], index=False)
         write_vesicle_model(
