@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.inference import blend_window, sliding_window, tile_starts
+from analysis.inference import blend_window, sliding_window, tile_grid, tile_starts
 
 
 @pytest.mark.parametrize("mode", ["gaussian", "cosine", "constant"])
@@ -65,3 +65,22 @@ def test_overlapping_predictions_are_blended_smoothly():
     jumps = np.abs(np.diff(profile))
     assert jumps.max() < 0.5  # no step of a whole tile index between neighbouring voxels
     assert profile[0] < profile[-1]
+
+
+def test_planned_tiles_cover_the_volume_with_the_margin_and_little_waste():
+    from analysis.inference import plan_tiles
+
+    shape = (174, 684, 684)  # 261 × 1024 × 1024 at 1.469 nm, on the network's 2.2 nm grid
+    tile, overlap = plan_tiles(shape)
+    assert tile == (96, 184, 184)
+    tile, starts = tile_grid(shape, tile, overlap)
+    assert [len(s) for s in starts] == [2, 4, 4]
+    for n, t, s in zip(shape, tile, starts, strict=True):
+        assert t % 8 == 0 and s[0] == 0 and s[-1] + t == n
+        assert min(t - step for step in np.diff(s)) >= 16  # neighbours share ≥ 16 voxels
+    computed = len(starts[0]) * len(starts[1]) * len(starts[2]) * np.prod(tile)
+    assert computed / np.prod(shape) < 1.3  # 64³ tiles overlapping by 0.25: 2.5
+    # a volume smaller than the largest tile is one tile of its own size
+    assert plan_tiles((40, 100, 120)) == ((40, 100, 120), (0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match="margin"):
+        plan_tiles(shape, max_tile=16)

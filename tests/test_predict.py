@@ -13,7 +13,7 @@ from scipy import ndimage
 from analysis.errors import InputFileError
 from analysis.inference import check_voxel_size, predict, predict_file, resampling_matrix, rescale
 from analysis.io import read_tomogram, write_mrc
-from analysis.model import UNet3D, UNetConfig
+from analysis.model import UNet3D, UNetConfig, load_shipped_model
 from analysis.normalise import DEFAULT_NORMALISATION
 
 
@@ -137,11 +137,12 @@ def test_rescaled_prediction_of_a_smooth_map_comes_back_on_the_input_grid():
 def test_intensity_scale_and_dtype_do_not_change_the_prediction(tiny_net, rng):
     volume = rng.normal(size=(20, 24, 24)).astype(np.float32)
     model = (tiny_net, _meta())
-    ref = predict(volume, 2.2, model, tile=16)
+    exact = dict(tile=16, precision="float32")
+    ref = predict(volume, 2.2, model, **exact)
     # A float tomogram with a tiny range (the reference tool cast such data to int16 → blank)
-    tiny_range = predict(volume * 1e-4 + 3.0, 2.2, model, tile=16)
+    tiny_range = predict(volume * 1e-4 + 3.0, 2.2, model, **exact)
     np.testing.assert_allclose(tiny_range, ref, atol=1e-4)
-    as_int = predict(np.round(volume * 1000).astype(np.int16), 2.2, model, tile=16)
+    as_int = predict(np.round(volume * 1000).astype(np.int16), 2.2, model, **exact)
     np.testing.assert_allclose(as_int, ref, atol=1e-3)
 
 
@@ -239,3 +240,35 @@ def test_shipped_network_finds_the_vesicles_of_a_held_out_tomogram():
         warnings.simplefilter("error")  # no "empty map" warning
         prob = predict(tomo.data, tomo.voxel_size_nm, tile=64, overlap=0.25)
     assert dice_score(prob > 0.5, truth) > 0.95
+
+
+# --- speed settings -------------------------------------------------------------------------
+
+
+def test_bfloat16_and_planned_tiles_give_the_same_vesicle_mask():
+    from analysis.evaluate import dice_score
+    from analysis.inference import resolve_precision
+    from analysis.synthetic import example_files
+
+    files = example_files("test", seed=301, quick=True)
+    tomo = read_tomogram(files["tomogram"])
+    model = load_shipped_model()
+    exact = predict(
+        tomo.data, tomo.voxel_size_nm, model, tile=64, overlap=0.25, precision="float32"
+    )
+    fast = predict(tomo.data, tomo.voxel_size_nm, model, precision="bfloat16")
+    assert np.abs(fast - exact).mean() < 2e-3
+    assert dice_score(fast > 0.5, exact > 0.5) > 0.995
+    truth = read_tomogram(files["labels"]).data > 0
+    assert dice_score(fast > 0.5, truth) > dice_score(exact > 0.5, truth) - 0.002
+    cpu = torch.device("cpu")
+    assert resolve_precision("float32", cpu) == torch.float32
+    assert resolve_precision("bfloat16", cpu) == torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp8", cpu)
+
+
+def test_overlap_needs_an_explicit_tile(tiny_net, rng):
+    volume = rng.normal(size=(20, 24, 24)).astype(np.float32)
+    with pytest.raises(ValueError, match="explicit tile"):
+        predict(volume, 2.2, (tiny_net, _meta()), overlap=0.5)

@@ -35,12 +35,27 @@ ModelOpt = Annotated[
 VoxelSizeOpt = Annotated[
     float | None, typer.Option(help="Override the voxel size in the header (nm).")
 ]
-TileOpt = Annotated[int, typer.Option(help="Tile edge in voxels at the network's voxel size.")]
-OverlapOpt = Annotated[float, typer.Option(help="Fraction of a tile shared with a neighbour.")]
+TileOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Tile edge in voxels at the network's voxel size; default: tiles planned to the "
+        "volume (up to 96×192×192, 16 voxels shared)."
+    ),
+]
+OverlapOpt = Annotated[
+    float | None,
+    typer.Option(help="Fraction of a tile shared with a neighbour (with --tile; default 0.25)."),
+]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16."),
+]
 TtaOpt = Annotated[
     str, typer.Option(help="Test-time augmentation: none, flips (4 views), d4 (8 views).")
 ]
-BatchSizeOpt = Annotated[int, typer.Option(help="Tiles per forward pass.")]
+BatchSizeOpt = Annotated[
+    int | None, typer.Option(help="Tiles per forward pass (default: 1 planned, 2 given tiles).")
+]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 OutFolderOpt = Annotated[Path, typer.Option(help="Output folder (created if missing).")]
@@ -283,8 +298,9 @@ def predict(
     out: Annotated[Path, typer.Option(help="Output probability map (float32 MRC).")],
     model: ModelOpt = None,
     voxel_size_nm: VoxelSizeOpt = None,
-    tile: TileOpt = 64,
-    overlap: OverlapOpt = 0.25,
+    tile: TileOpt = None,
+    overlap: OverlapOpt = None,
+    precision: PrecisionOpt = "auto",
     blend: Annotated[str, typer.Option(help="Blending window: gaussian, cosine, constant.")] = (
         "gaussian"
     ),
@@ -292,7 +308,7 @@ def predict(
     uncertainty: Annotated[
         Path | None, typer.Option(help="Also write the TTA variance map here (needs --tta).")
     ] = None,
-    batch_size: BatchSizeOpt = 2,
+    batch_size: BatchSizeOpt = None,
     max_rescale: Annotated[
         float, typer.Option(help="Refuse voxel sizes more than this factor from the network's.")
     ] = 3.0,
@@ -308,8 +324,9 @@ def predict(
         voxel_size_nm=voxel_size_nm,
         uncertainty_path=uncertainty,
         model=model,
-        tile=tile,
+        tile=tile or "auto",
         overlap=overlap,
+        precision=precision,
         blend=blend,
         tta=tta,
         batch_size=batch_size,
@@ -348,10 +365,11 @@ def segment(
     radius_from: Annotated[
         str, typer.Option(help="Sphere radius from the mask volume or the radial 'profile'.")
     ] = "mask",
-    tile: TileOpt = 64,
-    overlap: OverlapOpt = 0.25,
+    tile: TileOpt = None,
+    overlap: OverlapOpt = None,
+    precision: PrecisionOpt = "auto",
     tta: TtaOpt = "none",
-    batch_size: BatchSizeOpt = 2,
+    batch_size: BatchSizeOpt = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
@@ -377,8 +395,9 @@ def segment(
         az_mask=az_mask,
         region_mask=region_mask,
         predict_options=dict(
-            tile=tile,
+            tile=tile or "auto",
             overlap=overlap,
+            precision=precision,
             tta=tta,
             batch_size=batch_size,
             device=device,

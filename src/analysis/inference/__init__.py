@@ -6,30 +6,40 @@ through memory maps, for tomograms larger than memory.
 """
 
 from analysis.inference.predict import (
+    PRECISIONS,
     TTA_MODES,
     check_voxel_size,
     predict,
     predict_file,
+    resolve_precision,
 )
 from analysis.inference.rescale import resampling_matrix, rescale
 from analysis.inference.tiling import (
+    AUTO_MARGIN_VOX,
+    AUTO_MAX_TILE,
     BLEND_MODES,
     blend_profile,
     blend_window,
+    plan_tiles,
     sliding_window,
     tile_grid,
     tile_starts,
 )
 
 __all__ = [
+    "AUTO_MARGIN_VOX",
+    "AUTO_MAX_TILE",
     "BLEND_MODES",
+    "PRECISIONS",
     "TTA_MODES",
     "blend_profile",
     "blend_window",
     "check_voxel_size",
     "predict",
+    "plan_tiles",
     "predict_file",
     "rescale",
+    "resolve_precision",
     "resampling_matrix",
     "sliding_window",
     "tile_grid",

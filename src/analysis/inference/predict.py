@@ -28,7 +28,7 @@ import torch
 
 from analysis.errors import InputFileError
 from analysis.inference.rescale import rescale
-from analysis.inference.tiling import sliding_window
+from analysis.inference.tiling import plan_tiles, sliding_window
 from analysis.io.memmap import scratch_array, slabs
 from analysis.model import (
     UNet3D,
@@ -40,6 +40,9 @@ from analysis.model import (
 from analysis.normalise import DEFAULT_NORMALISATION, centre_and_scale
 
 CL = torch.channels_last_3d
+#: Arithmetic of the forward pass: "auto" takes bfloat16 where the hardware runs it natively
+#: (about 2× faster on CPUs with AVX-512 BF16 or AMX, and on recent GPUs), else float32.
+PRECISIONS = ("auto", "float32", "bfloat16")
 #: Test-time augmentation modes and the number of xy transforms each averages over.
 TTA_MODES = {"none": 1, "flips": 4, "d4": 8}
 #: Voxel sizes more than this factor away from the network's are refused by default.
@@ -47,7 +50,8 @@ MAX_RESCALE = 3.0
 #: Relative voxel-size differences below this are not worth resampling for.
 RESCALE_TOLERANCE = 0.005
 # In-memory work arrays above this size go to a temporary memory-mapped file instead.
-_SCRATCH_MEMORY_BYTES = 2 * 1024**3
+# (the resampled tomogram and map: 2 × 1.3 GB for a 4 GiB tomogram would not fit in 3 GB).
+_SCRATCH_MEMORY_BYTES = 512 * 1024**2
 
 
 def check_voxel_size(
@@ -117,6 +121,27 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype the network computes in for ``precision`` on ``device``.
+
+    bfloat16 keeps float32's range (no overflow, unlike float16) with an 8-bit mantissa; the
+    probability maps differ by ~1e-3 and the vesicle masks not measurably (chapter 3). It is
+    only chosen automatically where it is native: emulated, it is slower than float32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "float32":
+        return torch.float32
+    native = (
+        torch.cuda.is_bf16_supported()
+        if device.type == "cuda"
+        else device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+    if precision == "bfloat16" or native:
+        return torch.bfloat16
+    return torch.float32
+
+
 def _xy_transforms(mode: str) -> list[tuple[int, bool]]:
     """(quarter turns in xy, flip x) pairs of a TTA mode."""
     if mode not in TTA_MODES:
@@ -138,10 +163,12 @@ def _undo(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.rot90(x, -k, dims=(-2, -1)) if k else x
 
 
-def _tile_predictor(net, device, centre, scale, transforms, uncertainty):
+def _tile_predictor(net, device, centre, scale, transforms, uncertainty, dtype=torch.float32):
     """The function of a tile batch that :func:`sliding_window` calls."""
+    low = dtype != torch.float32
 
     @torch.inference_mode()
+    @torch.autocast(device.type, dtype=dtype, enabled=low)
     def run(cubes: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(cubes).to(device)
         x = ((x - centre) / scale)[:, None]
@@ -170,15 +197,16 @@ def predict(
     voxel_size_nm: float,
     model=None,
     *,
-    tile: int | tuple[int, int, int] = 64,
-    overlap: float = 0.25,
+    tile: int | tuple[int, int, int] | str = "auto",
+    overlap: float | None = None,
     blend: str = "gaussian",
-    batch_size: int = 2,
+    batch_size: int | None = None,
     tta: str = "none",
     return_uncertainty: bool = False,
     device: str = "auto",
     threads: int | None = None,
     max_rescale: float = MAX_RESCALE,
+    precision: str = "auto",
     out: np.ndarray | None = None,
     uncertainty_out: np.ndarray | None = None,
     scratch_dir: str | os.PathLike | None = None,
@@ -196,14 +224,18 @@ def predict(
         The shipped network (default), a checkpoint file, or the pair returned by
         :func:`analysis.model.load_model`. The checkpoint's ``voxel_size_nm`` and
         ``normalisation`` are always applied.
-    tile : int or tuple of int
-        Tile shape (z, y, x) at the network's voxel size.
-    overlap : float
-        Fraction of a tile shared with each neighbour.
+    tile : "auto", int or tuple of int
+        Tile shape (z, y, x) at the network's voxel size. ``"auto"`` (default) plans tiles of
+        up to 96×192×192 voxels sharing 16 voxels with each neighbour, sized to the volume
+        (:func:`analysis.inference.plan_tiles`): each voxel is computed about 1.3 times
+        instead of 2.4 times with 64³ tiles overlapping by a quarter, at the same Dice.
+    overlap : float, optional
+        Fraction of a tile shared with each neighbour, for a given ``tile`` (0.25 by
+        default); ``"auto"`` tiles plan their own.
     blend : {"gaussian", "cosine", "constant"}
         Blending window for overlaps.
-    batch_size : int
-        Tiles per forward pass (times the TTA views).
+    batch_size : int, optional
+        Tiles per forward pass (times the TTA views); 1 for ``"auto"`` tiles, else 2.
     tta : {"none", "flips", "d4"}
         Test-time augmentation over xy flips (4 views) or all flips and quarter turns (8).
     return_uncertainty : bool
@@ -214,6 +246,8 @@ def predict(
         CPU threads for torch; by default the CPUs this process may use.
     max_rescale : float
         Refuse voxel sizes more than this factor away from the network's.
+    precision : {"auto", "float32", "bfloat16"}
+        Arithmetic of the network (:func:`resolve_precision`); blending is always float32.
     out, uncertainty_out : numpy.ndarray, optional
         Float32 arrays of the tomogram's shape to write into (e.g. memory-mapped MRC data).
     scratch_dir : path, optional
@@ -236,10 +270,20 @@ def predict(
     ratio = check_voxel_size(voxel_size_nm, meta["voxel_size_nm"], max_rescale)
     norm = meta["normalisation"] or DEFAULT_NORMALISATION
     transforms = _xy_transforms(tta)
+    dtype = resolve_precision(precision, torch_device)
     if return_uncertainty and len(transforms) == 1:
         raise ValueError("an uncertainty map needs test-time augmentation (tta='flips' or 'd4')")
     resample = abs(ratio - 1) > RESCALE_TOLERANCE
     work_shape = tuple(max(1, round(n * ratio)) for n in shape) if resample else shape
+    if isinstance(tile, str):
+        if tile != "auto":
+            raise ValueError(f"tile must be 'auto', an int or 3 ints, not {tile!r}")
+        if overlap is not None:
+            raise ValueError("overlap goes with an explicit tile; 'auto' tiles plan their own")
+        tile, overlap = plan_tiles(work_shape)
+        batch_size = batch_size or 1
+    overlap = 0.25 if overlap is None else overlap
+    batch_size = batch_size or 2
     channels = 2 if return_uncertainty else 1
     if out is None:
         out = np.empty(shape, np.float32)
@@ -257,7 +301,9 @@ def predict(
         else:
             source, maps = tomogram, finals
         centre, scale = centre_and_scale(source, norm)
-        fn = _tile_predictor(net, torch_device, centre, scale, transforms, return_uncertainty)
+        fn = _tile_predictor(
+            net, torch_device, centre, scale, transforms, return_uncertainty, dtype
+        )
         sliding_window(
             source,
             fn,
