@@ -42,7 +42,6 @@ def test_a_writer_killed_mid_file_leaves_the_old_file(tmp_path, writer):
     child = f"""
         import os, signal, sys
         import numpy as np
-        import mrcfile
         from analysis.io import open_mrc_output, write_mrc
 
         path, shape = sys.argv[1], (64, 128, 128)
@@ -53,11 +52,10 @@ def test_a_writer_killed_mid_file_leaves_the_old_file(tmp_path, writer):
                     if z == shape[0] // 2:
                         os.kill(os.getpid(), signal.SIGKILL)
         else:
-            real = mrcfile.mrcfile.MrcFile.set_data
-            def set_data_then_die(self, data):
-                real(self, data)
-                os.kill(os.getpid(), signal.SIGKILL)  # data given, file not yet flushed
-            mrcfile.mrcfile.MrcFile.set_data = set_data_then_die
+            import analysis.io.tomogram as tomogram_io
+            def die(mrc):
+                os.kill(os.getpid(), signal.SIGKILL)  # all data copied, header not yet final
+            tomogram_io._set_header_stats = die
             write_mrc(path, np.ones(shape, np.float32), 2.2)
     """
     result = _run_child(child, str(target))

@@ -161,3 +161,56 @@ def test_outputs_are_written_with_pyto_ids(tmp_path):
     table = pd.read_csv(paths["vesicles"])
     assert table["kept"].sum() == 2
     assert pyto_labels(result.labels)[16, 16, 16] == 10
+
+
+def test_large_volumes_are_processed_on_disk_with_the_same_result(tmp_path):
+    # memory_limit_bytes=0 sends every label volume to a memory-mapped scratch file
+    rng = np.random.default_rng(3)
+    vesicles = [((20, 20, 20), 8.0), ((20, 20, 36), 8.0), ((40, 40, 40), 9.0)]
+    tomo, truth = shell_tomogram((64, 64, 64), vesicles, noise=0.3, seed=2)
+    probability = np.clip(truth + rng.normal(0, 0.1, truth.shape), 0, 1).astype(np.float32)
+    in_memory = segment_vesicles(probability, tomo, 2.0, min_radius_nm=10.0)
+    on_disk = segment_vesicles(
+        probability, tomo, 2.0, min_radius_nm=10.0, memory_limit_bytes=0, scratch_dir=tmp_path
+    )
+    assert isinstance(on_disk.labels, np.memmap) and isinstance(on_disk.mask_labels, np.memmap)
+    assert not isinstance(in_memory.labels, np.memmap)
+    np.testing.assert_array_equal(on_disk.mask_labels, in_memory.mask_labels)
+    np.testing.assert_array_equal(on_disk.labels, in_memory.labels)
+    pd.testing.assert_frame_equal(on_disk.table, in_memory.table)
+    assert in_memory.mask_labels.max() == 3  # the two touching balls were split
+    assert list(tmp_path.iterdir()) == []  # scratch files are unlinked at once
+
+
+def test_split_labels_are_numbered_in_order_without_gaps():
+    # two touching balls (one component, split in place) between two single ones
+    vesicles = [((10, 10, 10), 6.0), ((30, 20, 14), 7.0), ((30, 20, 27), 7.0), ((50, 40, 40), 6.0)]
+    _, truth = shell_tomogram((62, 52, 52), vesicles)
+    labels = label_vesicles(truth, 2.0, min_radius_nm=8.0)
+    assert labels.dtype == np.int32
+    assert sorted(np.unique(labels)) == [0, 1, 2, 3, 4]
+    ids = [labels[tuple(int(c) for c in centre)] for centre, _ in vesicles]
+    assert ids[0] == 1 and ids[3] == 4 and sorted(ids[1:3]) == [2, 3]
+
+
+def test_components_labelled_in_slabs_equal_those_labelled_whole(tmp_path):
+    from scipy import ndimage
+
+    from analysis.postprocess.separate import connected_components
+
+    # blobs of all shapes, many crossing the slab faces (3 planes a slab), some joined
+    # only through a later slab (a U shape), numbered as one pass over the volume numbers them
+    rng = np.random.default_rng(5)
+    mask = ndimage.gaussian_filter(rng.normal(size=(40, 30, 30)), 1.5) > 0.1
+    mask[5:20, 2, 2] = mask[5:20, 2, 6] = True
+    mask[19, 2, 2:7] = True
+    whole = connected_components(mask)
+    slabs = connected_components(mask, memory_limit_bytes=0, folder=tmp_path, slab_voxels=2700)
+    assert isinstance(slabs, np.memmap) and whole.max() > 20
+    np.testing.assert_array_equal(slabs, whole)
+    # the same partition as scipy's labelling (6-connectivity), up to the numbering
+    reference, n = ndimage.label(mask)
+    assert n == whole.max()
+    pairs = np.unique(np.stack([whole[mask], reference[mask]]), axis=1)
+    assert pairs.shape[1] == n
+    assert list(tmp_path.iterdir()) == []

@@ -115,8 +115,8 @@ def segment_file(
         log.info("%s: probability map in %.1f s", tomogram, time.perf_counter() - start)
         try:
             vesicles = segment_vesicles(
-                np.asarray(probability),
-                np.asarray(tomo.data),
+                probability,  # memory maps stay memory maps: read a slab or a box at a time
+                tomo.data,
                 tomo.voxel_size_nm,
                 **(postprocess_options or {}),
             )

@@ -22,12 +22,17 @@ import numpy as np
 def release_pages(array) -> None:
     """Let the OS drop resident pages of a memory-mapped array (no-op for other arrays).
 
-    Data are not lost: for a file mapping, clean pages are re-read and dirty ones are written
-    back by the kernel. Works on Linux and macOS; elsewhere it does nothing.
+    Data are not lost: dirty pages of a writable mapping are written to the file first (so
+    the release also bounds the unwritten data the kernel holds), clean pages are re-read
+    when needed. Works on Linux and macOS; elsewhere it does nothing.
     """
     handle = getattr(array, "_mmap", None)
     if not isinstance(array, np.memmap) or handle is None or not hasattr(mmap, "MADV_DONTNEED"):
         return
+    if array.mode != "r":
+        # Write dirty pages now: left to the kernel, a fast writer can fill a memory-limited
+        # container (cgroup v1 does not throttle writeback per group) and be killed.
+        handle.flush()
     with contextlib.suppress(OSError, ValueError):
         handle.madvise(mmap.MADV_DONTNEED)
 
@@ -39,25 +44,44 @@ def slabs(array, planes: int = 16) -> Iterator[np.ndarray]:
         release_pages(array)
 
 
-@contextlib.contextmanager
-def scratch_array(
-    shape: tuple[int, ...], *, memory_limit_bytes: int, folder: str | os.PathLike | None = None
-) -> Iterator[np.ndarray]:
-    """A float32 work array: in memory when small, else a temporary memory-mapped file.
+def work_array(
+    shape: tuple[int, ...],
+    dtype=np.float32,
+    *,
+    memory_limit_bytes: int,
+    folder: str | os.PathLike | None = None,
+) -> np.ndarray:
+    """A zero-filled work array: in memory when small, else on disk as a memory map.
+
+    The file of a large array is created in ``folder`` (the system's temporary folder by
+    default) and unlinked at once: the data live as long as the array does, and nothing is
+    left behind after a crash. Pass the array to :func:`release_pages` after each slab of
+    work, so that the process does not keep its pages resident.
 
     Parameters
     ----------
     shape : tuple of int
+    dtype : numpy dtype
     memory_limit_bytes : int
-        Arrays larger than this are put in a temporary file in ``folder`` (the system's
-        temporary folder by default), deleted when the block ends.
+        Arrays larger than this go to disk.
+    folder : path, optional
     """
-    nbytes = int(np.prod(shape)) * 4
-    if nbytes <= memory_limit_bytes:
-        yield np.empty(shape, np.float32)
-        return
-    with tempfile.TemporaryDirectory(
-        prefix="sv-analysis-", dir=folder, ignore_cleanup_errors=True
-    ) as tmp:
-        # Unlinking a mapped file is safe on POSIX: the data live until the last view is gone.
-        yield np.memmap(Path(tmp) / "scratch.f32", np.float32, "w+", shape=shape)
+    dtype = np.dtype(dtype)
+    if int(np.prod(shape)) * dtype.itemsize <= memory_limit_bytes:
+        return np.zeros(shape, dtype)
+    handle, name = tempfile.mkstemp(prefix="sv-analysis-", suffix=".work", dir=folder)
+    try:
+        array = np.memmap(name, dtype, "w+", shape=tuple(shape))  # a new file reads as zeros
+    finally:
+        os.close(handle)
+        with contextlib.suppress(OSError):  # Windows cannot unlink an open file; it stays
+            Path(name).unlink()
+    return array
+
+
+@contextlib.contextmanager
+def scratch_array(
+    shape: tuple[int, ...], *, memory_limit_bytes: int, folder: str | os.PathLike | None = None
+) -> Iterator[np.ndarray]:
+    """A float32 work array for the duration of a block (see :func:`work_array`)."""
+    yield work_array(shape, np.float32, memory_limit_bytes=memory_limit_bytes, folder=folder)

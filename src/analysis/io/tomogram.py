@@ -20,7 +20,7 @@ import numpy as np
 
 from analysis.errors import InputFileError
 from analysis.io.atomic import atomic_output
-from analysis.io.memmap import slabs
+from analysis.io.memmap import release_pages, slabs
 
 #: Relative difference between axes above which a voxel size counts as anisotropic.
 ANISOTROPY_TOLERANCE = 1e-3
@@ -381,7 +381,8 @@ def write_mrc(
     pathlib.Path
     """
     path = Path(path)
-    data = np.asarray(data)
+    if not isinstance(data, np.ndarray):
+        data = np.asarray(data)
     if data.ndim != 3:
         raise InputFileError(
             path, f"cannot write a {data.ndim}-D array as a tomogram; (z, y, x) expected"
@@ -391,13 +392,14 @@ def write_mrc(
             path, f"cannot write voxel size {voxel_size_nm} nm; it must be positive"
         )
     out = _mrc_dtype(data)
-    with atomic_output(path) as tmp:
-        with mrcfile.new(tmp, overwrite=True) as mrc:
-            mrc.set_data(np.ascontiguousarray(data, dtype=out))
-            mrc.voxel_size = float(voxel_size_nm) * 10.0
-            mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin_angstrom
-            mrc.update_header_stats()
-            _label(mrc)
+    # slab by slab: a memory-mapped volume larger than memory is never loaded whole
+    with open_mrc_output(
+        path, data.shape, voxel_size_nm, origin_angstrom=origin_angstrom, dtype=out
+    ) as target:
+        for k in range(0, data.shape[0], _PLANES):
+            target[k : k + _PLANES] = data[k : k + _PLANES]
+            release_pages(data)
+            release_pages(target)
     return path
 
 
@@ -408,8 +410,9 @@ def open_mrc_output(
     voxel_size_nm: float,
     *,
     origin_angstrom: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    dtype=np.float32,
 ) -> Iterator[np.memmap]:
-    """Create a float32 MRC and yield its data as a writable (z, y, x) memory map.
+    """Create an MRC and yield its data as a writable (z, y, x) memory map.
 
     For outputs larger than memory. The file is written under a temporary name and renamed
     to ``path`` when the block ends without an error (removed otherwise); the header's
@@ -424,8 +427,11 @@ def open_mrc_output(
         Written to the header in Å.
     origin_angstrom : tuple of float
         Header origin (x, y, z) in Å.
+    dtype : numpy dtype
+        float32 (mode 2, the default), int8 (0), int16 (1) or uint16 (6).
     """
     path = Path(path)
+    mode = _MRC_MODES[np.dtype(dtype)]
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise InputFileError(path, f"cannot write a volume of shape {shape}; (z, y, x) expected")
@@ -434,7 +440,7 @@ def open_mrc_output(
             path, f"cannot write voxel size {voxel_size_nm} nm; it must be positive"
         )
     with atomic_output(path) as tmp:
-        with mrcfile.new_mmap(tmp, shape=shape, mrc_mode=2, overwrite=True) as mrc:
+        with mrcfile.new_mmap(tmp, shape=shape, mrc_mode=mode, overwrite=True) as mrc:
             mrc.voxel_size = float(voxel_size_nm) * 10.0
             mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin_angstrom
             yield mrc.data
@@ -464,12 +470,25 @@ def _set_header_stats(mrc, slab: int = 2) -> None:
     mrc.header.rms = np.sqrt(max(squares / data.size - mean**2, 0.0))
 
 
+#: MRC modes of the dtypes written.
+_MRC_MODES = {
+    np.dtype(np.int8): 0,
+    np.dtype(np.int16): 1,
+    np.dtype(np.float32): 2,
+    np.dtype(np.uint16): 6,
+}
+# Planes copied at a time when writing.
+_PLANES = 16
+
+
 def _mrc_dtype(data: np.ndarray) -> np.dtype:
     if data.dtype == bool:
         return np.dtype(np.int8)
     if np.issubdtype(data.dtype, np.integer):
-        lo = int(data.min()) if data.size else 0
-        hi = int(data.max()) if data.size else 0
+        lo, hi = 0, 0
+        for planes in slabs(data, _PLANES):
+            if planes.size:
+                lo, hi = min(lo, int(planes.min())), max(hi, int(planes.max()))
         for dtype in (np.int8, np.int16, np.uint16):
             info = np.iinfo(dtype)
             if info.min <= lo and hi <= info.max:

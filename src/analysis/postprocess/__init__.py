@@ -17,11 +17,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.io import VESICLE_COLUMNS, paint_ball, write_mrc, write_vesicle_model
+from analysis.io import VESICLE_COLUMNS, open_mrc_output, paint_ball, write_mrc, write_vesicle_model
+from analysis.io.memmap import release_pages, work_array
 from analysis.postprocess.outliers import flag_outliers, resolve_overlaps
 from analysis.postprocess.separate import label_vesicles
 from analysis.postprocess.spheres import fit_sphere, fit_vesicles, radial_profile
-from analysis.postprocess.threshold import shell_density_threshold
+from analysis.postprocess.threshold import shell_density_threshold, threshold_mask
+
+#: Label volumes larger than this are kept in temporary memory-mapped files during
+#: post-processing (a 261×1024×1024 tomogram has 1 GiB int32 label volumes).
+WORK_MEMORY_BYTES = 256 * 1024**2
 
 #: Pyto boundary ids: the region to analyse, the active-zone membrane, then vesicles from 10.
 PYTO_REGION_ID, PYTO_AZ_ID, PYTO_FIRST_VESICLE_ID = 1, 2, 10
@@ -42,7 +47,9 @@ class Vesicles:
     Attributes
     ----------
     labels : numpy.ndarray, int32 (z, y, x)
-        Whole spheres of the kept vesicles, value = ``vesicle_id``; 0 elsewhere.
+        Whole spheres of the kept vesicles, value = ``vesicle_id``; 0 elsewhere. Like
+        ``mask_labels``, a temporary memory map for large tomograms (see
+        :func:`segment_vesicles`).
     table : pandas.DataFrame
         One row per candidate (kept or not), DESIGN.md vesicle columns first.
     threshold : float
@@ -65,12 +72,20 @@ class Vesicles:
         return self.table[self.table["kept"]]
 
 
-def paint_spheres(table: pd.DataFrame, shape: tuple[int, int, int]) -> np.ndarray:
-    """Label volume (int32) of whole spheres, value ``vesicle_id``, from a vesicle table."""
-    labels = np.zeros(shape, np.int32)
-    for row in table.itertuples():
+def paint_spheres(
+    table: pd.DataFrame, shape: tuple[int, int, int], out: np.ndarray | None = None
+) -> np.ndarray:
+    """Label volume (int32) of whole spheres, value ``vesicle_id``, from a vesicle table.
+
+    ``out``: a zero-filled int32 array of ``shape`` to paint into (e.g. a memory map).
+    """
+    labels = np.zeros(shape, np.int32) if out is None else out
+    for i, row in enumerate(table.itertuples(), start=1):
         centre = np.array([row.z_vox, row.y_vox, row.x_vox])
         paint_ball(labels, centre, row.radius_vox, int(row.vesicle_id))
+        if i % 256 == 0:
+            release_pages(labels)
+    release_pages(labels)
     return labels
 
 
@@ -86,6 +101,8 @@ def segment_vesicles(
     max_mahalanobis: float | None = None,
     min_profile_correlation: float = 0.3,
     split: bool | str = "watershed",
+    memory_limit_bytes: int = WORK_MEMORY_BYTES,
+    scratch_dir: str | os.PathLike | None = None,
 ) -> Vesicles:
     """Whole, individual vesicles from a probability map and its tomogram.
 
@@ -111,6 +128,12 @@ def segment_vesicles(
         How touching vesicles are split: a seeded watershed with a size prior (the default;
         the better on the synthetic test set, see chapter 4), CryoVesNet's adaptive local
         threshold, or not at all (see :func:`label_vesicles`).
+    memory_limit_bytes : int
+        Label volumes larger than this live in temporary memory-mapped files in
+        ``scratch_dir`` (the system's temporary folder by default), unlinked at once.
+        Together with memory-mapped ``probability`` and ``tomogram`` (read a slab or a
+        vesicle's box at a time) this bounds the memory of post-processing by one byte a
+        voxel (the mask) plus what the operating system lets the process keep cached.
 
     Raises
     ------
@@ -123,8 +146,8 @@ def segment_vesicles(
         raise ValueError(f"radius_from must be 'mask' or 'profile', not {radius_from!r}")
     if threshold == "shell":
         threshold, _ = shell_density_threshold(probability, tomogram)
-    mask = np.asarray(probability) > float(threshold)
-    fraction = mask.mean()
+    mask = threshold_mask(probability, float(threshold))
+    fraction = np.count_nonzero(mask) / mask.size
     if fraction == 0:
         raise ValueError(
             f"no voxel has a vesicle probability above {threshold}: nothing to segment "
@@ -135,9 +158,16 @@ def segment_vesicles(
             f"{fraction:.0%} of the voxels have a vesicle probability above {threshold}: "
             "this is not a vesicle map (check the input and the intensity sign)"
         )
+    work = dict(memory_limit_bytes=memory_limit_bytes, folder=scratch_dir)
     mask_labels = label_vesicles(
-        mask, voxel_size_nm, min_radius_nm=min_radius_nm, split=split, probability=probability
+        mask,
+        voxel_size_nm,
+        min_radius_nm=min_radius_nm,
+        split=split,
+        probability=probability,
+        **work,
     )
+    del mask
     fits = fit_vesicles(mask_labels, tomogram, voxel_size_nm)
     if radius_from == "mask":
         fits["profile_radius_vox"] = fits["radius_vox"]
@@ -163,7 +193,9 @@ def segment_vesicles(
     profiles = list(table.pop("profile"))
     rest = [c for c in table.columns if c not in TABLE_COLUMNS]
     table = table[[*TABLE_COLUMNS, *rest]]
-    labels = paint_spheres(table[table["kept"]], probability.shape)
+    labels = paint_spheres(
+        table[table["kept"]], probability.shape, work_array(probability.shape, np.int32, **work)
+    )
     return Vesicles(labels, table, float(threshold), mask_labels, profiles)
 
 
@@ -227,8 +259,19 @@ def write_outputs(
             shape=vesicles.labels.shape,
             **header,
         )
-        boundaries = pyto_labels(vesicles.labels, az_mask, region_mask)
-        write_mrc(tmp["pyto_labels"], boundaries, voxel_size_nm, **header)
+        labels = vesicles.labels
+        with open_mrc_output(
+            tmp["pyto_labels"], labels.shape, voxel_size_nm, dtype=np.int16, **header
+        ) as boundaries:
+            for k in range(0, labels.shape[0], 16):  # slab by slab, for large tomograms
+                sl = slice(k, k + 16)
+                boundaries[sl] = pyto_labels(
+                    labels[sl],
+                    None if az_mask is None else az_mask[sl],
+                    None if region_mask is None else region_mask[sl],
+                )
+                release_pages(labels)
+                release_pages(boundaries)
     return paths
 
 
@@ -248,5 +291,6 @@ __all__ = [
     "resolve_overlaps",
     "segment_vesicles",
     "shell_density_threshold",
+    "threshold_mask",
     "write_outputs",
 ]

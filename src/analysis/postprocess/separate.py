@@ -19,11 +19,15 @@ Chapter 4 of the book compares the two on synthetic truth.
 
 from __future__ import annotations
 
+import os
+
 import cc3d
 import edt
 import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
+
+from analysis.io.memmap import release_pages, work_array
 
 SPLIT_METHODS = ("watershed", "threshold", "none")
 #: Thresholds tried, in order, by the ``"threshold"`` method.
@@ -67,6 +71,69 @@ def _split_threshold(
     return region.astype(np.int32)
 
 
+def connected_components(
+    mask: np.ndarray,
+    *,
+    memory_limit_bytes: int | None = None,
+    folder: str | os.PathLike | None = None,
+    slab_voxels: int = 1 << 24,
+) -> np.ndarray:
+    """6-connected components of a binary (z, y, x) mask as an int32 label volume.
+
+    Components are numbered in the order of their first voxel in a z, y, x scan. With
+    ``memory_limit_bytes``, a label volume larger than that goes to a temporary memory map in
+    ``folder`` and is labelled in slabs of about ``slab_voxels`` voxels: each by ``cc3d``, then the
+    pieces that touch across slab faces are joined (union-find) and renumbered — the same
+    labels as in one piece, while only one slab's labels are in memory and the file is
+    written back as it goes.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if memory_limit_bytes is None or mask.size * 4 <= memory_limit_bytes:
+        labels = cc3d.connected_components(mask, connectivity=6, out_dtype=np.uint32)
+        return labels.view(np.int32)  # ids stay far below 2**31: same bits, no copy
+    out = work_array(mask.shape, np.int32, memory_limit_bytes=0, folder=folder)
+    planes = max(2, slab_voxels // (mask.shape[1] * mask.shape[2]))
+    parent = [0]  # provisional id → a smaller id of the same component
+    pairs = []
+    last = None  # the previous slab's last plane, in provisional ids
+    for k in range(0, mask.shape[0], planes):
+        slab, n = cc3d.connected_components(
+            mask[k : k + planes], connectivity=6, out_dtype=np.uint32, return_N=True
+        )
+        slab = slab.astype(np.int32)
+        slab[slab > 0] += len(parent) - 1
+        parent.extend(range(len(parent), len(parent) + n))
+        if last is not None:
+            touch = (last > 0) & (slab[0] > 0)
+            pairs.append(np.unique(np.stack([last[touch], slab[0][touch]], 1), axis=0))
+        last = slab[-1].copy()
+        out[k : k + planes] = slab
+        release_pages(out)
+    parent = np.asarray(parent, np.int64)
+    for a, b in np.concatenate(pairs) if pairs else ():
+        ra, rb = _root(parent, a), _root(parent, b)
+        parent[max(ra, rb)] = min(ra, rb)  # the root is the set's smallest, i.e. first, id
+    while True:  # flatten: every id points at its root
+        flat = parent[parent]
+        if np.array_equal(flat, parent):
+            break
+        parent = flat
+    # roots in increasing order are the components in order of first appearance
+    lut = np.searchsorted(np.unique(parent[1:]), parent).astype(np.int32) + 1
+    lut[0] = 0
+    for k in range(0, mask.shape[0], planes):
+        out[k : k + planes] = lut[out[k : k + planes]]
+        release_pages(out)
+    return out
+
+
+def _root(parent: np.ndarray, i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]  # path halving
+        i = parent[i]
+    return int(i)
+
+
 def label_vesicles(
     mask: np.ndarray,
     voxel_size_nm: float,
@@ -74,6 +141,8 @@ def label_vesicles(
     min_radius_nm: float = 12.0,
     split: bool | str = "watershed",
     probability: np.ndarray | None = None,
+    memory_limit_bytes: int | None = None,
+    folder: str | os.PathLike | None = None,
 ) -> np.ndarray:
     """Label the vesicles of a binary mask, splitting touching ones.
 
@@ -90,6 +159,9 @@ def label_vesicles(
         ``"watershed"``, ``False`` means ``"none"`` (components only).
     probability : numpy.ndarray, float, shape (z, y, x), optional
         The probability map the mask was thresholded from; needed by ``"threshold"``.
+    memory_limit_bytes : int, optional
+        A label volume larger than this is kept in a temporary memory-mapped file in
+        ``folder``; by default it is kept in memory.
 
     Returns
     -------
@@ -101,22 +173,40 @@ def label_vesicles(
         raise ValueError(f"split must be one of {SPLIT_METHODS}, not {split!r}")
     if method == "threshold" and probability is None:
         raise ValueError("split='threshold' needs the probability map")
-    mask = np.asarray(mask, dtype=bool)
-    labels = cc3d.connected_components(mask, connectivity=6).astype(np.int32)
-    if method == "none" or labels.max() == 0:
+    labels = connected_components(mask, memory_limit_bytes=memory_limit_bytes, folder=folder)
+    boxes = ndimage.find_objects(labels)
+    release_pages(labels)
+    if method == "none" or not boxes:
         return labels
     min_radius_vox = min_radius_nm / voxel_size_nm
-    out = np.zeros_like(labels)
+    # The labels are split in place, one bounding box at a time (no second volume): the
+    # pieces of a split component get temporary ids above the last component's, and one
+    # look-up table renumbers everything in order at the end.
+    lut = np.zeros(len(boxes) + 1, np.int32)
+    extra: list[int] = []  # final ids of the temporary ids len(boxes) + 1, …
     next_id = 1
-    for component, box in enumerate(ndimage.find_objects(labels), start=1):
+    for component, box in enumerate(boxes, start=1):
         if box is None:
             continue
         box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
-        region = labels[box] == component
+        crop = labels[box]
+        region = crop == component
         if method == "watershed":
             parts = _split_watershed(region, min_radius_vox)
         else:
             parts = _split_threshold(region, np.asarray(probability[box]), min_radius_vox)
-        out[box][region] = parts[region] + next_id - 1
-        next_id += int(parts.max())
-    return out
+        pieces = int(parts.max())
+        lut[component] = next_id
+        if pieces > 1:
+            values = parts[region]
+            first_temp = len(boxes) + 1 + len(extra)
+            crop[region] = np.where(values <= 1, component, first_temp + values - 2)
+            extra.extend(range(next_id + 1, next_id + pieces))
+        next_id += max(pieces, 1)
+        if component % 256 == 0:
+            release_pages(labels)
+    lut = np.concatenate([lut, np.asarray(extra, np.int32)])
+    for k in range(0, labels.shape[0], 16):
+        labels[k : k + 16] = lut[labels[k : k + 16]]
+        release_pages(labels)
+    return labels

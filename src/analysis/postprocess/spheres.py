@@ -184,9 +184,16 @@ def fit_vesicles(labels: np.ndarray, tomogram: np.ndarray, voxel_size_nm: float)
     """
     import cc3d
 
-    stats = cc3d.statistics(labels.astype(np.uint32, copy=False))
+    from analysis.io.memmap import release_pages
+
+    # int32 labels are read as uint32 without a copy (ids are positive)
+    unsigned = labels.view(np.uint32) if labels.dtype == np.int32 else labels.astype(np.uint32)
+    stats = cc3d.statistics(unsigned)
+    release_pages(labels)
     rows = []
     for label in range(1, len(stats["voxel_counts"])):
+        if label % 64 == 0:
+            release_pages(tomogram)  # a memory-mapped tomogram keeps only the current boxes
         volume = int(stats["voxel_counts"][label])
         if volume == 0:
             continue

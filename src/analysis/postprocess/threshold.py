@@ -14,6 +14,22 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+
+def threshold_mask(probability: np.ndarray, threshold: float, planes: int = 16) -> np.ndarray:
+    """``probability > threshold`` as a bool (z, y, x) mask, a few planes at a time.
+
+    A memory-mapped map is read slab by slab and its pages released, so only the mask (one
+    byte a voxel) is held in memory.
+    """
+    from analysis.io.memmap import release_pages
+
+    mask = np.empty(probability.shape, bool)
+    for k in range(0, probability.shape[0], planes):
+        np.greater(probability[k : k + planes], threshold, out=mask[k : k + planes])
+        release_pages(probability)
+    return mask
+
+
 #: Candidate thresholds tried by default.
 DEFAULT_CANDIDATES = tuple(np.round(np.arange(0.1, 0.951, 0.05), 2))
 
