@@ -8,6 +8,7 @@ import mrcfile
 import numpy as np
 import pytest
 
+import analysis.io.tomogram as tomogram_io
 from analysis.errors import InputFileError
 from analysis.io import MRCHeaderWarning, read_tomogram, write_mrc
 
@@ -57,7 +58,8 @@ def test_failed_write_keeps_the_old_file(tmp_path, small_volume, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(mrcfile.mrcfile.MrcFile, "set_data", broken)
+    # the disk fills up after the first slab is written
+    monkeypatch.setattr(tomogram_io, "release_pages", broken)
     with pytest.raises(InputFileError, match="No space left"):
         write_mrc(path, small_volume * 3, 2.0)
     np.testing.assert_array_equal(read_tomogram(path).data, small_volume)
@@ -210,3 +212,15 @@ def test_writing_into_missing_or_read_only_folder_fails_clearly(
     with pytest.raises(InputFileError, match="not writable"):
         write_mrc(tmp_path / "x.mrc", small_volume, 2.0)
     assert not (tmp_path / "x.mrc").exists()
+
+
+def test_output_stems_drop_the_file_type_only():
+    from analysis.io import tomogram_stem
+
+    assert tomogram_stem("/data/tomo.rec") == "tomo"
+    assert tomogram_stem("tomo.ome.zarr") == "tomo"
+    assert tomogram_stem("TS_01.MRC") == "TS_01"
+    # dots inside a name are kept, so that two tomograms never share their outputs
+    assert tomogram_stem("syn_1.469nm.mrc") == "syn_1.469nm"
+    assert tomogram_stem("syn.2023.06.rec") != tomogram_stem("syn.2023.07.rec")
+    assert tomogram_stem("stack.unknown") == "stack"
