@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.active_zone import (
+    DEFAULT_THRESHOLDS,
     az_distance_map,
     find_filaments,
     layer_profile,
@@ -176,3 +177,33 @@ def test_the_active_zone_command_writes_its_tables(tmp_path, capsys):
     assert main([*args[:-1], str(tmp_path / "again")]) == 2
     assert "bad.mrc: region mask of shape (4, 4, 4)" in capsys.readouterr().err
     assert not (tmp_path / "again").exists() or not list((tmp_path / "again").iterdir())
+
+
+def test_one_run_gives_the_precision_recall_curve_of_shorter_threshold_series():
+    from analysis.evaluate import filament_curve
+    from analysis.io import read_tomogram
+    from analysis.synthetic import example_files
+
+    files = example_files("test", seed=301, quick=True)
+    tomo = read_tomogram(files["tomogram"])
+    inputs = (
+        tomo.data,
+        read_tomogram(files["labels"]).data.astype(np.int32),
+        read_tomogram(files["az_mask"]).data > 0,
+        read_tomogram(files["region_mask"]).data > 0,
+        tomo.voxel_size_nm,
+    )
+    full = find_filaments(*inputs).table
+    stop = -2.2
+    short = find_filaments(*inputs, thresholds=[t for t in DEFAULT_THRESHOLDS if t <= stop])
+    subset = full[full["threshold"] <= stop].reset_index(drop=True)
+    columns = ["kind", "vesicle_a", "vesicle_b", "threshold", "volume_nm3"]
+    pd.testing.assert_frame_equal(short.table[columns], subset[columns])
+    truth = pd.read_csv(files["filaments"])
+    curve = filament_curve(full, truth)
+    assert curve["max_threshold"].is_monotonic_increasing
+    assert curve["n_found"].is_monotonic_increasing  # brighter thresholds only add filaments
+    last = filament_detection(full, truth)
+    assert curve.iloc[-1]["recall"] == last["recall"]
+    at_stop = curve[curve["max_threshold"] <= stop].iloc[-1]
+    assert at_stop["precision"] == filament_detection(short.table, truth)["precision"]

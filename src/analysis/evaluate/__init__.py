@@ -9,6 +9,7 @@ inside it, one-to-one by the Hungarian algorithm; precision, recall, F1; diamete
 from analysis.evaluate.matching import (
     MATCH_COLUMNS,
     detection_scores,
+    filament_curve,
     filament_detection,
     match_vesicles,
     merges_and_splits,
@@ -32,6 +33,7 @@ __all__ = [
     "dice_score",
     "evaluate_files",
     "evaluate_segmentation",
+    "filament_curve",
     "filament_detection",
     "match_vesicles",
     "merges_and_splits",

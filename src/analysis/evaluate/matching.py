@@ -196,3 +196,45 @@ def filament_detection(
             f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
             scores.update(f1=f1, n_true=len(t), n_found=len(f))
     return scores
+
+
+def filament_curve(
+    found: pd.DataFrame,
+    truth: pd.DataFrame,
+    thresholds=None,
+    *,
+    vesicle_map: dict | None = None,
+) -> pd.DataFrame:
+    """Recall and precision of the filaments found up to each threshold: the trade-off curve.
+
+    Hierarchical thresholding takes each filament at the darkest threshold where it joins
+    its boundaries, and nothing found at one threshold depends on brighter ones; so a run
+    whose threshold series stops at ``t`` finds exactly the filaments of the full run with
+    ``threshold <= t``, and one run gives the whole curve.
+
+    Parameters
+    ----------
+    found, truth : pandas.DataFrame
+        Filament tables (``found`` with the ``threshold`` column of
+        :func:`analysis.active_zone.find_filaments`).
+    thresholds : sequence of float, optional
+        The last thresholds to score; by default every threshold that found something.
+    vesicle_map : dict, optional
+        As for :func:`filament_detection`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``max_threshold`` and the scores of :func:`filament_detection`, one row per threshold.
+    """
+    levels = sorted(set(found["threshold"]) if thresholds is None else thresholds)
+    rows = [
+        {
+            "max_threshold": float(t),
+            **filament_detection(
+                found[found["threshold"] <= t + 1e-9], truth, vesicle_map=vesicle_map
+            ),
+        }
+        for t in levels
+    ]
+    return pd.DataFrame(rows)
