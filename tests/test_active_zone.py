@@ -207,3 +207,24 @@ def test_one_run_gives_the_precision_recall_curve_of_shorter_threshold_series():
     assert curve.iloc[-1]["recall"] == last["recall"]
     at_stop = curve[curve["max_threshold"] <= stop].iloc[-1]
     assert at_stop["precision"] == filament_detection(short.table, truth)["precision"]
+
+
+def test_boundary_images_are_removed_also_where_the_volume_cuts_the_vesicle():
+    from analysis.active_zone import remove_boundary_profiles
+
+    # a vesicle filling a thin volume: its outer shells hold no polar voxels (this crashed)
+    shape, centre = (20, 60, 60), np.array([9.5, 30.0, 30.0])
+    labels = np.zeros(shape, np.int32)
+    paint_ball(labels, centre, 8.0, 1)
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    r = np.sqrt(sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)))
+    image = -np.exp(-0.5 * ((r - 8.0) / 1.2) ** 2)  # the dark membrane, blurred
+    tomogram = (image + 5.0).astype(np.float32)  # on a background of 5
+    az = np.zeros(shape, bool)
+    az[:, -1, :] = True
+    cleaned = remove_boundary_profiles(tomogram, labels, az)
+    near = (r > 6) & (r < 12)
+    assert np.abs(tomogram[near] - 5.0).max() > 0.9  # the membrane was there …
+    # … and is gone (but for the 0.5-voxel binning of its steep edges); the background stays
+    assert np.abs(cleaned[near] - 5.0).max() < 0.25
+    assert abs(np.median(cleaned[near]) - 5.0) < 0.02

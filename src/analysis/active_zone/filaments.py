@@ -131,11 +131,17 @@ def remove_boundary_profiles(
         band = np.minimum((polar * n_polar).astype(int), n_polar - 1)
         inside = r <= outer
         index = ((r[inside] / bin_vox).astype(int) * n_polar + band[inside]).ravel()
-        sums = np.bincount(index, values[box][inside].astype(np.float64))
-        counts = np.bincount(index, minlength=len(sums))
-        profile = (sums / np.maximum(counts, 1)).reshape(-1, n_polar)
-        # its far end is the local background, which stays
-        profile -= profile[-4:-1].mean(axis=0)
+        # every band of every shell, also where the tomogram's border cuts the box
+        size = (int(outer / bin_vox) + 1) * n_polar
+        sums = np.bincount(index, values[box][inside].astype(np.float64), minlength=size)
+        counts = np.bincount(index, minlength=size)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            profile = (sums / counts).reshape(-1, n_polar)  # NaN: a shell with no voxel
+        # its far end is the local background, which stays: the last 3 shells with voxels
+        for k in range(n_polar):
+            seen = profile[:, k][np.isfinite(profile[:, k])]
+            if len(seen):  # (a band without voxels is never looked up)
+                profile[:, k] -= seen[-4:-1].mean() if len(seen) > 3 else seen[-1]
         out[box][inside] -= profile.ravel()[index].astype(np.float32)
     distance = edt.edt(~np.asarray(az_mask, bool), black_border=False, parallel=1)
     near = distance <= reach_vox
