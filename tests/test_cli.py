@@ -250,3 +250,20 @@ def test_every_command_has_help(capsys):
         command = name.replace("_command", "")
         assert main([command, "--help"]) == 0, command
         assert "Usage" in capsys.readouterr().out
+
+
+def test_usage_errors_are_one_message_without_a_traceback(tmp_path):
+    tomo = tmp_path / "t.mrc"
+    write_mrc(tomo, np.zeros((8, 16, 16), np.float32), 2.2)
+    cases = [
+        (["predict", str(tomo)], "Missing option '--out'"),
+        (["predict", str(tomo), "--out", str(tmp_path / "p.mrc"), "--overlap", "0.5"], "--tile"),
+        (["segment", str(tomo), "--out", str(tmp_path), "--overlap", "0.5"], "--tile"),
+    ]
+    for argv, phrase in cases:
+        result = subprocess.run(
+            [sys.executable, "-m", "analysis.cli", *argv], capture_output=True, text=True
+        )
+        assert result.returncode == 2, result.stderr
+        assert phrase in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.mrc"]

@@ -61,6 +61,15 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar."
 OutFolderOpt = Annotated[Path, typer.Option(help="Output folder (created if missing).")]
 
 
+def _tiling(tile: int | None, overlap: float | None) -> dict:
+    """The tile options of predict/segment: planned tiles unless --tile is given."""
+    if tile is None and overlap is not None:
+        raise typer.BadParameter(
+            "needs --tile (planned tiles choose their own overlap)", param_hint="--overlap"
+        )
+    return {"tile": tile or "auto", "overlap": overlap}
+
+
 def _output_folder(out: Path) -> None:
     """Create the ``--out`` folder of a command that writes several files."""
     if out.exists() and not out.is_dir():
@@ -324,8 +333,7 @@ def predict(
         voxel_size_nm=voxel_size_nm,
         uncertainty_path=uncertainty,
         model=model,
-        tile=tile or "auto",
-        overlap=overlap,
+        **_tiling(tile, overlap),
         precision=precision,
         blend=blend,
         tta=tta,
@@ -395,8 +403,7 @@ def segment(
         az_mask=az_mask,
         region_mask=region_mask,
         predict_options=dict(
-            tile=tile or "auto",
-            overlap=overlap,
+            **_tiling(tile, overlap),
             precision=precision,
             tta=tta,
             batch_size=batch_size,
@@ -593,13 +600,25 @@ def _run_app(argv: list[str] | None) -> int:
         typer.echo("aborted", err=True)
         return 1
     except Exception as err:  # click's usage errors carry their own exit code
-        import click
-
-        if isinstance(err, click.ClickException):
+        if isinstance(err, _usage_errors()):
             err.show()
             return err.exit_code
         raise
     return code if isinstance(code, int) else 0
+
+
+def _usage_errors() -> tuple[type, ...]:
+    """Click's usage-error class, and typer's own copy of it (typer ≥ 0.20 vendors click)."""
+    import click
+
+    types: list[type] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        pass
+    else:
+        types.append(ClickException)
+    return tuple(types)
 
 
 def run() -> None:
