@@ -102,6 +102,9 @@ def connect(spec: ClusterSpec):
             threads_per_worker=spec.threads_per_worker,
             processes=True,
             dashboard_address=None,
+            # Dask's own messages (and tracebacks of connections closed at shutdown) would
+            # bury the batch's one line per failure; --verbose shows them.
+            silence_logs=logging.INFO if log.isEnabledFor(logging.INFO) else logging.CRITICAL,
         )
         return Client(cluster)
     if spec.scheduler == "slurm":
