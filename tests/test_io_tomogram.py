@@ -8,7 +8,7 @@ import mrcfile
 import numpy as np
 import pytest
 
-import analysis.io.tomogram as tomogram_io
+import analysis.io.memmap as memmap_io
 from analysis.errors import InputFileError
 from analysis.io import MRCHeaderWarning, read_tomogram, write_mrc
 
@@ -59,8 +59,8 @@ def test_failed_write_keeps_the_old_file(tmp_path, small_volume, monkeypatch):
         raise OSError(28, "No space left on device")
 
     # the disk fills up after the first slab is written
-    monkeypatch.setattr(tomogram_io, "release_pages", broken)
-    with pytest.raises(InputFileError, match="No space left"):
+    with monkeypatch.context() as patch, pytest.raises(InputFileError, match="No space left"):
+        patch.setattr(memmap_io, "release_pages", broken)
         write_mrc(path, small_volume * 3, 2.0)
     np.testing.assert_array_equal(read_tomogram(path).data, small_volume)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.mrc"]

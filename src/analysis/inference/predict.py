@@ -29,7 +29,7 @@ import torch
 from analysis.errors import InputFileError
 from analysis.inference.rescale import rescale
 from analysis.inference.tiling import plan_tiles, sliding_window
-from analysis.io.memmap import scratch_array, slabs
+from analysis.io.memmap import slabs, work_array
 from analysis.model import (
     UNet3D,
     inference_network,
@@ -291,13 +291,12 @@ def predict(
         uncertainty_out = np.empty(shape, np.float32)
     finals = [out, uncertainty_out][:channels]
 
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_torch_threads(threads))
+    with _torch_threads(threads):
         scratch = dict(memory_limit_bytes=_SCRATCH_MEMORY_BYTES, folder=scratch_dir)
         if resample:
-            source = stack.enter_context(scratch_array(work_shape, **scratch))
+            source = work_array(work_shape, **scratch)
             rescale(tomogram, work_shape, out=source)
-            maps = [stack.enter_context(scratch_array(work_shape, **scratch)) for _ in finals]
+            maps = [work_array(work_shape, **scratch) for _ in finals]
         else:
             source, maps = tomogram, finals
         centre, scale = centre_and_scale(source, norm)

@@ -44,6 +44,21 @@ def slabs(array, planes: int = 16) -> Iterator[np.ndarray]:
         release_pages(array)
 
 
+def map_slabs(fn, out: np.ndarray, *inputs, planes: int = 16) -> np.ndarray:
+    """``out[k : k + planes] = fn(*(x[k : k + planes] for x in inputs))`` for every slab.
+
+    For per-voxel work on volumes that may be memory maps larger than memory: the pages of
+    ``out`` and of the inputs are released after each slab. An input may be ``None``
+    (passed on as ``None``); ``out`` may be one of the inputs. Returns ``out``.
+    """
+    for k in range(0, out.shape[0], planes):
+        sl = slice(k, k + planes)
+        out[sl] = fn(*(None if x is None else x[sl] for x in inputs))
+        for array in (out, *inputs):
+            release_pages(array)
+    return out
+
+
 def work_array(
     shape: tuple[int, ...],
     dtype=np.float32,
@@ -77,11 +92,3 @@ def work_array(
         with contextlib.suppress(OSError):  # Windows cannot unlink an open file; it stays
             Path(name).unlink()
     return array
-
-
-@contextlib.contextmanager
-def scratch_array(
-    shape: tuple[int, ...], *, memory_limit_bytes: int, folder: str | os.PathLike | None = None
-) -> Iterator[np.ndarray]:
-    """A float32 work array for the duration of a block (see :func:`work_array`)."""
-    yield work_array(shape, np.float32, memory_limit_bytes=memory_limit_bytes, folder=folder)

@@ -20,7 +20,7 @@ import numpy as np
 
 from analysis.errors import InputFileError
 from analysis.io.atomic import atomic_output
-from analysis.io.memmap import release_pages, slabs
+from analysis.io.memmap import map_slabs, slabs
 
 #: Relative difference between axes above which a voxel size counts as anisotropic.
 ANISOTROPY_TOLERANCE = 1e-3
@@ -396,10 +396,7 @@ def write_mrc(
     with open_mrc_output(
         path, data.shape, voxel_size_nm, origin_angstrom=origin_angstrom, dtype=out
     ) as target:
-        for k in range(0, data.shape[0], _PLANES):
-            target[k : k + _PLANES] = data[k : k + _PLANES]
-            release_pages(data)
-            release_pages(target)
+        map_slabs(lambda planes: planes, target, data, planes=_PLANES)
     return path
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.io import VESICLE_COLUMNS, open_mrc_output, paint_ball, write_mrc, write_vesicle_model
-from analysis.io.memmap import release_pages, work_array
+from analysis.io.memmap import map_slabs, release_pages, work_array
 from analysis.postprocess.outliers import flag_outliers, resolve_overlaps
 from analysis.postprocess.separate import label_vesicles
 from analysis.postprocess.spheres import fit_sphere, fit_vesicles, radial_profile
@@ -262,16 +262,8 @@ def write_outputs(
         labels = vesicles.labels
         with open_mrc_output(
             tmp["pyto_labels"], labels.shape, voxel_size_nm, dtype=np.int16, **header
-        ) as boundaries:
-            for k in range(0, labels.shape[0], 16):  # slab by slab, for large tomograms
-                sl = slice(k, k + 16)
-                boundaries[sl] = pyto_labels(
-                    labels[sl],
-                    None if az_mask is None else az_mask[sl],
-                    None if region_mask is None else region_mask[sl],
-                )
-                release_pages(labels)
-                release_pages(boundaries)
+        ) as boundaries:  # slab by slab, for large tomograms
+            map_slabs(pyto_labels, boundaries, labels, az_mask, region_mask)
     return paths
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from analysis.io.memmap import release_pages, work_array
+from analysis.io.memmap import map_slabs, release_pages, work_array
 
 SPLIT_METHODS = ("watershed", "threshold", "none")
 #: Thresholds tried, in order, by the ``"threshold"`` method.
@@ -121,10 +121,7 @@ def connected_components(
     # roots in increasing order are the components in order of first appearance
     lut = np.searchsorted(np.unique(parent[1:]), parent).astype(np.int32) + 1
     lut[0] = 0
-    for k in range(0, mask.shape[0], planes):
-        out[k : k + planes] = lut[out[k : k + planes]]
-        release_pages(out)
-    return out
+    return map_slabs(lut.take, out, out, planes=planes)
 
 
 def _root(parent: np.ndarray, i: int) -> int:
@@ -206,7 +203,4 @@ def label_vesicles(
         if component % 256 == 0:
             release_pages(labels)
     lut = np.concatenate([lut, np.asarray(extra, np.int32)])
-    for k in range(0, labels.shape[0], 16):
-        labels[k : k + 16] = lut[labels[k : k + 16]]
-        release_pages(labels)
-    return labels
+    return map_slabs(lut.take, labels, labels)

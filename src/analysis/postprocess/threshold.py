@@ -21,13 +21,10 @@ def threshold_mask(probability: np.ndarray, threshold: float, planes: int = 16) 
     A memory-mapped map is read slab by slab and its pages released, so only the mask (one
     byte a voxel) is held in memory.
     """
-    from analysis.io.memmap import release_pages
+    from analysis.io.memmap import map_slabs
 
     mask = np.empty(probability.shape, bool)
-    for k in range(0, probability.shape[0], planes):
-        np.greater(probability[k : k + planes], threshold, out=mask[k : k + planes])
-        release_pages(probability)
-    return mask
+    return map_slabs(lambda p: p > threshold, mask, probability, planes=planes)
 
 
 #: Candidate thresholds tried by default.
