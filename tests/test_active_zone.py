@@ -53,6 +53,12 @@ def test_distances_to_a_flat_membrane_are_exact():
     np.testing.assert_allclose(out["az_distance_nm"], [20 * VS, 6.4 * VS])
     # sphere surface to membrane face: 30 − 5 − 10.5 = 14.5 and 16.4 − 5 − 10.5 = 0.9 voxels
     np.testing.assert_allclose(out["az_membrane_distance_nm"], [14.5 * VS, 0.9 * VS], atol=VS)
+    # the distance map in voxels, computed once by analyse_active_zone, gives the same
+    again = vesicle_distances(table, labels, az, VS, az_distance_vox=distance / VS)
+    pd.testing.assert_frame_equal(again, out, atol=1e-4)
+    np.testing.assert_array_equal(
+        layers(az, region, az_distance_vox=distance / VS), layers(az, region)
+    )
 
 
 def test_layers_are_one_voxel_thick_and_parallel_to_the_membrane():

@@ -28,6 +28,7 @@ import pandas as pd
 
 from analysis.active_zone.distances import (
     DEFAULT_BINS_NM,
+    az_distance_map,
     layer_profile,
     layers,
     proximal_counts,
@@ -101,10 +102,19 @@ def analyse_active_zone(
         raise ValueError(f"tomogram, labels and masks differ in shape: {sorted(shapes)}")
     if vesicles is None:
         vesicles = label_table(labels, voxel_size_nm)
-    layer_volume = layers(az_mask, region_mask)
-    table = vesicle_distances(vesicles, labels, az_mask, voxel_size_nm)
+    distance_vox = az_distance_map(az_mask, 1.0)  # once, for all three
+    layer_volume = layers(az_mask, region_mask, az_distance_vox=distance_vox)
+    table = vesicle_distances(
+        vesicles, labels, az_mask, voxel_size_nm, az_distance_vox=distance_vox
+    )
     filaments = find_filaments(
-        tomogram, labels, az_mask, region_mask, voxel_size_nm, **filament_options
+        tomogram,
+        labels,
+        az_mask,
+        region_mask,
+        voxel_size_nm,
+        az_distance_vox=distance_vox,
+        **filament_options,
     )
     table["layer"] = layer_volume[tuple(centre_voxels(table, labels.shape).T)]
     table = table.merge(filaments.per_vesicle, on="vesicle_id", how="left")

@@ -41,13 +41,23 @@ def az_distance_map(az_mask: np.ndarray, voxel_size_nm: float) -> np.ndarray:
     return (distance * voxel_size_nm).astype(np.float32)
 
 
-def layers(az_mask: np.ndarray, region_mask: np.ndarray, voxel_size_nm: float = 1.0) -> np.ndarray:
+def layers(
+    az_mask: np.ndarray,
+    region_mask: np.ndarray,
+    voxel_size_nm: float = 1.0,
+    *,
+    az_distance_vox: np.ndarray | None = None,
+) -> np.ndarray:
     """Layers one voxel thick parallel to the AZ membrane, numbered 1, 2, … from it.
 
     Returns an int32 volume: ``k`` for region voxels at a distance in ``(k − 1, k]`` voxels
-    from the membrane, 0 outside the region and on the membrane.
+    from the membrane, 0 outside the region and on the membrane. ``az_distance_vox``, the
+    membrane's distance map in voxels (:func:`az_distance_map` with 1.0), saves computing it
+    again when the caller has it.
     """
-    distance_vox = az_distance_map(az_mask, 1.0)
+    if az_distance_vox is None:
+        az_distance_vox = az_distance_map(az_mask, 1.0)
+    distance_vox = az_distance_vox
     out = np.ceil(distance_vox).astype(np.int32)
     out[~np.asarray(region_mask, dtype=bool) | np.asarray(az_mask, dtype=bool)] = 0
     return out
@@ -58,6 +68,8 @@ def vesicle_distances(
     vesicle_labels: np.ndarray,
     az_mask: np.ndarray,
     voxel_size_nm: float,
+    *,
+    az_distance_vox: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Distance of each vesicle's centre and membrane to the AZ membrane, in nm.
 
@@ -68,6 +80,9 @@ def vesicle_distances(
     vesicle_labels : numpy.ndarray, int, shape (z, y, x)
         The vesicles as labels with the table's ids (whole spheres).
     az_mask : numpy.ndarray of bool, shape (z, y, x)
+    voxel_size_nm : float
+    az_distance_vox : numpy.ndarray, optional
+        The membrane's distance map in voxels, if already computed (see :func:`layers`).
 
     Returns
     -------
@@ -81,7 +96,9 @@ def vesicle_distances(
         raise ValueError("the active-zone mask is empty")
     centres = vesicles[["z_vox", "y_vox", "x_vox"]].to_numpy(float)
     centre_distance, _ = cKDTree(az_points).query(centres)
-    distance_map = az_distance_map(az_mask, voxel_size_nm)
+    if az_distance_vox is None:
+        az_distance_vox = az_distance_map(az_mask, 1.0)
+    distance_map = az_distance_vox * voxel_size_nm
     ids = vesicles["vesicle_id"].to_numpy()
     # The nearest voxel of a vesicle lies one voxel from the membrane when they touch.
     nearest = ndimage.minimum(distance_map, labels=vesicle_labels, index=ids)

@@ -100,6 +100,7 @@ def remove_boundary_profiles(
     reach_vox: float = 10.0,
     bin_vox: float = 0.5,
     n_polar: int = 4,
+    az_distance_vox: np.ndarray | None = None,
 ) -> np.ndarray:
     """The tomogram minus the image of every vesicle and of the AZ membrane.
 
@@ -110,6 +111,7 @@ def remove_boundary_profiles(
     makes a vesicle look different at its poles than at its equator — out to ``reach_vox``
     voxels beyond its edge, and the membrane's by the mean density at each distance from it.
     Subtracting these leaves what is *not* symmetric about a boundary, filaments among it.
+    ``az_distance_vox`` is the membrane's distance map in voxels, if already computed.
 
     Returns a float32 volume of the tomogram's shape.
     """
@@ -143,7 +145,9 @@ def remove_boundary_profiles(
             if len(seen):  # (a band without voxels is never looked up)
                 profile[:, k] -= seen[-4:-1].mean() if len(seen) > 3 else seen[-1]
         out[box][inside] -= profile.ravel()[index].astype(np.float32)
-    distance = edt.edt(~np.asarray(az_mask, bool), black_border=False, parallel=1)
+    distance = az_distance_vox
+    if distance is None:
+        distance = edt.edt(~np.asarray(az_mask, bool), black_border=False, parallel=1)
     near = distance <= reach_vox
     index = (distance[near] / bin_vox).astype(int)
     profile = np.bincount(index, values[near].astype(np.float64))
@@ -177,6 +181,7 @@ def find_filaments(
     smooth_nm: float = 2.2,
     contact_nm: float = 2.2,
     subtract_boundaries: bool = True,
+    az_distance_vox: np.ndarray | None = None,
 ) -> Filaments:
     """Connectors and tethers by hierarchical thresholding (see the module notes).
 
@@ -206,6 +211,8 @@ def find_filaments(
     subtract_boundaries : bool
         Remove the vesicles' and the membrane's own images first
         (:func:`remove_boundary_profiles`); thresholds then refer to the remainder.
+    az_distance_vox : numpy.ndarray, optional
+        The AZ membrane's distance map in voxels, if already computed.
 
     Returns
     -------
@@ -232,7 +239,9 @@ def find_filaments(
         raise ValueError("no region voxel lies near a vesicle: nothing to analyse")
     values = np.asarray(tomogram, dtype=np.float32)
     if subtract_boundaries:
-        values = remove_boundary_profiles(values, vesicle_labels, az_mask)
+        values = remove_boundary_profiles(
+            values, vesicle_labels, az_mask, az_distance_vox=az_distance_vox
+        )
     if smooth_nm > 0:
         values = ndimage.gaussian_filter(values, smooth_nm / voxel_size_nm)
     grey = (values - values[region].mean()) / (values[region].std() + 1e-12)
