@@ -13,6 +13,8 @@ from analysis.io import (
     points_to_sheet,
     read_annotation,
     read_imod_model,
+    read_mask,
+    write_mrc,
     write_vesicle_model,
 )
 
@@ -210,6 +212,29 @@ def test_read_annotation_on_a_tomogram(tmp_path):
     assert ann.n_vesicles == 1
     assert ann.labels.sum() == np.count_nonzero(_ball((32, 40, 40), (15, 20, 20), 6.0))
     assert not ann.membrane.any()
+
+
+def test_masks_from_a_traced_membrane_an_outlined_region_or_a_volume(tmp_path):
+    shape = (5, 20, 30)
+    tomo = Tomogram(np.zeros(shape, np.float32), 2.2)
+    lines = [np.array([[2.5, 10.5, z], [27.5, 10.5, z]], dtype=np.float32) for z in range(5)]
+    membrane = read_mask(_save(tmp_path / "pm.mod", [(lines, {"open": True})]), tomo, "AZ")
+    assert membrane.sum() == 5 * 26 and membrane[:, 10, 2:28].all()  # the open contours
+    square = np.array([[4.5, 4.5], [14.5, 4.5], [14.5, 14.5], [4.5, 14.5]], np.float32)
+    outlines = [np.column_stack([square, np.full(4, z, np.float32)]) for z in range(1, 4)]
+    region = read_mask(_save(tmp_path / "region.mod", [(outlines, {})]), tomo, "region")
+    assert region[1:4].any(axis=(1, 2)).all() and not region[0].any()  # filled outlines
+    assert region[2, 9, 9] and not region[2, 16, 16]
+    volume = np.zeros(shape, np.int16)
+    volume[2, 3:6, 7] = -1  # any non-zero voxel
+    assert read_mask(write_mrc(tmp_path / "m.mrc", volume, 2.2), tomo, "AZ").sum() == 3
+    with pytest.raises(InputFileError, match=r"region mask of shape \(5, 20, 31\)"):
+        read_mask(
+            write_mrc(tmp_path / "w.mrc", np.ones((5, 20, 31), np.int8), 2.2), tomo, "region mask"
+        )
+    with pytest.raises(InputFileError, match="the AZ mask is empty") as info:
+        read_mask(write_mrc(tmp_path / "e.mrc", np.zeros(shape, np.int8), 2.2), tomo, "AZ mask")
+    assert str(tmp_path / "e.mrc") in str(info.value)
 
 
 def _message(path, **kwargs):

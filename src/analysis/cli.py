@@ -355,10 +355,11 @@ def segment(
         bool, typer.Option(help="Also keep the probability map (STEM_probability.mrc).")
     ] = True,
     az_mask: Annotated[
-        Path | None, typer.Option(help="Active-zone membrane mask (MRC) for the Pyto labels.")
+        Path | None,
+        typer.Option(help="Active-zone membrane (mask MRC or IMOD .mod) for Pyto labels."),
     ] = None,
     region_mask: Annotated[
-        Path | None, typer.Option(help="Region (cytoplasm) mask (MRC) for the Pyto labels.")
+        Path | None, typer.Option(help="Region (cytoplasm; mask MRC or IMOD .mod) for Pyto labels.")
     ] = None,
     threshold: Annotated[
         str, typer.Option(help="Probability threshold, or 'shell' (CryoVesNet's criterion).")

@@ -15,11 +15,9 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
 from analysis.errors import InputFileError
 from analysis.inference import predict, predict_file
-from analysis.io import atomic_output, read_tomogram, tomogram_stem
+from analysis.io import atomic_output, read_mask, read_tomogram, tomogram_stem
 from analysis.postprocess import segment_vesicles, write_outputs
 
 log = logging.getLogger(__name__)
@@ -38,15 +36,6 @@ def output_paths(tomogram: str | os.PathLike, outdir: str | os.PathLike) -> dict
     """Where :func:`segment_file` writes its outputs for ``tomogram``, by role."""
     stem = tomogram_stem(tomogram)
     return {role: Path(outdir) / f"{stem}{suffix}" for role, suffix in OUTPUT_SUFFIXES.items()}
-
-
-def _mask_like(path, shape, role: str) -> np.ndarray | None:
-    if path is None:
-        return None
-    mask = read_tomogram(path, mmap=True)
-    if mask.shape != tuple(shape):
-        raise InputFileError(path, f"{role} of shape {mask.shape}; the tomogram's is {shape}")
-    return np.asarray(mask.data) > 0
 
 
 def segment_file(
@@ -76,8 +65,8 @@ def segment_file(
     write_probability : bool
         Also keep the network's probability map (``STEM_probability.mrc``).
     az_mask, region_mask : path, optional
-        Active-zone membrane and analysis region (MRC of the tomogram's shape), put into the
-        Pyto boundary labels.
+        Active-zone membrane and analysis region (a mask of the tomogram's shape, or an IMOD
+        model: :func:`analysis.io.read_mask`), put into the Pyto boundary labels.
     predict_options, postprocess_options : dict, optional
         Options of :func:`analysis.inference.predict` and
         :func:`analysis.postprocess.segment_vesicles`.
@@ -94,8 +83,11 @@ def segment_file(
     paths = output_paths(tomogram, outdir)
     tomo = read_tomogram(tomogram, voxel_size_nm=voxel_size_nm, mmap=True)
     masks = {
-        "az_mask": _mask_like(az_mask, tomo.shape, "active-zone mask"),
-        "region_mask": _mask_like(region_mask, tomo.shape, "region mask"),
+        key: None if path is None else read_mask(path, tomo, role)
+        for key, path, role in (
+            ("az_mask", az_mask, "active-zone mask"),
+            ("region_mask", region_mask, "region mask"),
+        )
     }
     start = time.perf_counter()
     log.info("%s: %s voxels of %.4g nm", tomogram, tomo.shape, tomo.voxel_size_nm)

@@ -11,7 +11,6 @@ from analysis.active_zone.analyse import (
     ActiveZone,
     analyse_active_zone,
     analyse_files,
-    read_mask,
 )
 from analysis.active_zone.distances import (
     DEFAULT_BINS_NM,
@@ -29,6 +28,7 @@ from analysis.active_zone.filaments import (
     find_filaments,
     remove_boundary_profiles,
 )
+from analysis.io import read_mask  # where it lived first; masks are read here too
 
 __all__ = [
     "AZ_OUTPUT_SUFFIXES",

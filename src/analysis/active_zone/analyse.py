@@ -40,7 +40,7 @@ from analysis.io import (
     atomic_outputs,
     centre_voxels,
     label_table,
-    read_annotation,
+    read_mask,
     read_tomogram,
     tomogram_stem,
     write_mrc,
@@ -128,28 +128,6 @@ def analyse_active_zone(
         filaments=filaments.table,
         filament_labels=filaments.labels,
     )
-
-
-def read_mask(path: str | os.PathLike, like, role: str) -> np.ndarray:
-    """A mask from an MRC (non-zero voxels) or an IMOD model drawn on ``like``.
-
-    From a model, open contours (a membrane traced slice by slice) give the mask when there
-    are any; otherwise the filled closed outlines do (a region drawn slice by slice).
-    """
-    path = Path(path)
-    if path.suffix.lower() == ".mod":
-        annotation = read_annotation(path, like=like, grouping="object")
-        mask = annotation.membrane if annotation.membrane.any() else annotation.labels > 0
-    else:
-        volume = read_tomogram(path, mmap=True)
-        if volume.shape != like.shape:
-            raise InputFileError(
-                path, f"{role} of shape {volume.shape}; the tomogram's is {like.shape}"
-            )
-        mask = np.asarray(volume.data) != 0
-    if not mask.any():
-        raise InputFileError(path, f"the {role} is empty")
-    return mask
 
 
 def analyse_files(

@@ -82,6 +82,50 @@ def read_annotation(
     )
 
 
+def read_mask(path: str | os.PathLike, like: Tomogram, role: str) -> np.ndarray:
+    """A mask from an MRC (non-zero voxels) or an IMOD model drawn on ``like``.
+
+    From a model, open contours (a membrane traced slice by slice) give the mask when there
+    are any; otherwise the filled closed outlines do (a region drawn slice by slice).
+
+    Parameters
+    ----------
+    path : path
+        ``.mod`` model, or a volume of ``like``'s shape (MRC, TIFF, OME-Zarr).
+    like : Tomogram
+        The tomogram the mask belongs to.
+    role : str
+        What the mask is (e.g. "active-zone mask"), for the error messages.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (z, y, x) of ``like``
+
+    Raises
+    ------
+    InputFileError
+        For a volume of another shape, or an empty mask.
+    """
+    from pathlib import Path
+
+    from analysis.errors import InputFileError
+
+    path = Path(path)
+    if path.suffix.lower() == ".mod":
+        annotation = read_annotation(path, like=like, grouping="object")
+        mask = annotation.membrane if annotation.membrane.any() else annotation.labels > 0
+    else:
+        volume = read_tomogram(path, mmap=True)
+        if volume.shape != like.shape:
+            raise InputFileError(
+                path, f"{role} of shape {volume.shape}; the tomogram's is {like.shape}"
+            )
+        mask = np.asarray(volume.data) != 0
+    if not mask.any():
+        raise InputFileError(path, f"the {role} is empty")
+    return mask
+
+
 __all__ = [
     "GROUPINGS",
     "POINT_COLUMNS",
@@ -101,6 +145,7 @@ __all__ = [
     "points_to_sheet",
     "read_annotation",
     "read_imod_model",
+    "read_mask",
     "read_tomogram",
     "write_mrc",
     "write_vesicle_model",
