@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 
 import pandas as pd
 import pytest
@@ -89,3 +90,19 @@ def test_an_empty_input_folder_is_one_clear_error(tmp_path, capsys):
         == f"error: {empty}: holds no tomogram (.mrc, .rec, .tif, .zarr, …)"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_dask_records_stay_off_the_cli_stderr_but_ours_do_not(capsys):
+    """Dask logs at INFO on its own loggers, which reach the root's handlers regardless."""
+    import logging
+
+    from analysis.batch import silence_dask_logs
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
+    silence_dask_logs()
+    logging.getLogger("distributed.batched").setLevel(logging.INFO)
+    logging.getLogger("distributed.batched").error("Traceback of a closed connection")
+    logging.getLogger("distributed.http.proxy").info("install jupyter-server-proxy")
+    logging.getLogger("analysis.batch").warning("c.mrc: not an MRC file")
+    err = capsys.readouterr().err
+    assert "c.mrc" in err and "Traceback" not in err and "jupyter" not in err

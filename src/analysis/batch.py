@@ -92,6 +92,27 @@ class ClusterSpec:
     job_extra: list[str] = field(default_factory=list)
 
 
+class _DaskRecords(logging.Filter):
+    """Drops the records of Dask and the libraries under it (Tornado, asyncio)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(("distributed", "tornado", "asyncio"))
+
+
+def silence_dask_logs() -> None:
+    """Keep Dask's own log records off this process's log handlers (the CLI's stderr).
+
+    Dask's loggers carry their own level (INFO) and propagate to the root logger's handlers,
+    whatever the root's level; and a background thread can log a traceback of a connection
+    closed at shutdown after the cluster has gone. ``LocalCluster(silence_logs=...)`` only
+    quietens Dask's own handlers while the cluster starts. A filter on the handlers holds
+    for as long as they do (the CLI configures logging anew on each call).
+    """
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _DaskRecords) for f in handler.filters):
+            handler.addFilter(_DaskRecords())
+
+
 def connect(spec: ClusterSpec):
     """A :class:`distributed.Client` for ``spec`` (close it when done)."""
     from distributed import Client, LocalCluster

@@ -7,6 +7,7 @@ behind.
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -498,7 +499,10 @@ def batch(
     quiet: QuietOpt = False,
 ) -> None:
     """Segment every tomogram of a folder on a Dask cluster; resumable; summary table."""
-    from analysis.batch import ClusterSpec, find_tomograms, run_batch
+    from analysis.batch import ClusterSpec, find_tomograms, run_batch, silence_dask_logs
+
+    if not logging.getLogger("analysis").isEnabledFor(logging.INFO):  # --verbose shows them
+        silence_dask_logs()
 
     tomograms = find_tomograms(input_dir)
     if not tomograms:
