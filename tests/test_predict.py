@@ -274,32 +274,46 @@ def test_overlap_needs_an_explicit_tile(tiny_net, rng):
         predict(volume, 2.2, (tiny_net, _meta()), overlap=0.5)
 
 
+_HEAP_PROBE = """
+import json, resource, torch
+from analysis.inference.heap import reuse_freed_memory
+
+def faults_of_second_allocation():
+    # torch, as the network allocates (numpy asks for huge pages, which hide the effect)
+    torch.ones(2**24).sum()  # 64 MB, allocated and freed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    # then 60 MB: a block of the same size may not fit the freed one once torch's 64-byte
+    # alignment is added, depending on where the heap lies (address randomisation)
+    torch.ones(2**24 - 2**20).sum()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+def resident_mb():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+outside = faults_of_second_allocation()
+with reuse_freed_memory() as applied:
+    inside = faults_of_second_allocation()
+    kept = resident_mb()
+print(json.dumps(dict(applied=applied, outside=outside, inside=inside, kept=kept,
+                      returned=resident_mb(), pages=2**26 // resource.getpagesize())))
+"""
+
+
 def test_large_freed_blocks_are_reused_inside_the_tile_loop_only():
     """64 MB blocks: fresh pages (faulted in, zeroed) each time, except inside the context,
     which keeps them in the process and hands them back to the system on exit."""
-    import resource
+    import json
+    import subprocess
+    import sys
 
-    from analysis.inference.heap import reuse_freed_memory
-
-    def faults_of_second_allocation():
-        # torch, as the network allocates (numpy asks for huge pages, which hide the effect)
-        torch.ones(2**24).sum()  # 64 MB, allocated and freed once
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        torch.ones(2**24).sum()
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-    def resident_mb():
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
-
-    outside = faults_of_second_allocation()
-    with reuse_freed_memory() as applied:
-        inside = faults_of_second_allocation()
-        kept = resident_mb()
-    if not applied:
+    # a fresh process: earlier tests leave free blocks in this one's heap, to be reused
+    run = subprocess.run([sys.executable, "-c", _HEAP_PROBE], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    probe = json.loads(run.stdout)
+    if not probe["applied"]:
         pytest.skip("not glibc: malloc is left as it is")
-    returned = resident_mb()
-    pages = 2**26 // resource.getpagesize()
-    assert outside > pages // 2  # glibc's default: the block is mapped anew
-    assert inside < pages // 20  # reused: nearly no new pages
-    assert kept - returned > 48  # the freed block was held, and is given back on exit
+    pages = probe["pages"]
+    assert probe["outside"] > pages // 2  # glibc's default: the block is mapped anew
+    assert probe["inside"] < pages // 20  # reused: nearly no new pages
+    assert probe["kept"] - probe["returned"] > 48  # held, and given back on exit
