@@ -81,22 +81,26 @@ CHILD = textwrap.dedent(
     # with the run's tile and with 64³ tiles (the fastest per voxel). Each is a whole pass, not
     # one tile scaled up, and is taken before and after the run above and averaged, so that
     # the machine's slow minutes weigh on both sides alike.
-    def bare_network():
-        from analysis.inference.heap import reuse_freed_memory
-        from analysis.inference.rescale import rescale
-        from analysis.io.memmap import work_array
-        from analysis.normalise import centre_and_scale
+    from analysis.inference.heap import reuse_freed_memory
+    from analysis.inference.rescale import rescale
+    from analysis.io.memmap import work_array
+    from analysis.normalise import centre_and_scale
 
-        device = torch.device("cpu")
-        dtype = resolve_precision("auto", device)
-        net, meta = predict_module._resolve_model(None, device, dtype)  # the shipped one
-        tomo = read_tomogram(source, mmap=True)
-        work = tuple(round(n * tomo.voxel_size_nm / meta["voxel_size_nm"]) for n in tomo.shape)
+    # The shipped network as predict prepares it, and the tiling predict plans for this volume.
+    device = torch.device("cpu")
+    dtype = resolve_precision("auto", device)
+    net, meta = predict_module._resolve_model(None, device, dtype)
+    header = read_tomogram(source, mmap=True)  # only its shape and voxel size are used
+    work = tuple(round(n * header.voxel_size_nm / meta["voxel_size_nm"]) for n in header.shape)
+    tile, overlap = plan_tiles(work)
+
+    def bare_network():
+        # Mapped and resampled anew each time: nothing of it stays resident through the run,
+        # whose peak memory is measured.
         volume = work_array(work, memory_limit_bytes=512 * 1024**2)
-        rescale(tomo.data, work, out=volume)
+        rescale(read_tomogram(source, mmap=True).data, work, out=volume)
         centre, scale = centre_and_scale(volume, meta["normalisation"])
         fn = predict_module._tile_predictor(net, device, centre, scale, [(0, False)], False, dtype)
-        tile, overlap = plan_tiles(work)
 
         def network_pass(shape, batch):
             shape, starts = tile_grid(work, shape, 0.0)
@@ -158,10 +162,6 @@ CHILD = textwrap.dedent(
     peak_rss, peaks = peak_rss_mib(), dict(peaks)
 
     limits.append(bare_network())
-    device = torch.device("cpu")
-    dtype = resolve_precision("auto", device)
-    work = tuple(round(n * tomo.voxel_size_nm / model[1]["voxel_size_nm"]) for n in tomo.shape)
-    tile, overlap = plan_tiles(work)
     tiles_run = int(np.prod([len(s) for s in tile_grid(work, tile, overlap)[1]]))
     print(json.dumps({
         "stages_s": times, "total_s": total, "kept": int(len(vesicles.kept)),

@@ -123,8 +123,8 @@ def connect(spec: ClusterSpec):
             threads_per_worker=spec.threads_per_worker,
             processes=True,
             dashboard_address=None,
-            # Dask's own messages (and tracebacks of connections closed at shutdown) would
-            # bury the batch's one line per failure; --verbose shows them.
+            # Dask's own messages would bury the batch's one line per failure; this quietens
+            # the workers' (separate processes); silence_dask_logs does this process's.
             silence_logs=logging.INFO if log.isEnabledFor(logging.INFO) else logging.CRITICAL,
         )
         return Client(cluster)

@@ -57,8 +57,7 @@ def layers(
     """
     if az_distance_vox is None:
         az_distance_vox = az_distance_map(az_mask, 1.0)
-    distance_vox = az_distance_vox
-    out = np.ceil(distance_vox).astype(np.int32)
+    out = np.ceil(az_distance_vox).astype(np.int32)
     out[~np.asarray(region_mask, dtype=bool) | np.asarray(az_mask, dtype=bool)] = 0
     return out
 
