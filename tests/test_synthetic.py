@@ -69,6 +69,30 @@ def test_vesicles_cluster_at_the_active_zone(phantom):
     ).any()
 
 
+def test_filaments_join_facing_membranes_off_the_line_of_closest_approach(phantom):
+    v = phantom.vesicles.set_index("vesicle_id")
+    f = phantom.filaments
+    reach = GEOMETRY.filament_offset_nm / 2.2
+    offsets = []
+    for row in f.itertuples():
+        a = np.array([row.z0_vox, row.y0_vox, row.x0_vox])
+        b = np.array([row.z1_vox, row.y1_vox, row.x1_vox])
+        ca = v.loc[row.vesicle_a, ["z_vox", "y_vox", "x_vox"]].to_numpy(float)
+        assert np.linalg.norm(a - ca) == pytest.approx(v.loc[row.vesicle_a, "radius_vox"])
+        if row.kind == "connector":
+            cb = v.loc[row.vesicle_b, ["z_vox", "y_vox", "x_vox"]].to_numpy(float)
+            assert np.linalg.norm(b - cb) == pytest.approx(v.loc[row.vesicle_b, "radius_vox"])
+            axis = (cb - ca) / np.linalg.norm(cb - ca)
+        else:  # straight down to the membrane's cytoplasmic face
+            axis = np.array([0.0, -1.0, 0.0])
+            assert phantom.az_mask[tuple(np.round(b - [0, 1.0, 0]).astype(int))]
+        assert np.cross(b - a, axis) == pytest.approx(np.zeros(3), abs=1e-6)  # parallel
+        w = a - ca
+        offsets.append(np.linalg.norm(w - (w @ axis) * axis))
+    assert max(offsets) <= reach + 1e-6
+    assert np.median(offsets) > reach / 2  # uniform over the disc: most well off the axis
+
+
 def test_missing_wedge_is_visible_in_the_power_spectrum(synapse):
     spec = np.abs(np.fft.fft2(synapse.tomogram, axes=(0, 2))) ** 2
     spec = spec.mean(axis=1)

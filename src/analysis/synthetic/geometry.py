@@ -61,6 +61,11 @@ class SynapseGeometry:
     #: thinner or fainter ones vanish in the CTF and noise of the default imaging
     filament_radius_nm: float = 3.0
     filament_density: float = 1.0
+    #: filaments run parallel to the line of closest approach of their two boundaries (a
+    #: connector: the vesicles' centre line; a tether: straight down to the membrane), offset
+    #: from it by up to this much, uniformly over a disc — they join facing membranes, not
+    #: always at their nearest points
+    filament_offset_nm: float = 4.0
     #: extra options kept for provenance (free-form)
     notes: dict = field(default_factory=dict)
 
@@ -270,7 +275,9 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
         _add_shell(density, c, r, g, lumen_density=lum)
         paint_ball(labels, c, r, i + 1)
 
-    filaments = _add_filaments(density, g, rng, centres_vox, radii_vox, y_az)
+    # offsets from a stream of their own, so that they leave every other draw as it was
+    offset_rng = np.random.default_rng([seed, 1])
+    filaments = _add_filaments(density, g, rng, offset_rng, centres_vox, radii_vox, y_az)
     _add_crowders(density, g, rng, labels, region_mask)
 
     vs = g.voxel_size_nm
@@ -294,10 +301,28 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
     return Phantom(density, labels, az_mask, region_mask, vesicles, filaments, g)
 
 
-def _add_filaments(density, g, rng, centres, radii, y_az):
+def _disc_offset(rng, normal, radius_vox):
+    """A point drawn uniformly from the disc of ``radius_vox`` perpendicular to ``normal``."""
+    e1 = np.cross(normal, [1.0, 0.0, 0.0] if abs(normal[2]) < 0.9 else [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(normal, e1)
+    rho, phi = radius_vox * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
+    return rho * (np.cos(phi) * e1 + np.sin(phi) * e2)
+
+
+def _crossings(centre, radius, point, direction) -> tuple[float, float]:
+    """The t where point + t·direction (unit) enters and leaves the sphere (centre, radius)."""
+    w = point - centre
+    b = float(w @ direction)
+    root = np.sqrt(max(b * b - float(w @ w) + radius * radius, 0.0))
+    return -b - root, -b + root
+
+
+def _add_filaments(density, g, rng, offset_rng, centres, radii, y_az):
     """Connectors between neighbouring SVs and tethers from SVs to the AZ membrane."""
     rows = []
     radius_vox = g.nm(g.filament_radius_nm) / 2  # Gaussian sigma: the visible width ~ 2 sigma
+    reach_vox = g.nm(g.filament_offset_nm)
     nz, _, nx = g.shape
     for i in range(len(centres)):
         for j in range(i + 1, len(centres)):
@@ -306,17 +331,22 @@ def _add_filaments(density, g, rng, centres, radii, y_az):
             gap_nm = (dist - radii[i] - radii[j]) * g.voxel_size_nm
             if gap_nm <= g.connector_max_gap_nm and rng.uniform() < g.connector_fraction:
                 u = v / dist
-                a = centres[i] + u * radii[i]
-                b = centres[j] - u * radii[j]
+                start = centres[i] + _disc_offset(offset_rng, u, min(reach_vox, radii[j] / 2))
+                a = start + u * _crossings(centres[i], radii[i], start, u)[1]
+                b = start + u * _crossings(centres[j], radii[j], start, u)[0]
                 _add_segment(density, a, b, radius_vox, g.filament_density)
                 rows.append(("connector", i + 1, j + 1, a, b))
+    down = np.array([0.0, -1.0, 0.0])
     for i, (c, r) in enumerate(zip(centres, radii, strict=True)):
         zi = int(np.clip(round(c[0]), 0, nz - 1))
         xi = int(np.clip(round(c[2]), 0, nx - 1))
         gap_nm = (c[1] - r - y_az[zi, xi]) * g.voxel_size_nm - g.membrane_thickness_nm / 2
         if gap_nm <= g.tether_max_gap_nm and rng.uniform() < g.tether_fraction:
-            a = c - np.array([0.0, r, 0.0])
-            b = np.array([c[0], y_az[zi, xi] + g.nm(g.membrane_thickness_nm / 2), c[2]])
+            start = c + _disc_offset(offset_rng, down, min(reach_vox, r / 2))
+            a = start + down * _crossings(c, r, start, down)[1]
+            zo = int(np.clip(round(a[0]), 0, nz - 1))
+            xo = int(np.clip(round(a[2]), 0, nx - 1))
+            b = np.array([a[0], y_az[zo, xo] + g.nm(g.membrane_thickness_nm / 2), a[2]])
             _add_segment(density, a, b, radius_vox, g.filament_density)
             rows.append(("tether", i + 1, 0, a, b))
     vs = g.voxel_size_nm
