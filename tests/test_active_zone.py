@@ -213,6 +213,15 @@ def test_one_run_gives_the_precision_recall_curve_of_shorter_threshold_series():
     assert curve.iloc[-1]["recall"] == last["recall"]
     at_stop = curve[curve["max_threshold"] <= stop].iloc[-1]
     assert at_stop["precision"] == filament_detection(short.table, truth)["precision"]
+    # the same for the straight-path test: one run without it gives every cut
+    every = find_filaments(*inputs, max_path_grey=None).table
+    cut = -1.3
+    tested = find_filaments(*inputs, max_path_grey=cut).table
+    kept = every[every["path_grey"] <= cut].reset_index(drop=True)
+    assert 0 < len(kept) < len(every)
+    pd.testing.assert_frame_equal(tested[columns], kept[columns])
+    by_path = filament_curve(every, truth, [cut], by="path_grey").iloc[0]
+    assert by_path["recall"] == filament_detection(tested, truth)["recall"]
 
 
 def test_boundary_images_are_removed_also_where_the_volume_cuts_the_vesicle():
@@ -234,3 +243,62 @@ def test_boundary_images_are_removed_also_where_the_volume_cuts_the_vesicle():
     # … and is gone (but for the 0.5-voxel binning of its steep edges); the background stays
     assert np.abs(cleaned[near] - 5.0).max() < 0.25
     assert abs(np.median(cleaned[near]) - 5.0) < 0.02
+
+
+def test_straight_paths_span_the_gap_between_two_spheres():
+    from analysis.active_zone.paths import connector_paths, disc_offsets, mean_along
+
+    # centres 20 voxels apart on x, radii 6 and 8: a gap of 6 voxels from x = 16 to 22
+    a, b = np.array([15.0, 20.0, 10.0]), np.array([15.0, 20.0, 30.0])
+    paths = connector_paths(a, 6.0, b, 8.0, search_vox=2.0)
+    assert len(disc_offsets([0, 0, 1.0], 2.0)) == 13  # the one-voxel grid within 2 voxels
+    assert len(paths) == 13
+    start, end = paths[0]  # the centre line comes first
+    np.testing.assert_allclose(start, [15, 20, 16], atol=1e-9)
+    np.testing.assert_allclose(end, [15, 20, 22], atol=1e-9)
+    for start, end in paths:  # off the axis each sphere recedes, so the gap widens
+        assert np.linalg.norm(start - a) == pytest.approx(6.0)
+        assert np.linalg.norm(end - b) == pytest.approx(8.0)
+        assert end[2] - start[2] >= 6.0 - 1e-9
+        assert np.allclose((end - start)[:2], 0)  # parallel to the centre line
+    ramp = np.broadcast_to(np.arange(40.0), (30, 40, 40))  # value = x
+    assert mean_along(ramp, *paths[0]) == pytest.approx(19.0)
+
+
+def test_tether_paths_run_down_to_the_membrane():
+    from analysis.active_zone.paths import tether_paths
+
+    az, region, labels, table = flat_synapse([((15, 24.0, 12), 5.0)])
+    distance = az_distance_map(az, 1.0)
+    paths = tether_paths(np.array([15.0, 24.0, 12.0]), 5.0, distance, 1.0, max_length_vox=20)
+    assert len(paths) == 5
+    start, end = paths[0]
+    np.testing.assert_allclose(start, [15, 19, 12], atol=1e-6)  # the sphere's lowest point
+    np.testing.assert_allclose(end, [15, 11, 12], atol=1e-6)  # next to the membrane (y = 10)
+    for start, end in paths:
+        assert np.allclose((end - start)[[0, 2]], 0)  # straight down the membrane's normal
+    # a membrane out of reach gives no path
+    assert tether_paths(np.array([15.0, 24.0, 12.0]), 5.0, distance, 1.0, 5.0) == []
+
+
+@pytest.mark.parametrize("offset, kept", [(2, True), (4, False)])
+def test_the_path_test_keeps_filaments_that_cross_the_gap_near_the_closest_approach(offset, kept):
+    # Two balls with a 6-voxel gap on x; a dark rod joins them parallel to their centre line,
+    # ``offset`` voxels off it. Within the search (4.4 nm = 2.2 voxels) a straight path runs
+    # along the rod; 4 voxels off, none does, and the piece is as noise would make it.
+    balls = [((15, 30.0, 10), 6.0), ((15, 30.0, 28), 6.0)]
+    az, region, labels, table = flat_synapse(balls)
+    rng = np.random.default_rng(1)
+    tomo = rng.normal(0, 1.0, SHAPE).astype(np.float32)
+    tomo[labels > 0] = 1.0
+    z = 15 + offset
+    x0 = 10 + np.sqrt(36 - offset**2)  # where the line z = 15 + offset leaves ball 1
+    _rod(tomo, (z, 30, x0 - 1), (z, 30, 38 - x0 + 1), -3.0, radius=1.0)
+    options = dict(smooth_nm=0.0, thresholds=np.arange(-2.0, -0.95, 0.1), subtract_boundaries=False)
+    plain = find_filaments(tomo, labels, az, region, VS, max_path_grey=None, **options)
+    assert (plain.table["kind"] == "connector").any()  # thresholding alone finds it either way
+    tested = find_filaments(tomo, labels, az, region, VS, **options)
+    assert ((tested.table["kind"] == "connector").any()) == kept
+    if kept:  # along the rod: about its darkness, in SD of the region
+        assert tested.table["path_grey"].min() < -1.5
+    assert plain.table["path_grey"].min() > -1.0 or kept

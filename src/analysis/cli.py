@@ -555,6 +555,17 @@ def active_zone(
     max_volume_nm3: Annotated[
         float, typer.Option(help="Largest filament volume (Pyto: 2100–3200 nm³).")
     ] = 2600.0,
+    max_path_grey: Annotated[
+        float,
+        typer.Option(
+            help="Keep a pair's filaments when its darkest straight path across the gap is at "
+            "most this dark (SD of the remainder)."
+        ),
+    ] = -1.05,
+    path_test: Annotated[
+        bool,
+        typer.Option(help="Test pairs along straight paths; --no-path-test keeps every piece."),
+    ] = True,
 ) -> None:
     """Distances to the active zone, layers, connectors and tethers (as Pyto measures them)."""
     import pandas as pd
@@ -571,6 +582,7 @@ def active_zone(
         vesicles=table,
         voxel_size_nm=voxel_size_nm,
         max_volume_nm3=max_volume_nm3,
+        max_path_grey=max_path_grey if path_test else None,
     )
     filaments = pd.read_csv(paths["filaments"])
     kinds = filaments["kind"].value_counts()

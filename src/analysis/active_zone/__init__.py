@@ -3,7 +3,8 @@
 :mod:`.distances`: distances of vesicle centres and membranes to the active-zone (AZ)
 membrane, layers one voxel thick parallel to it with their vesicle occupancy, and counts of
 proximal vesicles in distance bins. :mod:`.filaments`: connectors (vesicle–vesicle) and tethers
-(vesicle–AZ) by hierarchical connectivity segmentation of the densities between them.
+(vesicle–AZ) by hierarchical connectivity segmentation of the densities between them, each
+pair checked along straight paths across its gap (:mod:`.paths`).
 """
 
 from analysis.active_zone.analyse import (
@@ -21,6 +22,7 @@ from analysis.active_zone.distances import (
     vesicle_distances,
 )
 from analysis.active_zone.filaments import (
+    DEFAULT_MAX_PATH_GREY,
     DEFAULT_THRESHOLDS,
     FILAMENT_COLUMNS,
     Filaments,
@@ -37,6 +39,7 @@ __all__ = [
     "analyse_files",
     "read_mask",
     "DEFAULT_BINS_NM",
+    "DEFAULT_MAX_PATH_GREY",
     "DEFAULT_THRESHOLDS",
     "FILAMENT_COLUMNS",
     "Filaments",

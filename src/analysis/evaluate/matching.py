@@ -203,6 +203,7 @@ def filament_curve(
     truth: pd.DataFrame,
     thresholds=None,
     *,
+    by: str = "threshold",
     vesicle_map: dict | None = None,
 ) -> pd.DataFrame:
     """Recall and precision of the filaments found up to each threshold: the trade-off curve.
@@ -210,7 +211,9 @@ def filament_curve(
     Hierarchical thresholding takes each filament at the darkest threshold where it joins
     its boundaries, and nothing found at one threshold depends on brighter ones; so a run
     whose threshold series stops at ``t`` finds exactly the filaments of the full run with
-    ``threshold <= t``, and one run gives the whole curve.
+    ``threshold <= t``, and one run gives the whole curve. The same holds for the
+    straight-path test: a run with ``max_path_grey=None`` gives, through ``by="path_grey"``,
+    what every ``max_path_grey`` would keep.
 
     Parameters
     ----------
@@ -218,7 +221,9 @@ def filament_curve(
         Filament tables (``found`` with the ``threshold`` column of
         :func:`analysis.active_zone.find_filaments`).
     thresholds : sequence of float, optional
-        The last thresholds to score; by default every threshold that found something.
+        The last thresholds to score; by default every value of ``by`` in ``found``.
+    by : str
+        The column thresholded: ``"threshold"`` (the hierarchy's) or ``"path_grey"``.
     vesicle_map : dict, optional
         As for :func:`filament_detection`.
 
@@ -227,13 +232,11 @@ def filament_curve(
     pandas.DataFrame
         ``max_threshold`` and the scores of :func:`filament_detection`, one row per threshold.
     """
-    levels = sorted(set(found["threshold"]) if thresholds is None else thresholds)
+    levels = sorted(set(found[by]) if thresholds is None else thresholds)
     rows = [
         {
             "max_threshold": float(t),
-            **filament_detection(
-                found[found["threshold"] <= t + 1e-9], truth, vesicle_map=vesicle_map
-            ),
+            **filament_detection(found[found[by] <= t + 1e-9], truth, vesicle_map=vesicle_map),
         }
         for t in levels
     ]

@@ -1,0 +1,112 @@
+"""How well connectors and tethers are found: recall and precision on generated tomograms.
+
+Two sets of seeded synthetic synapses (128 × 256 × 256 voxels at 2.2 nm, 160 vesicles,
+filaments placed up to 4 nm off the line of closest approach of their boundaries):
+
+* calibration, seeds 501–508 (``filtrain``): the straight-path cut ``max_path_grey`` that
+  gives the best F1 here is the default of :func:`analysis.active_zone.find_filaments`;
+* held out, seeds 301–303 (the book's test set): the scores reported.
+
+The true vesicles are the boundaries, so that only the filament search is scored. One run
+per tomogram with ``max_path_grey=None`` gives every cut at once
+(:func:`analysis.evaluate.filament_curve`); the baseline is plain hierarchical thresholding
+(Pyto's method: every piece that joins two boundaries, up to a threshold). Counts are
+pooled over the tomograms of a set. Run:
+
+    .venv/bin/python benchmarks/filament_detection.py
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+
+from analysis.active_zone import find_filaments
+from analysis.active_zone.filaments import DEFAULT_MAX_PATH_GREY
+from analysis.evaluate import filament_curve
+from analysis.io import read_tomogram
+from analysis.synthetic import example_files
+
+CALIBRATION = ("filtrain", tuple(range(501, 509)))
+HELD_OUT = ("test", (301, 302, 303))
+PATH_CUTS = np.round(np.arange(-2.0, -0.25, 0.05), 2)
+
+
+def found_and_truth(name: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All candidate filaments (no path cut) of one generated tomogram, and its truth."""
+    files = example_files(name, seed=seed)
+    tomo = read_tomogram(files["tomogram"])
+    table = find_filaments(
+        tomo.data,
+        read_tomogram(files["labels"]).data.astype(np.int32),
+        read_tomogram(files["az_mask"]).data > 0,
+        read_tomogram(files["region_mask"]).data > 0,
+        tomo.voxel_size_nm,
+        max_path_grey=None,
+    ).table
+    return table, pd.read_csv(files["filaments"])
+
+
+def pooled_curve(runs, by: str, cuts=None) -> pd.DataFrame:
+    """Recall, precision and F1 at each cut of column ``by``, counts pooled over ``runs``."""
+    curves = []
+    for found, truth in runs:
+        levels = cuts if cuts is not None else sorted(set(found[by]))
+        curve = filament_curve(found, truth, levels, by=by)
+        curve["hits"] = curve["recall"] * curve["n_true"]
+        curve["right"] = curve["precision"] * curve["n_found"]
+        curves.append(curve)
+    total = pd.concat(curves).groupby("max_threshold")[["hits", "n_true", "right", "n_found"]]
+    out = total.sum()
+    out["recall"] = out["hits"] / out["n_true"]
+    out["precision"] = out["right"] / out["n_found"].clip(lower=1)
+    out["f1"] = 2 * out["recall"] * out["precision"] / (out["recall"] + out["precision"])
+    return out[["recall", "precision", "f1", "n_found"]].fillna(0.0)
+
+
+def at_recall(curve: pd.DataFrame, recall: float) -> str:
+    """The best precision where recall is at least ``recall``."""
+    ok = curve[curve["recall"] >= recall]
+    return f"{ok['precision'].max():.3f}" if len(ok) else "–"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.parse_args()
+    calibration = [found_and_truth(CALIBRATION[0], s) for s in CALIBRATION[1]]
+    cal = pooled_curve(calibration, "path_grey", PATH_CUTS)
+    best = cal["f1"].idxmax()
+    print(
+        f"calibration ({len(calibration)} tomograms): best F1 {cal['f1'].max():.3f} at "
+        f"max_path_grey = {best:+.2f} (the default is {DEFAULT_MAX_PATH_GREY:+.2f})"
+    )
+
+    held = [found_and_truth(HELD_OUT[0], s) for s in HELD_OUT[1]]
+    tested = pooled_curve(held, "path_grey", PATH_CUTS)
+    plain = pooled_curve(held, "threshold")
+    row = tested.loc[DEFAULT_MAX_PATH_GREY]
+    print(f"held out ({len(held)} tomograms), pooled:")
+    print(
+        f"  straight-path test at {DEFAULT_MAX_PATH_GREY:+.2f}: recall {row['recall']:.3f}, "
+        f"precision {row['precision']:.3f}, F1 {row['f1']:.3f}"
+    )
+    first = plain[plain["recall"] >= 0.8].iloc[0]
+    print(
+        f"  thresholding alone, stopped where recall first passes 0.8 ({first.name:+.1f} SD): "
+        f"recall {first['recall']:.3f}, precision {first['precision']:.3f}, F1 {first['f1']:.3f}"
+    )
+    for name, curve in (("straight-path test", tested), ("thresholding alone", plain)):
+        print(
+            f"  {name}: best precision at recall >= 0.8: {at_recall(curve, 0.8)}, "
+            f"best F1 {curve['f1'].max():.3f}"
+        )
+    print("held out, straight-path test by cut:")
+    print(tested.iloc[::4].round(3).to_string())
+    print("held out, thresholding alone by its last threshold:")
+    print(plain.iloc[::3].round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
