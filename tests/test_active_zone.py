@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis.active_zone import (
+    DEFAULT_MAX_PATH_GREY,
     DEFAULT_THRESHOLDS,
     az_distance_map,
     find_filaments,
@@ -174,6 +175,21 @@ def test_the_active_zone_command_writes_its_tables(tmp_path, capsys):
     assert len(np.unique(labels)) == len(filaments) + 1
     assert vesicles["n_tethers"].sum() == (filaments["kind"] == "tether").sum()
     assert "connectors" in capsys.readouterr().out
+    # the straight-path test is on by default, at the library's cut; off, every piece stays
+    import inspect
+
+    from analysis.cli import active_zone as command
+
+    cut = inspect.signature(command).parameters["max_path_grey"].default
+    assert cut == DEFAULT_MAX_PATH_GREY
+    assert (filaments["path_grey"] <= DEFAULT_MAX_PATH_GREY).all()
+    assert main([*args[:-1], str(tmp_path / "all"), "--no-path-test"]) == 0
+    every = pd.read_csv(tmp_path / "all" / f"{stem}_filaments.csv")
+    assert (every["path_grey"] > DEFAULT_MAX_PATH_GREY).any()
+    assert len(every) > len(filaments)
+    assert main([*args[:-1], str(tmp_path / "strict"), "--max-path-grey", "-1.5"]) == 0
+    strict = pd.read_csv(tmp_path / "strict" / f"{stem}_filaments.csv")
+    assert (strict["path_grey"] <= -1.5).all() and len(strict) < len(filaments)
     # a region mask of another shape is named in the error
     bad = tmp_path / "bad.mrc"
     from analysis.io import write_mrc
