@@ -180,14 +180,20 @@ def test_the_active_zone_command_writes_its_tables(tmp_path, capsys):
 
     from analysis.cli import active_zone as command
 
-    cut = inspect.signature(command).parameters["max_path_grey"].default
-    assert cut == DEFAULT_MAX_PATH_GREY
-    assert (filaments["path_grey"] <= DEFAULT_MAX_PATH_GREY).all()
+    options = inspect.signature(command).parameters
+    cuts = {
+        k: options[f"max_{'' if k == 'connector' else 'tether_'}path_grey"].default
+        for k in DEFAULT_MAX_PATH_GREY
+    }
+    assert cuts == DEFAULT_MAX_PATH_GREY
+    for kind, cut in cuts.items():
+        assert (filaments.loc[filaments["kind"] == kind, "path_grey"] <= cut).all()
     assert main([*args[:-1], str(tmp_path / "all"), "--no-path-test"]) == 0
     every = pd.read_csv(tmp_path / "all" / f"{stem}_filaments.csv")
-    assert (every["path_grey"] > DEFAULT_MAX_PATH_GREY).any()
+    assert (every["path_grey"] > cuts["connector"]).any()
     assert len(every) > len(filaments)
-    assert main([*args[:-1], str(tmp_path / "strict"), "--max-path-grey", "-1.5"]) == 0
+    strict = ["--max-path-grey", "-1.5", "--max-tether-path-grey", "-1.5"]
+    assert main([*args[:-1], str(tmp_path / "strict"), *strict]) == 0
     strict = pd.read_csv(tmp_path / "strict" / f"{stem}_filaments.csv")
     assert (strict["path_grey"] <= -1.5).all() and len(strict) < len(filaments)
     # a region mask of another shape is named in the error
@@ -238,6 +244,12 @@ def test_one_run_gives_the_precision_recall_curve_of_shorter_threshold_series():
     pd.testing.assert_frame_equal(tested[columns], kept[columns])
     by_path = filament_curve(every, truth, [cut], by="path_grey").iloc[0]
     assert by_path["recall"] == filament_detection(tested, truth)["recall"]
+    # a cut per kind
+    cuts = {"connector": -1.3, "tether": -0.6}
+    tested = find_filaments(*inputs, max_path_grey=cuts).table
+    kept = every[every["path_grey"] <= every["kind"].map(cuts)].reset_index(drop=True)
+    assert set(kept["kind"]) == {"connector", "tether"}
+    pd.testing.assert_frame_equal(tested[columns], kept[columns])
 
 
 def test_boundary_images_are_removed_also_where_the_volume_cuts_the_vesicle():

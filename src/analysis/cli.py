@@ -558,10 +558,13 @@ def active_zone(
     max_path_grey: Annotated[
         float,
         typer.Option(
-            help="Keep a pair's filaments when its darkest straight path across the gap is at "
-            "most this dark (SD of the remainder)."
+            help="Keep a connector when the darkest straight path across its gap is at most "
+            "this dark (SD of the remainder)."
         ),
-    ] = -1.05,
+    ] = -1.2,
+    max_tether_path_grey: Annotated[
+        float, typer.Option(help="The same for tethers (vesicle to membrane).")
+    ] = -0.5,
     path_test: Annotated[
         bool,
         typer.Option(help="Test pairs along straight paths; --no-path-test keeps every piece."),
@@ -582,7 +585,9 @@ def active_zone(
         vesicles=table,
         voxel_size_nm=voxel_size_nm,
         max_volume_nm3=max_volume_nm3,
-        max_path_grey=max_path_grey if path_test else None,
+        max_path_grey=(
+            {"connector": max_path_grey, "tether": max_tether_path_grey} if path_test else None
+        ),
     )
     filaments = pd.read_csv(paths["filaments"])
     kinds = filaments["kind"].value_counts()
