@@ -24,7 +24,9 @@ enough (``max_path_grey``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import cc3d
 import edt
@@ -52,10 +54,10 @@ FILAMENT_COLUMNS = [
 DEFAULT_THRESHOLDS = tuple(np.round(np.arange(-3.0, -0.95, 0.1), 2))
 #: Default straight-path cuts per kind (standard deviations), chosen together for the best F1
 #: on generated tomograms that are not the book's held-out ones
-#: (``benchmarks/filament_detection.py``). Tethers get a looser cut: their paths run to a
-#: flat membrane, whose image is taken off by one profile, and their darkness under noise
-#: differs from that of the short paths between two spheres.
-DEFAULT_MAX_PATH_GREY = {"connector": -1.2, "tether": -0.5}
+#: (``benchmarks/filament_detection.py``). Tethers get a looser cut: on those tomograms a
+#: true tether's darkest path comes out about 0.6 SD lighter than a true connector's, while
+#: pairs without a filament differ little by kind. Read-only, as it is a default argument.
+DEFAULT_MAX_PATH_GREY = MappingProxyType({"connector": -1.2, "tether": -0.5})
 
 
 @dataclass
@@ -215,7 +217,7 @@ def find_filaments(
     contact_nm: float = 2.2,
     subtract_boundaries: bool = True,
     search_nm: float = 4.4,
-    max_path_grey: float | dict | None = DEFAULT_MAX_PATH_GREY,
+    max_path_grey: float | Mapping[str, float] | None = DEFAULT_MAX_PATH_GREY,
     az_distance_vox: np.ndarray | None = None,
 ) -> Filaments:
     """Connectors and tethers by hierarchical thresholding (see the module notes).
@@ -249,7 +251,7 @@ def find_filaments(
     search_nm : float
         How far from the line of closest approach of two boundaries the straight-path test
         looks (:mod:`.paths`).
-    max_path_grey : float, dict or None
+    max_path_grey : float, mapping or None
         Keep the filaments of a pair of boundaries only when the darkest straight path
         across their gap has a mean grey value at or below this (standard deviations of the
         unsmoothed remainder in the analysed region): one cut for both kinds, or one per
@@ -346,7 +348,7 @@ def find_filaments(
         fil["path_grey"] = path_grey[fil["pair"]]
     if max_path_grey is not None:
         cut = max_path_grey
-        if not isinstance(cut, dict):
+        if not isinstance(cut, Mapping):
             cut = {"connector": cut, "tether": cut}
         selected = [
             fil
