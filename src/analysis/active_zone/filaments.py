@@ -116,6 +116,7 @@ def remove_boundary_profiles(
     n_wedge_bands: int = 4,
     n_axis_bands: int = 2,
     az_distance_vox: np.ndarray | None = None,
+    vesicle_table: pd.DataFrame | None = None,
 ) -> np.ndarray:
     """The tomogram minus the image of every vesicle and of the AZ membrane.
 
@@ -133,7 +134,8 @@ def remove_boundary_profiles(
     ``atan2(|dz|, |dx|)`` (``n_wedge_bands`` bands from 0° to 90°; directions past the tilt
     range lie in the wedge) and by ``|dy|`` (``n_axis_bands`` bands: a normal along the tilt
     axis is always sampled). Tomograms reconstructed by IMOD have their tilt axis along y.
-    ``az_distance_vox`` is the membrane's distance map in voxels, if already computed.
+    ``az_distance_vox`` is the membrane's distance map in voxels, and ``vesicle_table`` the
+    :func:`analysis.io.label_table` of ``vesicle_labels`` in voxels, if already computed.
 
     Returns a float32 volume of the tomogram's shape.
     """
@@ -141,7 +143,9 @@ def remove_boundary_profiles(
 
     values = np.asarray(tomogram, dtype=np.float32)
     out = values.copy()
-    table = label_table(np.asarray(vesicle_labels).astype(np.int64), 1.0)
+    table = vesicle_table
+    if table is None:
+        table = label_table(np.asarray(vesicle_labels).astype(np.int64), 1.0)
     shape = np.array(values.shape)
     n_bands = n_wedge_bands * n_axis_bands
     for row in table.itertuples():
@@ -282,10 +286,20 @@ def find_filaments(
     region = np.asarray(region_mask, dtype=bool) & (boundaries == 0) & near
     if not region.any():
         raise ValueError("no region voxel lies near a vesicle: nothing to analyse")
+    from analysis.io import label_table
+
+    # both the subtraction and the path test need these: computed once
+    vesicle_table = label_table(vesicle_labels, 1.0)
+    if az_distance_vox is None and subtract_boundaries:
+        az_distance_vox = edt.edt(~az_mask, black_border=False, parallel=1)
     values = np.asarray(tomogram, dtype=np.float32)
     if subtract_boundaries:
         values = remove_boundary_profiles(
-            values, vesicle_labels, az_mask, az_distance_vox=az_distance_vox
+            values,
+            vesicle_labels,
+            az_mask,
+            az_distance_vox=az_distance_vox,
+            vesicle_table=vesicle_table,
         )
     # the path test averages along its paths itself: unsmoothed, it keeps the filament's
     # dark core, which the CTF flanks with light and smoothing would cancel
@@ -337,7 +351,7 @@ def find_filaments(
     path_grey = _path_greys(
         path_values,
         [fil["pair"] for fil in selected],
-        vesicle_labels,
+        vesicle_table,
         az_mask,
         az_id,
         search_nm / voxel_size_nm,
@@ -391,17 +405,15 @@ def find_filaments(
 
 
 def _path_greys(
-    values, pairs, vesicle_labels, az_mask, az_id, search_vox, max_length_vox, az_distance_vox
+    values, pairs, vesicle_table, az_mask, az_id, search_vox, max_length_vox, az_distance_vox
 ) -> dict:
     """The darkest straight-path mean (:mod:`.paths`) of every pair of boundaries, by pair."""
-    from analysis.io import label_table
-
     from .paths import connector_paths, darkest_path, tether_paths
 
     wanted = set(pairs)
     if not wanted:
         return {}
-    table = label_table(vesicle_labels, 1.0).set_index("vesicle_id")
+    table = vesicle_table.set_index("vesicle_id")
     centres = table[["z_vox", "y_vox", "x_vox"]].to_numpy(float)
     where = {int(v): k for k, v in enumerate(table.index)}
     radius = table["radius_vox"].to_numpy(float)
