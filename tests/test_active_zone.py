@@ -293,6 +293,36 @@ def test_straight_paths_span_the_gap_between_two_spheres():
     assert mean_along(ramp, *paths[0]) == pytest.approx(19.0)
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_straight_paths_exist_whichever_axis_the_spheres_are_stacked_on(axis):
+    from analysis.active_zone.paths import connector_paths, disc_offsets
+
+    # two radius-5 spheres 14 voxels apart along one axis: a 4-voxel gap (stacked on z, the
+    # disc's basis was once NaN and the pair had no path at all)
+    a = np.array([20.0, 20.0, 20.0])
+    b = a + 14.0 * np.eye(3)[axis]
+    offsets = disc_offsets(np.eye(3)[axis], 2.0)
+    assert np.isfinite(offsets).all() and len(offsets) == 13
+    np.testing.assert_allclose(offsets @ np.eye(3)[axis], 0, atol=1e-12)  # in the disc's plane
+    lengths = sorted(np.linalg.norm(e - s) for s, e in connector_paths(a, 5.0, b, 5.0, 2.0))
+    assert len(lengths) == 13 and lengths[0] == pytest.approx(4.0)
+
+
+def test_without_a_membrane_within_reach_only_the_vesicle_images_are_removed():
+    from analysis.active_zone import remove_boundary_profiles
+
+    shape, centre = (30, 40, 40), np.array([15.0, 20.0, 20.0])
+    labels = np.zeros(shape, np.int32)
+    paint_ball(labels, centre, 6.0, 1)
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    r = np.sqrt(sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)))
+    tomogram = (5.0 - np.exp(-0.5 * ((r - 6.0) / 1.2) ** 2)).astype(np.float32)
+    no_membrane = np.zeros(shape, bool)  # this crashed (an empty distance profile)
+    cleaned = remove_boundary_profiles(tomogram, labels, no_membrane)
+    near = (r > 4) & (r < 10)
+    assert np.abs(cleaned[near] - 5.0).max() < 0.25
+
+
 def test_tether_paths_run_down_to_the_membrane():
     from analysis.active_zone.paths import tether_paths
 

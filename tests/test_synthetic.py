@@ -93,6 +93,17 @@ def test_filaments_join_facing_membranes_off_the_line_of_closest_approach(phanto
     assert np.median(offsets) > reach / 2  # uniform over the disc: most well off the axis
 
 
+def test_filament_offsets_are_in_the_disc_also_for_an_axis_along_z():
+    from analysis.synthetic.geometry import _disc_offset
+
+    rng = np.random.default_rng(0)
+    for normal in np.eye(3):  # along z the disc's basis was once NaN
+        points = np.array([_disc_offset(rng, normal, 3.0) for _ in range(200)])
+        assert np.isfinite(points).all()
+        np.testing.assert_allclose(points @ normal, 0, atol=1e-12)
+        assert np.linalg.norm(points, axis=1).max() <= 3.0 + 1e-9
+
+
 def test_missing_wedge_is_visible_in_the_power_spectrum(synapse):
     spec = np.abs(np.fft.fft2(synapse.tomogram, axes=(0, 2))) ** 2
     spec = spec.mean(axis=1)

@@ -188,6 +188,8 @@ def remove_boundary_profiles(
     if distance is None:
         distance = edt.edt(~np.asarray(az_mask, bool), black_border=False, parallel=1)
     near = distance <= reach_vox
+    if not near.any():  # no membrane within reach (or none at all): nothing to take off
+        return out
     index = (distance[near] / bin_vox).astype(int)
     profile = np.bincount(index, values[near].astype(np.float64))
     profile /= np.maximum(np.bincount(index, minlength=len(profile)), 1)

@@ -27,6 +27,8 @@ def disc_offsets(normal: np.ndarray, search_vox: float) -> np.ndarray:
     """
     normal = np.asarray(normal, float) / np.linalg.norm(normal)
     e1 = np.cross(normal, [1.0, 0.0, 0.0] if abs(normal[2]) < 0.9 else [0.0, 1.0, 0.0])
+    if np.linalg.norm(e1) < 1e-6:  # normal along z: the cross product above vanishes
+        e1 = np.cross(normal, [0.0, 1.0, 0.0])
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(normal, e1)
     reach = int(np.floor(search_vox))

@@ -304,6 +304,8 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
 def _disc_offset(rng, normal, radius_vox):
     """A point drawn uniformly from the disc of ``radius_vox`` perpendicular to ``normal``."""
     e1 = np.cross(normal, [1.0, 0.0, 0.0] if abs(normal[2]) < 0.9 else [0.0, 1.0, 0.0])
+    if np.linalg.norm(e1) < 1e-6:  # normal along z: the cross product above vanishes
+        e1 = np.cross(normal, [0.0, 1.0, 0.0])
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(normal, e1)
     rho, phi = radius_vox * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
