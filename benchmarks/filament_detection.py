@@ -105,12 +105,21 @@ def main() -> None:
     parser.parse_args()
     calibration = [found_and_truth(CALIBRATION[0], s) for s in CALIBRATION[1]]
     best, best_f1 = calibrate(calibration)
+    at_best = pooled_scores(calibration, best)
     print(
         f"calibration ({len(calibration)} tomograms): best F1 {best_f1:.3f} at "
-        f"max_path_grey = {best} (the default is {DEFAULT_MAX_PATH_GREY})"
+        f"max_path_grey = {best} (the default is {DEFAULT_MAX_PATH_GREY}): "
+        f"recall {at_best['recall']:.3f}, precision {at_best['precision']:.3f}"
     )
 
     held = [found_and_truth(HELD_OUT[0], s) for s in HELD_OUT[1]]
+    # tomograms differ: the spread of the scores over all of them, at the default cuts
+    each = [pooled_scores([run], DEFAULT_MAX_PATH_GREY) for run in calibration + held]
+    print(
+        f"  per tomogram at the default cuts ({len(each)}, both sets): recall "
+        f"{min(e['recall'] for e in each):.2f}–{max(e['recall'] for e in each):.2f}, precision "
+        f"{min(e['precision'] for e in each):.2f}–{max(e['precision'] for e in each):.2f}"
+    )
     tested = pooled_curve(held, "path_grey", PATH_CUTS)
     plain = pooled_curve(held, "threshold")
     print(f"held out ({len(held)} tomograms), pooled:")

@@ -252,17 +252,24 @@ def test_one_run_gives_the_precision_recall_curve_of_shorter_threshold_series():
     pd.testing.assert_frame_equal(tested[columns], kept[columns])
 
 
+def blurred_vesicle(shape, centre, radius):
+    """Labels, distance from the centre, and the image of one vesicle: its dark membrane,
+    blurred, on a background of 5."""
+    centre = np.asarray(centre, float)
+    labels = np.zeros(shape, np.int32)
+    paint_ball(labels, centre, radius, 1)
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    r = np.sqrt(sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)))
+    tomogram = (5.0 - np.exp(-0.5 * ((r - radius) / 1.2) ** 2)).astype(np.float32)
+    return labels, r, tomogram
+
+
 def test_boundary_images_are_removed_also_where_the_volume_cuts_the_vesicle():
     from analysis.active_zone import remove_boundary_profiles
 
     # a vesicle filling a thin volume: its outer shells hold no polar voxels (this crashed)
-    shape, centre = (20, 60, 60), np.array([9.5, 30.0, 30.0])
-    labels = np.zeros(shape, np.int32)
-    paint_ball(labels, centre, 8.0, 1)
-    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    r = np.sqrt(sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)))
-    image = -np.exp(-0.5 * ((r - 8.0) / 1.2) ** 2)  # the dark membrane, blurred
-    tomogram = (image + 5.0).astype(np.float32)  # on a background of 5
+    shape = (20, 60, 60)
+    labels, r, tomogram = blurred_vesicle(shape, [9.5, 30.0, 30.0], 8.0)
     az = np.zeros(shape, bool)
     az[:, -1, :] = True
     cleaned = remove_boundary_profiles(tomogram, labels, az)
@@ -311,12 +318,8 @@ def test_straight_paths_exist_whichever_axis_the_spheres_are_stacked_on(axis):
 def test_without_a_membrane_within_reach_only_the_vesicle_images_are_removed():
     from analysis.active_zone import remove_boundary_profiles
 
-    shape, centre = (30, 40, 40), np.array([15.0, 20.0, 20.0])
-    labels = np.zeros(shape, np.int32)
-    paint_ball(labels, centre, 6.0, 1)
-    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    r = np.sqrt(sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)))
-    tomogram = (5.0 - np.exp(-0.5 * ((r - 6.0) / 1.2) ** 2)).astype(np.float32)
+    shape = (30, 40, 40)
+    labels, r, tomogram = blurred_vesicle(shape, [15.0, 20.0, 20.0], 6.0)
     no_membrane = np.zeros(shape, bool)  # this crashed (an empty distance profile)
     cleaned = remove_boundary_profiles(tomogram, labels, no_membrane)
     near = (r > 4) & (r < 10)
