@@ -290,9 +290,9 @@ def find_filaments(
         raise ValueError("no region voxel lies near a vesicle: nothing to analyse")
     from analysis.io import label_table
 
-    # both the subtraction and the path test need these: computed once
+    # both the subtraction and the path test (tethers) need these: computed once
     vesicle_table = label_table(vesicle_labels, 1.0)
-    if az_distance_vox is None and subtract_boundaries:
+    if az_distance_vox is None:
         az_distance_vox = edt.edt(~az_mask, black_border=False, parallel=1)
     values = np.asarray(tomogram, dtype=np.float32)
     if subtract_boundaries:
@@ -354,7 +354,6 @@ def find_filaments(
         path_values,
         [fil["pair"] for fil in selected],
         vesicle_table,
-        az_mask,
         az_id,
         search_nm / voxel_size_nm,
         max_distance_nm / voxel_size_nm,
@@ -407,7 +406,7 @@ def find_filaments(
 
 
 def _path_greys(
-    values, pairs, vesicle_table, az_mask, az_id, search_vox, max_length_vox, az_distance_vox
+    values, pairs, vesicle_table, az_id, search_vox, max_length_vox, az_distance_vox
 ) -> dict:
     """The darkest straight-path mean (:mod:`.paths`) of every pair of boundaries, by pair."""
     from .paths import connector_paths, darkest_path, tether_paths
@@ -419,8 +418,6 @@ def _path_greys(
     centres = table[["z_vox", "y_vox", "x_vox"]].to_numpy(float)
     where = {int(v): k for k, v in enumerate(table.index)}
     radius = table["radius_vox"].to_numpy(float)
-    if any(az_id in p for p in wanted) and az_distance_vox is None:
-        az_distance_vox = edt.edt(~az_mask, black_border=False, parallel=1)
     out = {}
     for pair in wanted:
         a, b = pair
