@@ -5,55 +5,110 @@ filaments placed up to 4 nm off the line of closest approach of their boundaries
 
 * calibration, seeds 501–508 (``filtrain``): the straight-path cuts ``max_path_grey`` (one
   for connectors, one for tethers, searched together on a 0.05 SD grid) that give the best
-  F1 here are the defaults of :func:`analysis.active_zone.find_filaments`;
+  F1 here;
 * held out, seeds 301–303 (the book's test set): the scores reported.
 
 The true vesicles are the boundaries, so that only the filament search is scored. One run
 per tomogram with ``max_path_grey=None`` gives every cut at once
-(:func:`analysis.evaluate.filament_curve`); the baseline is plain hierarchical thresholding
-(Pyto's method: every piece that joins two boundaries, up to a threshold). Counts are
-pooled over the tomograms of a set. Run:
+(:func:`analysis.evaluate.filament_curve`); the baselines are plain hierarchical thresholding
+(Pyto's method: every piece that joins two boundaries, up to a threshold) and one fixed pair
+of cuts for every tomogram. Counts are pooled over the tomograms of a set.
+
+By default the tomograms are the cached ones, imaged at the generator's per-image SNR of
+0.5. With ``--snr`` the same phantoms are imaged again at each SNR given (in memory, about
+20 s a tomogram). The lines of :data:`analysis.active_zone.cuts.PATH_CUT_MODEL` are fitted
+there: per kind, cut = intercept + slope × membrane contrast (each tomogram its own), through
+the best cuts of the calibration set at the generator's SNR (0.5, at its mean contrast), with
+the slope that gives the best F1 of the calibration set on average over the SNRs; the
+held-out scores follow, with the package's cuts ("auto"), with fixed cuts, and with each
+SNR's own best.
+``--cache DIR`` keeps each tomogram's candidate filaments there, under a hash of the code
+that found them. Run:
 
     .venv/bin/python benchmarks/filament_detection.py
+    .venv/bin/python benchmarks/filament_detection.py --snr 0.25 0.35 0.5 0.7 1 1.4 2
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import pickle
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from analysis.active_zone import find_filaments
-from analysis.active_zone.filaments import DEFAULT_MAX_PATH_GREY
+from analysis.active_zone.cuts import CONTRAST_RANGE, PATH_CUT_MODEL, path_cuts
 from analysis.evaluate import filament_curve, filament_detection
 from analysis.io import read_tomogram
-from analysis.synthetic import example_files
+from analysis.synthetic import example_files, make_synapse
+from analysis.synthetic.imaging import Microscope
 
 CALIBRATION = ("filtrain", tuple(range(501, 509)))
 HELD_OUT = ("test", (301, 302, 303))
 PATH_CUTS = np.round(np.arange(-2.0, -0.25, 0.05), 2)
+#: the cuts that were the fixed default before they followed the membrane contrast
+FIXED_CUTS = {"connector": -1.2, "tether": -0.5}
 
 
-def found_and_truth(name: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All candidate filaments (no path cut) of one generated tomogram, and its truth."""
-    files = example_files(name, seed=seed)
-    tomo = read_tomogram(files["tomogram"])
-    table = find_filaments(
-        tomo.data,
-        read_tomogram(files["labels"]).data.astype(np.int32),
-        read_tomogram(files["az_mask"]).data > 0,
-        read_tomogram(files["region_mask"]).data > 0,
-        tomo.voxel_size_nm,
-        max_path_grey=None,
-    ).table
-    return table, pd.read_csv(files["filaments"])
+class Run(NamedTuple):
+    """All candidate filaments of one tomogram (no path cut), its truth and its contrast."""
+
+    found: pd.DataFrame
+    truth: pd.DataFrame
+    contrast: float
+
+
+def code_hash() -> str:
+    """Hash of the code a run depends on: the generator and the filament search (the cuts,
+    which a run without them does not use, left out)."""
+    import analysis
+
+    root = Path(analysis.__file__).parent
+    files = sorted((root / "synthetic").glob("*.py")) + sorted((root / "active_zone").glob("*.py"))
+    text = b"".join(f.read_bytes() for f in files if f.name != "cuts.py")
+    return hashlib.sha1(text).hexdigest()[:12]
+
+
+def run(name: str, seed: int, snr: float | None = None, cache: Path | None = None) -> Run:
+    """Find the filaments of one generated tomogram: the cached one, or imaged at ``snr``."""
+    if cache is not None:
+        path = cache / f"{name}_s{seed}_snr{snr}_{code_hash()}.pkl"
+        if path.exists():
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        result = run(name, seed, snr)
+        cache.mkdir(parents=True, exist_ok=True)
+        part = path.with_suffix(".part")
+        with open(part, "wb") as f:
+            pickle.dump(result, f)
+        part.rename(path)
+        return result
+    if snr is None or snr == Microscope().snr:
+        files = example_files(name, seed=seed)
+        tomo = read_tomogram(files["tomogram"])
+        data, voxel_size_nm = tomo.data, tomo.voxel_size_nm
+        labels = read_tomogram(files["labels"]).data.astype(np.int32)
+        az_mask = read_tomogram(files["az_mask"]).data > 0
+        region_mask = read_tomogram(files["region_mask"]).data > 0
+        truth = pd.read_csv(files["filaments"])
+    else:
+        synapse = make_synapse(seed=seed, microscope=Microscope(snr=snr))
+        phantom = synapse.phantom
+        data, voxel_size_nm = synapse.tomogram, phantom.geometry.voxel_size_nm
+        labels, az_mask, region_mask = phantom.labels, phantom.az_mask, phantom.region_mask
+        truth = phantom.filaments
+    result = find_filaments(data, labels, az_mask, region_mask, voxel_size_nm, max_path_grey=None)
+    return Run(result.table, truth, result.membrane_contrast)
 
 
 def pooled_curve(runs, by: str, cuts=None) -> pd.DataFrame:
     """Recall, precision and F1 at each cut of column ``by``, counts pooled over ``runs``."""
     curves = []
-    for found, truth in runs:
+    for found, truth, _ in runs:
         levels = cuts if cuts is not None else sorted(set(found[by]))
         curve = filament_curve(found, truth, levels, by=by)
         curve["hits"] = curve["recall"] * curve["n_true"]
@@ -67,11 +122,16 @@ def pooled_curve(runs, by: str, cuts=None) -> pd.DataFrame:
     return out[["recall", "precision", "f1", "n_found"]].fillna(0.0)
 
 
-def pooled_scores(runs, cuts: dict) -> dict:
-    """Recall, precision and F1 with a path cut per kind, counts pooled over ``runs``."""
+def pooled_scores(runs, cuts) -> dict:
+    """Recall, precision and F1 with a path cut per kind, counts pooled over ``runs``.
+
+    ``cuts`` is one ``{kind: cut}`` for every run, or "auto": each run's own cuts from its
+    membrane contrast.
+    """
     hits = n_true = right = n_found = 0
-    for found, truth in runs:
-        kept = found[found["path_grey"] <= found["kind"].map(cuts)]
+    for found, truth, contrast in runs:
+        mine = path_cuts(contrast) if cuts == "auto" else cuts
+        kept = found[found["path_grey"] <= found["kind"].map(mine)]
         scores = filament_detection(kept, truth)
         hits += scores["recall"] * scores["n_true"]
         n_true += scores["n_true"]
@@ -94,45 +154,119 @@ def calibrate(runs) -> tuple[dict, float]:
     return best, best_f1
 
 
+class Ranked(NamedTuple):
+    """The candidate pairs of one kind in one tomogram, by darkest path: the path greys
+    (rising), how many of the first k are true, and how many true pairs there are."""
+
+    greys: np.ndarray
+    hits: np.ndarray
+    n_true: int
+
+
+def ranked(r: Run) -> dict[str, Ranked]:
+    """Per kind, the pairs of a run ranked for fast counts at any cut (as filament_detection
+    counts them: distinct pairs)."""
+
+    def key(kind, a, b):
+        return (kind, *sorted((int(a), int(b)))) if kind == "connector" else (kind, int(a), 0)
+
+    truth = {key(*row) for row in r.truth[["kind", "vesicle_a", "vesicle_b"]].itertuples(False)}
+    out = {}
+    for kind in ("connector", "tether"):
+        rows = r.found[r.found["kind"] == kind]
+        pairs = {}
+        for k, a, b, grey in rows[["kind", "vesicle_a", "vesicle_b", "path_grey"]].itertuples(
+            False
+        ):
+            pairs[key(k, a, b)] = min(grey, pairs.get(key(k, a, b), np.inf))
+        keys = sorted(pairs, key=pairs.get)
+        greys = np.array([pairs[k] for k in keys])
+        hits = np.cumsum([k in truth for k in keys]).astype(int)
+        out[kind] = Ranked(greys, hits, sum(t[0] == kind for t in truth))
+    return out
+
+
+def fast_f1(ranks, cuts_per_run) -> float:
+    """Pooled F1 of ranked runs, each with its own ``{kind: cut}``."""
+    hits = found = n_true = 0
+    for rank, cuts in zip(ranks, cuts_per_run, strict=True):
+        for kind, r in rank.items():
+            n = int(np.searchsorted(r.greys, cuts[kind], side="right"))
+            hits += r.hits[n - 1] if n else 0
+            found += n
+            n_true += r.n_true
+    recall, precision = hits / max(n_true, 1), hits / max(found, 1)
+    return 2 * recall * precision / (recall + precision) if hits else 0.0
+
+
+def fit_slopes(sets, anchor: tuple[float, dict]) -> dict[str, tuple[float, float]]:
+    """Per kind, (intercept, slope) of the cut line through ``anchor`` with the best mean F1
+    over ``sets``.
+
+    ``sets``: one list of runs per SNR; ``anchor``: (contrast, {kind: cut}), the best cuts of
+    the generator's own SNR at its mean contrast, which the line keeps. Each kind in turn,
+    twice, on a 0.05 grid of slopes.
+    """
+    ranks = [[ranked(r) for r in runs] for runs in sets]
+    contrasts = [[r.contrast for r in runs] for runs in sets]
+    centre, at_centre = anchor
+    slopes = dict.fromkeys(at_centre, 0.0)
+
+    def mean_f1(slopes):
+        total = 0.0
+        for rank, cs in zip(ranks, contrasts, strict=True):
+            cuts = [{k: at_centre[k] + b * (c - centre) for k, b in slopes.items()} for c in cs]
+            total += fast_f1(rank, cuts)
+        return total / len(sets)
+
+    grid = np.round(np.arange(-1.0, 0.01, 0.05), 2)
+    for _ in range(2):
+        for kind in slopes:
+            slopes[kind] = max(grid, key=lambda b: mean_f1({**slopes, kind: b}))
+    return {k: (at_centre[k] - b * centre, b) for k, b in slopes.items()}
+
+
 def at_recall(curve: pd.DataFrame, recall: float) -> str:
     """The best precision where recall is at least ``recall``."""
     ok = curve[curve["recall"] >= recall]
     return f"{ok['precision'].max():.3f}" if len(ok) else "–"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.parse_args()
-    calibration = [found_and_truth(CALIBRATION[0], s) for s in CALIBRATION[1]]
-    best, best_f1 = calibrate(calibration)
-    at_best = pooled_scores(calibration, best)
-    print(
-        f"calibration ({len(calibration)} tomograms): best F1 {best_f1:.3f} at "
-        f"max_path_grey = {best} (the default is {DEFAULT_MAX_PATH_GREY}): "
-        f"recall {at_best['recall']:.3f}, precision {at_best['precision']:.3f}"
-    )
+def scores_text(row: dict) -> str:
+    return f"recall {row['recall']:.3f}, precision {row['precision']:.3f}, F1 {row['f1']:.3f}"
 
-    held = [found_and_truth(HELD_OUT[0], s) for s in HELD_OUT[1]]
-    # tomograms differ: the spread of the scores over all of them, at the default cuts
-    each = [pooled_scores([run], DEFAULT_MAX_PATH_GREY) for run in calibration + held]
+
+def at_generator_snr() -> None:
+    """The scores on the cached tomograms (SNR 0.5): package cuts, fixed cuts, Pyto."""
+    calibration = [run(CALIBRATION[0], s) for s in CALIBRATION[1]]
+    best, best_f1 = calibrate(calibration)
     print(
-        f"  per tomogram at the default cuts ({len(each)}, both sets): recall "
+        f"calibration ({len(calibration)} tomograms): best F1 {best_f1:.3f} at fixed cuts "
+        f"{best}; with the package's cuts: {scores_text(pooled_scores(calibration, 'auto'))}"
+    )
+    held = [run(HELD_OUT[0], s) for s in HELD_OUT[1]]
+    contrasts = [r.contrast for r in calibration + held]
+    print(f"  membrane contrast {min(contrasts):.2f}–{max(contrasts):.2f} SD")
+    # tomograms differ: the spread of the scores over all of them, at the package's cuts
+    each = [pooled_scores([r], "auto") for r in calibration + held]
+    print(
+        f"  per tomogram with the package's cuts ({len(each)}, both sets): recall "
         f"{min(e['recall'] for e in each):.2f}–{max(e['recall'] for e in each):.2f}, precision "
         f"{min(e['precision'] for e in each):.2f}–{max(e['precision'] for e in each):.2f}"
     )
     tested = pooled_curve(held, "path_grey", PATH_CUTS)
     plain = pooled_curve(held, "threshold")
     print(f"held out ({len(held)} tomograms), pooled:")
-    for name, cuts in (("default cuts", DEFAULT_MAX_PATH_GREY), ("calibrated cuts", best)):
-        row = pooled_scores(held, cuts)
-        print(
-            f"  straight-path test, {name} {cuts}: recall {row['recall']:.3f}, "
-            f"precision {row['precision']:.3f}, F1 {row['f1']:.3f}"
-        )
+    for name, cuts in (
+        ("package's cuts (auto)", "auto"),
+        (f"fixed cuts {FIXED_CUTS}", FIXED_CUTS),
+        (f"calibrated fixed cuts {best}", best),
+    ):
+        print(f"  straight-path test, {name}: {scores_text(pooled_scores(held, cuts))}")
     first = plain[plain["recall"] >= 0.8].iloc[0]
     print(
         f"  thresholding alone, stopped where recall first passes 0.8 ({first.name:+.1f} SD): "
-        f"recall {first['recall']:.3f}, precision {first['precision']:.3f}, F1 {first['f1']:.3f}"
+        f"{scores_text(first)}"
     )
     for name, curve in (("one cut for both kinds", tested), ("thresholding alone", plain)):
         print(
@@ -143,6 +277,57 @@ def main() -> None:
     print(tested.iloc[::4].round(3).to_string())
     print("held out, thresholding alone by its last threshold:")
     print(plain.iloc[::3].round(3).to_string())
+
+
+def over_snr(snrs, cache: Path | None = None) -> None:
+    """The cut lines fitted over ``snrs``; held-out scores with each kind of cut."""
+    sets = {snr: [run(CALIBRATION[0], s, snr, cache) for s in CALIBRATION[1]] for snr in snrs}
+    held = {snr: [run(HELD_OUT[0], s, snr, cache) for s in HELD_OUT[1]] for snr in snrs}
+    check = sets[snrs[0]]  # the fast counts of the fit are filament_detection's
+    fast = fast_f1([ranked(r) for r in check], [path_cuts(r.contrast) for r in check])
+    assert abs(fast - pooled_scores(check, "auto")["f1"]) < 1e-9, "fast F1 differs"
+    reference = Microscope().snr  # the generator's own: where the fixed cuts were chosen
+    if reference not in sets:
+        raise SystemExit(f"--snr must include the generator's own SNR, {reference}")
+    anchor = (np.mean([r.contrast for r in sets[reference]]), calibrate(sets[reference])[0])
+    lines = fit_slopes(list(sets.values()), anchor)
+    for kind, (a, b) in lines.items():
+        print(
+            f"fitted: {kind} cut = {a:.3f} + {b:.3f} x contrast (package: {PATH_CUT_MODEL[kind]})"
+        )
+    contrasts = [r.contrast for runs in sets.values() for r in runs]
+    print(f"contrast range {min(contrasts):.3f}-{max(contrasts):.3f} (package: {CONTRAST_RANGE})")
+    rows = []
+    for snr in snrs:
+        best, _ = calibrate(sets[snr])
+        row = {"snr": snr, "contrast": np.mean([r.contrast for r in sets[snr]])}
+        row.update({f"best_{kind}": cut for kind, cut in best.items()})
+        row.update({f"auto_{kind}": cut for kind, cut in path_cuts(row["contrast"]).items()})
+        for label, runs, cuts in (
+            ("cal_auto", sets[snr], "auto"),
+            ("cal_best", sets[snr], best),
+            ("held_auto", held[snr], "auto"),
+            ("held_fixed", held[snr], FIXED_CUTS),
+            ("held_best", held[snr], best),
+        ):
+            scores = pooled_scores(runs, cuts)
+            row[f"{label}_R"], row[f"{label}_P"] = scores["recall"], scores["precision"]
+        rows.append(row)
+    print("per SNR (R: recall, P: precision; cal: seeds 501-508, held: 301-303; auto: the")
+    print("package's cuts, each tomogram its own, shown at the mean contrast; best: the best")
+    print(f"cuts of the calibration set at that SNR; fixed: {FIXED_CUTS} at every SNR):")
+    print(pd.DataFrame(rows).round(3).to_string(index=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--snr", type=float, nargs="+", help="per-image SNRs to image at")
+    parser.add_argument("--cache", type=Path, help="folder for the candidate filaments")
+    args = parser.parse_args()
+    if args.snr:
+        over_snr(args.snr, args.cache)
+    else:
+        at_generator_snr()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 
 from analysis.active_zone import (
-    DEFAULT_MAX_PATH_GREY,
     DEFAULT_THRESHOLDS,
     az_distance_map,
     find_filaments,
@@ -16,6 +15,7 @@ from analysis.active_zone import (
     proximal_counts,
     vesicle_distances,
 )
+from analysis.active_zone.cuts import path_cuts
 from analysis.evaluate import filament_detection
 from analysis.io import paint_ball
 
@@ -174,23 +174,27 @@ def test_the_active_zone_command_writes_its_tables(tmp_path, capsys):
     labels = read_tomogram(tmp_path / f"{stem}_filaments.mrc").data
     assert len(np.unique(labels)) == len(filaments) + 1
     assert vesicles["n_tethers"].sum() == (filaments["kind"] == "tether").sum()
-    assert "connectors" in capsys.readouterr().out
-    # the straight-path test is on by default, at the library's cut; off, every piece stays
-    import inspect
-
-    from analysis.cli import active_zone as command
-
-    options = inspect.signature(command).parameters
-    cuts = {
-        k: options[f"max_{'' if k == 'connector' else 'tether_'}path_grey"].default
-        for k in DEFAULT_MAX_PATH_GREY
-    }
-    assert cuts == DEFAULT_MAX_PATH_GREY
+    # the straight-path test is on by default, at the library's cuts for this tomogram's
+    # contrast, which the table and the message give; off, every piece stays
+    tomo = read_tomogram(files["tomogram"])
+    library = find_filaments(
+        tomo.data,
+        read_tomogram(files["labels"]).data.astype(np.int32),
+        read_tomogram(files["az_mask"]).data > 0,
+        read_tomogram(files["region_mask"]).data > 0,
+        tomo.voxel_size_nm,
+    )
+    cuts = library.path_cuts
+    assert cuts == path_cuts(library.membrane_contrast)
     for kind, cut in cuts.items():
-        assert (filaments.loc[filaments["kind"] == kind, "path_grey"] <= cut).all()
+        rows = filaments[filaments["kind"] == kind]
+        assert len(rows) and np.allclose(rows["path_cut"], cut)
+        assert (rows["path_grey"] <= cut).all()
+    assert f"connector {cuts['connector']:.2f}" in capsys.readouterr().out
     assert main([*args[:-1], str(tmp_path / "all"), "--no-path-test"]) == 0
     every = pd.read_csv(tmp_path / "all" / f"{stem}_filaments.csv")
     assert (every["path_grey"] > cuts["connector"]).any()
+    assert every["path_cut"].isna().all()
     assert len(every) > len(filaments)
     strict = ["--max-path-grey", "-1.5", "--max-tether-path-grey", "-1.5"]
     assert main([*args[:-1], str(tmp_path / "strict"), *strict]) == 0

@@ -556,15 +556,16 @@ def active_zone(
         float, typer.Option(help="Largest filament volume (Pyto: 2100–3200 nm³).")
     ] = 2600.0,
     max_path_grey: Annotated[
-        float,
+        float | None,
         typer.Option(
             help="Keep a connector when the darkest straight path across its gap is at most "
-            "this dark (SD of the remainder)."
+            "this dark (SD of the remainder). Default: set from the tomogram's membrane "
+            "contrast."
         ),
-    ] = -1.2,
+    ] = None,
     max_tether_path_grey: Annotated[
-        float, typer.Option(help="The same for tethers (vesicle to membrane).")
-    ] = -0.5,
+        float | None, typer.Option(help="The same for tethers (vesicle to membrane).")
+    ] = None,
     path_test: Annotated[
         bool,
         typer.Option(help="Test pairs along straight paths; --no-path-test keeps every piece."),
@@ -586,14 +587,22 @@ def active_zone(
         voxel_size_nm=voxel_size_nm,
         max_volume_nm3=max_volume_nm3,
         max_path_grey=(
-            {"connector": max_path_grey, "tether": max_tether_path_grey} if path_test else None
+            {
+                "connector": "auto" if max_path_grey is None else max_path_grey,
+                "tether": "auto" if max_tether_path_grey is None else max_tether_path_grey,
+            }
+            if path_test
+            else None
         ),
     )
     filaments = pd.read_csv(paths["filaments"])
     kinds = filaments["kind"].value_counts()
+    cuts = filaments.groupby("kind")["path_cut"].first().dropna()
+    tested = ", ".join(f"{kind} {cut:.2f}" for kind, cut in cuts.items())
     typer.echo(
-        f"{tomogram}: {kinds.get('connector', 0)} connectors, {kinds.get('tether', 0)} tethers; "
-        f"tables in {out}"
+        f"{tomogram}: {kinds.get('connector', 0)} connectors, {kinds.get('tether', 0)} tethers"
+        + (f" (straight-path cuts, SD: {tested})" if tested else "")
+        + f"; tables in {out}"
     )
 
 

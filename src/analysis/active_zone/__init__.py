@@ -4,7 +4,8 @@
 membrane, layers one voxel thick parallel to it with their vesicle occupancy, and counts of
 proximal vesicles in distance bins. :mod:`.filaments`: connectors (vesicle–vesicle) and tethers
 (vesicle–AZ) by hierarchical connectivity segmentation of the densities between them, each
-pair checked along straight paths across its gap (:mod:`.paths`).
+pair checked along straight paths across its gap (:mod:`.paths`) against a cut that follows
+the tomogram's membrane contrast (:mod:`.cuts`).
 """
 
 from analysis.active_zone.analyse import (
@@ -13,6 +14,7 @@ from analysis.active_zone.analyse import (
     analyse_active_zone,
     analyse_files,
 )
+from analysis.active_zone.cuts import membrane_contrast, path_cuts
 from analysis.active_zone.distances import (
     DEFAULT_BINS_NM,
     az_distance_map,
@@ -48,6 +50,8 @@ __all__ = [
     "find_filaments",
     "layer_profile",
     "layers",
+    "membrane_contrast",
+    "path_cuts",
     "proximal_counts",
     "remove_boundary_profiles",
     "vesicle_distances",

@@ -19,20 +19,22 @@ membrane it starts from.
 Noise alone makes dark pieces that touch two close boundaries somewhere around their contact.
 So, beyond Pyto, each pair of boundaries joined by a piece is tested along straight paths
 across its gap (:mod:`.paths`), and its pieces are kept only when the darkest path is dark
-enough (``max_path_grey``).
+enough (``max_path_grey``; by default a cut per kind that follows the tomogram's membrane
+contrast, :mod:`.cuts`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import cc3d
 import edt
 import numpy as np
 import pandas as pd
 from scipy import ndimage
+
+from .cuts import membrane_contrast, resolve_cuts
 
 #: Columns of the filament table; ``vesicle_b`` is 0 for the AZ membrane (tethers).
 FILAMENT_COLUMNS = [
@@ -49,15 +51,16 @@ FILAMENT_COLUMNS = [
     "z_vox",
     "y_vox",
     "x_vox",
+    "path_cut",
 ]
 #: Default thresholds, in standard deviations of the tomogram in the analysed region.
 DEFAULT_THRESHOLDS = tuple(np.round(np.arange(-3.0, -0.95, 0.1), 2))
-#: Default straight-path cuts per kind (standard deviations), chosen together for the best F1
-#: on generated tomograms that are not the book's held-out ones
-#: (``benchmarks/filament_detection.py``). Tethers get a looser cut: on those tomograms a
-#: true tether's darkest path comes out about 0.6 SD lighter than a true connector's, while
-#: pairs without a filament differ little by kind. Read-only, as it is a default argument.
-DEFAULT_MAX_PATH_GREY = MappingProxyType({"connector": -1.2, "tether": -0.5})
+#: Default straight-path cuts: per kind, from the tomogram's membrane contrast (:mod:`.cuts`).
+#: Tethers get a looser cut: a true tether's darkest path comes out about 0.5 SD lighter than
+#: a true connector's, while pairs without a filament differ little by kind. Tethers run along
+#: the tilt axis (y), and lines along it come out faintest: in noise-free reconstructions of
+#: the generated filaments, −1.1 SD along y against −1.4 SD for connectors on average.
+DEFAULT_MAX_PATH_GREY = "auto"
 
 
 @dataclass
@@ -72,11 +75,18 @@ class Filaments:
         Filament voxels labelled by ``filament_id``.
     per_vesicle : pandas.DataFrame
         ``vesicle_id, n_connectors, n_tethers`` for every vesicle of the input labels.
+    membrane_contrast : float
+        How dark the vesicle membranes are, in SD of the remainder
+        (:func:`analysis.active_zone.cuts.membrane_contrast`).
+    path_cuts : dict or None
+        The straight-path cut applied to each kind (SD), None without the test.
     """
 
     table: pd.DataFrame
     labels: np.ndarray
     per_vesicle: pd.DataFrame
+    membrane_contrast: float
+    path_cuts: dict | None
 
 
 def _contacts(pieces: np.ndarray, boundaries: np.ndarray) -> np.ndarray:
@@ -223,7 +233,7 @@ def find_filaments(
     contact_nm: float = 2.2,
     subtract_boundaries: bool = True,
     search_nm: float = 4.4,
-    max_path_grey: float | Mapping[str, float] | None = DEFAULT_MAX_PATH_GREY,
+    max_path_grey: float | str | Mapping[str, float | str] | None = DEFAULT_MAX_PATH_GREY,
     az_distance_vox: np.ndarray | None = None,
 ) -> Filaments:
     """Connectors and tethers by hierarchical thresholding (see the module notes).
@@ -257,11 +267,13 @@ def find_filaments(
     search_nm : float
         How far from the line of closest approach of two boundaries the straight-path test
         looks (:mod:`.paths`).
-    max_path_grey : float, mapping or None
+    max_path_grey : "auto", float, mapping or None
         Keep the filaments of a pair of boundaries only when the darkest straight path
         across their gap has a mean grey value at or below this (standard deviations of the
-        unsmoothed remainder in the analysed region): one cut for both kinds, or one per
-        kind (``{"connector": …, "tether": …}``); None keeps every filament, as Pyto.
+        unsmoothed remainder in the analysed region): "auto" sets a cut per kind from the
+        tomogram's membrane contrast (:mod:`.cuts`); a number is one cut for both kinds; a
+        mapping ``{"connector": …, "tether": …}`` gives one per kind (a number or "auto");
+        None keeps every filament, as Pyto.
     az_distance_vox : numpy.ndarray, optional
         The AZ membrane's distance map in voxels, if already computed.
 
@@ -306,6 +318,8 @@ def find_filaments(
     # the path test averages along its paths itself: unsmoothed, it keeps the filament's
     # dark core, which the CTF flanks with light and smoothing would cancel
     path_values = (values - values[region].mean()) / (values[region].std() + 1e-12)
+    contrast = membrane_contrast(tomogram, values, vesicle_labels, region, voxel_size_nm)
+    cut = resolve_cuts(max_path_grey, contrast)
     if smooth_nm > 0:
         values = ndimage.gaussian_filter(values, smooth_nm / voxel_size_nm)
     grey = (values - values[region].mean()) / (values[region].std() + 1e-12)
@@ -361,10 +375,7 @@ def find_filaments(
     )
     for fil in selected:
         fil["path_grey"] = path_grey[fil["pair"]]
-    if max_path_grey is not None:
-        cut = max_path_grey
-        if not isinstance(cut, Mapping):
-            cut = {"connector": cut, "tether": cut}
+    if cut is not None:
         selected = [
             fil
             for fil in selected
@@ -399,10 +410,12 @@ def find_filaments(
                 "z_vox": centre[0],
                 "y_vox": centre[1],
                 "x_vox": centre[2],
+                "path_cut": np.nan if cut is None else cut[kind],
             }
         )
     table = pd.DataFrame(rows, columns=FILAMENT_COLUMNS)
-    return Filaments(table, labels, count_per_vesicle(table, vesicle_labels))
+    per_vesicle = count_per_vesicle(table, vesicle_labels)
+    return Filaments(table, labels, per_vesicle, contrast, cut)
 
 
 def _path_greys(
