@@ -85,13 +85,14 @@ def path_cuts(contrast: float) -> dict[str, float]:
 def resolve_cuts(max_path_grey, contrast: float) -> dict[str, float] | None:
     """The cuts ``find_filaments`` applies: from "auto", one number, or one per kind.
 
-    A mapping may give "auto" for a kind; None (no test) stays None.
+    A mapping may give "auto" for a kind, or leave it out (the same); None (no test) stays
+    None.
     """
     if max_path_grey is None:
         return None
     auto = path_cuts(contrast)
-    if isinstance(max_path_grey, str) or not isinstance(max_path_grey, Mapping):
-        max_path_grey = {kind: max_path_grey for kind in auto}
+    if not isinstance(max_path_grey, Mapping):  # "auto" or a number: the same for both kinds
+        max_path_grey = dict.fromkeys(auto, max_path_grey)
     cuts = {}
     for kind in auto:
         value = max_path_grey.get(kind, "auto")
