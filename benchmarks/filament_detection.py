@@ -43,6 +43,7 @@ import pandas as pd
 from analysis.active_zone import find_filaments
 from analysis.active_zone.cuts import CONTRAST_RANGE, PATH_CUT_MODEL, path_cuts
 from analysis.evaluate import filament_curve, filament_detection
+from analysis.evaluate.matching import filament_key
 from analysis.io import read_tomogram
 from analysis.synthetic import example_files, make_synapse
 from analysis.synthetic.imaging import Microscope
@@ -166,19 +167,15 @@ class Ranked(NamedTuple):
 def ranked(r: Run) -> dict[str, Ranked]:
     """Per kind, the pairs of a run ranked for fast counts at any cut (as filament_detection
     counts them: distinct pairs)."""
-
-    def key(kind, a, b):
-        return (kind, *sorted((int(a), int(b)))) if kind == "connector" else (kind, int(a), 0)
-
-    truth = {key(*row) for row in r.truth[["kind", "vesicle_a", "vesicle_b"]].itertuples(False)}
+    columns = ["kind", "vesicle_a", "vesicle_b"]
+    truth = {filament_key(*row) for row in r.truth[columns].itertuples(False)}
     out = {}
     for kind in ("connector", "tether"):
         rows = r.found[r.found["kind"] == kind]
         pairs = {}
-        for k, a, b, grey in rows[["kind", "vesicle_a", "vesicle_b", "path_grey"]].itertuples(
-            False
-        ):
-            pairs[key(k, a, b)] = min(grey, pairs.get(key(k, a, b), np.inf))
+        for k, a, b, grey in rows[[*columns, "path_grey"]].itertuples(False):
+            key = filament_key(k, a, b)
+            pairs[key] = min(grey, pairs.get(key, np.inf))
         keys = sorted(pairs, key=pairs.get)
         greys = np.array([pairs[k] for k in keys])
         hits = np.cumsum([k in truth for k in keys]).astype(int)

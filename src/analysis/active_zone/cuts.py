@@ -12,10 +12,10 @@ known place, so their darkness, in the same SD units, measures the contrast of t
 tomogram — :func:`membrane_contrast`. The cut of each kind is a straight line in that
 contrast (:data:`PATH_CUT_MODEL`), fitted on generated tomograms imaged at per-image SNRs
 from 0.25 to 2 — through the cuts that are best at the generator's own SNR, so that there
-the default is what it was; outside that range the contrast is clipped to it. On real data the line
-carries over as far as the generator's physics does (membranes of lipid density, filaments
-of protein density, the same CTF and missing wedge); set the cuts yourself where that is in
-doubt.
+the default is what it was; outside that range the contrast is clipped to it. On real data
+the line carries over as far as the generator's physics does (membranes of lipid density,
+filaments of protein density, the same CTF and missing wedge); set the cuts yourself where
+that is in doubt.
 """
 
 from __future__ import annotations

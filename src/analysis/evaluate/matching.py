@@ -148,6 +148,14 @@ def merges_and_splits(
     return {"merged": int((per_pred >= 2).sum()), "split": int((per_true >= 2).sum())}
 
 
+def filament_key(kind: str, vesicle_a, vesicle_b) -> tuple:
+    """The pair of boundaries a filament joins, as the filament scores count it: a
+    connector's two vesicles in rising order, a tether's vesicle and 0 (the AZ membrane)."""
+    if kind == "connector":
+        return (kind, *sorted((int(vesicle_a), int(vesicle_b))))
+    return (kind, int(vesicle_a), 0)
+
+
 def filament_detection(
     found: pd.DataFrame, truth: pd.DataFrame, *, vesicle_map: dict | None = None
 ) -> dict[str, float]:
@@ -179,7 +187,7 @@ def filament_detection(
             if mapping is not None:
                 a = mapping.get(a, -1)
                 b = 0 if b == 0 else mapping.get(b, -2)
-            out.add((kind, *sorted((int(a), int(b)))) if kind == "connector" else (kind, a, 0))
+            out.add(filament_key(kind, a, b))
         return out
 
     true_keys, found_keys = keys(truth), keys(found, vesicle_map)
