@@ -133,6 +133,45 @@ def huge_header_dimensions(d):
     return ["info", str(path)], path, "truncated"
 
 
+def tilt_series_given(d):
+    path = _tomogram(d, name="TS_01.st")  # IMOD's raw tilt-series stack
+    return ["segment", str(path), "--out", str(d / "out")], path, "is a tilt series"
+
+
+def tilt_series_by_extended_header(d):
+    # a SerialEM stack: extended header with a tilt angle per section (nreal bit 0)
+    data = np.zeros(SHAPE, np.float32)
+    angles = np.linspace(-60, 60, SHAPE[0]) * 100
+    with mrcfile.new(d / "stack.mrc") as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = 22.0
+        mrc.set_extended_header(angles.astype("<i2").view(np.uint8))
+        mrc.header.exttyp = b"SERI"
+    raw = bytearray((d / "stack.mrc").read_bytes())
+    raw[128:132] = np.array([2, 1], "<i2").tobytes()  # nint = 2 bytes per section, nreal = 1
+    (d / "stack.mrc").write_bytes(bytes(raw))
+    return ["info", str(d / "stack.mrc")], d / "stack.mrc", "SerialEM extended header"
+
+
+def voxel_size_in_nm_where_angstrom_belong(d):
+    path = _raw_mrc(d, "nm.mrc", np.zeros(SHAPE, np.float32), voxel_size_angstrom=0.22)
+    return ["info", str(path)], path, "below the 1 Å"
+
+
+def map_axes_not_a_permutation(d):
+    path = _tomogram(d)
+    raw = bytearray(path.read_bytes())
+    raw[64:76] = np.array([1, 1, 3], "<i4").tobytes()
+    path.write_bytes(bytes(raw))
+    return ["info", str(path)], path, "map axes"
+
+
+def empty_tiff(d):
+    # an aborted export: a TIFF header whose first image directory is at offset 0 (none)
+    (d / "empty.tif").write_bytes(b"II*\0" + b"\0" * 4)
+    return ["info", str(d / "empty.tif")], d / "empty.tif", "TIFF"
+
+
 def missing_file(d):
     return ["info", str(d / "absent.mrc")], d / "absent.mrc", "no such file"
 
@@ -229,6 +268,11 @@ CASES = [
     angstrom_as_nm,
     negative_voxel_size_option,
     huge_header_dimensions,
+    tilt_series_given,
+    tilt_series_by_extended_header,
+    voxel_size_in_nm_where_angstrom_belong,
+    map_axes_not_a_permutation,
+    empty_tiff,
     missing_file,
     folder_instead_of_file,
     empty_model,

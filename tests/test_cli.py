@@ -57,6 +57,29 @@ def test_info_reports_voxel_size(tmp_path, capsys):
     assert main(["info", str(tmp_path / "missing.mrc")]) == EXIT_BAD_INPUT
 
 
+def test_info_says_how_the_file_was_read(tmp_path, capsys):
+    import mrcfile
+
+    path = tmp_path / "byte.rec"
+    with mrcfile.new(path) as mrc:  # IMOD's unsigned bytes: imodStamp set, imodFlags bit 0 clear
+        mrc.set_data(np.full((4, 5, 6), 200, np.uint8).view(np.int8))
+        mrc.voxel_size = 14.69
+        mrc.header.origin.x = 50.0
+    raw = bytearray(path.read_bytes())
+    raw[152:160] = np.array([1146047817, 0], "<i4").tobytes()
+    path.write_bytes(bytes(raw))
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    # each line is a 15-character key, a space, and the value
+    lines = {ln[:15].strip(): ln[16:] for ln in capsys.readouterr().out.splitlines()}
+    assert lines["min/mean/max"].startswith("200 / 200 / 200")
+    assert lines["data"] == "bytes, unsigned (IMOD stamp, imodFlags bit 0 clear)"
+    assert lines["axis order"] == "columns x, rows y, sections z"
+    assert lines["extended header"] == "none"
+    assert lines["origin"] == "(x, y, z) = (50, 0, 0) Å"
+    assert lines["voxel size"].startswith("1.469 nm from the MRC header")
+
+
 def test_synth_writes_the_design_file_names(tmp_path, capsys):
     out = tmp_path / "synth"
     assert main(["synth", str(out), "--n", "2", "--shape", "32", "64", "64", "--seed", "7"]) == 0
@@ -189,6 +212,45 @@ def test_segment_writes_every_output_and_a_failure_leaves_the_folder_as_it_was(t
     assert err[0].startswith("warning: no voxel has a vesicle probability")
     assert len(err) == 2 and str(bad) in err[1] and "nothing to segment" in err[1]
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_an_imod_byte_tomogram_gives_the_vesicles_of_its_float_original(tmp_path, capsys):
+    """IMOD's 8-bit export (unsigned bytes, as trimvol -byte writes them) of the quick example
+    (generator v3, seed 301, SNR 0.5 per tilt, -8 µm defocus), segmented by the shipped network:
+    the same vesicles as from the float32 original, and every MRC output keeps the origin."""
+    import mrcfile
+    import pandas as pd
+
+    from analysis.evaluate import detection_scores, match_vesicles
+    from analysis.synthetic import example_files
+
+    original = read_tomogram(example_files("test", seed=301, quick=True)["tomogram"])
+    origin = (1000.0, -500.0, 250.0)  # Å, as a trimmed subvolume has
+    floats = write_mrc(
+        tmp_path / "float.mrc", original.data, original.voxel_size_nm, origin_angstrom=origin
+    )
+    lo, hi = np.percentile(original.data, [0.1, 99.9])
+    scaled = np.clip(28 + (original.data - lo) / (hi - lo) * 200, 0, 255)
+    byte = tmp_path / "byte.rec"
+    with mrcfile.new(byte) as mrc:
+        mrc.set_data(np.round(scaled).astype(np.uint8).view(np.int8))
+        mrc.voxel_size = original.voxel_size_nm * 10
+        mrc.header.origin.x, mrc.header.origin.y, mrc.header.origin.z = origin
+    raw = bytearray(byte.read_bytes())
+    raw[152:160] = np.array([1146047817, 0], "<i4").tobytes()  # imodStamp, imodFlags bit 0 clear
+    byte.write_bytes(bytes(raw))
+
+    tables = {}
+    for path in (floats, byte):
+        out = tmp_path / path.stem
+        assert main(["segment", str(path), "--out", str(out), "--quiet"]) == 0
+        table = pd.read_csv(out / f"{path.stem}_vesicles.csv")
+        tables[path.stem] = table[table["kept"]]
+        for name in ("probability", "labels", "pyto_labels"):
+            assert read_tomogram(out / f"{path.stem}_{name}.mrc").origin_angstrom == origin
+    matches = match_vesicles(tables["byte"], tables["float"], original.voxel_size_nm)
+    scores = detection_scores(matches, len(tables["float"]), len(tables["byte"]))
+    assert len(tables["float"]) > 10 and scores["f1"] == 1.0
 
 
 def test_segment_then_evaluate_against_the_manual_model_round_trip(tmp_path, capsys):

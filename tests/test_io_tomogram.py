@@ -224,3 +224,218 @@ def test_output_stems_drop_the_file_type_only():
     assert tomogram_stem("syn_1.469nm.mrc") == "syn_1.469nm"
     assert tomogram_stem("syn.2023.06.rec") != tomogram_stem("syn.2023.07.rec")
     assert tomogram_stem("stack.unknown") == "stack"
+
+
+# --- Files as IMOD, SerialEM, FEI and other writers make them ----------------------------------
+# Each file is written with mrcfile, then the header fields mrcfile does not set are written at
+# the byte offsets of IMOD's mrc_format.txt and the MRC2014 definition.
+
+IMOD_STAMP = 1146047817
+
+
+def _patch(path, offset, dtype, value):
+    raw = bytearray(path.read_bytes())
+    value = np.asarray(value, dtype=dtype)
+    raw[offset : offset + value.nbytes] = value.tobytes()
+    path.write_bytes(bytes(raw))
+
+
+def _byte_mrc(path, values, *, stamp=None, flags=0):
+    """Mode-0 MRC holding the bytes of ``values`` (uint8 or int8), with IMOD's stamp or not."""
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(values.view(np.int8))
+        mrc.voxel_size = 22.0
+    if stamp is not None:
+        _patch(path, 152, "<i4", stamp)
+        _patch(path, 156, "<i4", flags)
+    return path
+
+
+def test_imod_unsigned_bytes_are_read_unsigned(tmp_path, rng):
+    # as newstack -mode 0 / trimvol -byte write them: values 28-228, stamp set, bit 0 clear
+    values = rng.integers(28, 229, size=(6, 7, 8)).astype(np.uint8)
+    path = _byte_mrc(tmp_path / "byte.rec", values, stamp=IMOD_STAMP, flags=0)
+    for mmap in (False, True):
+        tomo = read_tomogram(path, mmap=mmap)
+        np.testing.assert_array_equal(tomo.data, values.astype(np.float32))
+    assert tomo.data.min() >= 28 and "unsigned" in tomo.decisions["data"]
+
+
+def test_signed_bytes_by_imod_flag_and_by_the_mrc2014_rule(tmp_path, rng):
+    values = rng.integers(-100, 101, size=(6, 7, 8)).astype(np.int8)
+    flagged = _byte_mrc(tmp_path / "signed.mrc", values, stamp=IMOD_STAMP, flags=1)
+    unstamped = _byte_mrc(tmp_path / "mrc2014.mrc", values)
+    for path, why in ((flagged, "bit 0 set"), (unstamped, "MRC2014")):
+        tomo = read_tomogram(path)
+        np.testing.assert_array_equal(tomo.data, values.astype(np.float32))
+        assert tomo.decisions["data"].startswith("bytes, signed") and why in tomo.decisions["data"]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "mode"), [(np.int16, 1), (np.float32, 2), (np.uint16, 6), (np.float16, 12)]
+)
+def test_integer_float_and_half_float_modes(tmp_path, rng, dtype, mode):
+    values = (rng.normal(size=(6, 7, 8)) * 1000).astype(dtype)
+    if dtype == np.uint16:
+        values = rng.integers(0, 65535, size=(6, 7, 8)).astype(dtype)
+    path = tmp_path / "m.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(values)
+        mrc.voxel_size = 22.0
+    with mrcfile.open(path) as mrc:
+        assert int(mrc.header.mode) == mode
+    tomo = read_tomogram(path)
+    assert tomo.data.dtype == np.float32
+    np.testing.assert_array_equal(tomo.data, values.astype(np.float32))
+    assert f"mode {mode}" in tomo.decisions["format"]
+
+
+@pytest.mark.parametrize("axes", [(1, 2, 3), (3, 2, 1), (2, 1, 3), (1, 3, 2), (2, 3, 1), (3, 1, 2)])
+def test_map_axes_are_transposed_to_zyx(tmp_path, small_volume, axes):
+    mapc, mapr, maps = axes
+    # the file's array is (sections, rows, columns); axis number k (1 = x) sits at 3 - k in zyx
+    stored = np.ascontiguousarray(small_volume.transpose(3 - maps, 3 - mapr, 3 - mapc))
+    path = tmp_path / "axes.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(stored)
+        mrc.voxel_size = 22.0
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = axes
+    for mmap in (False, True):
+        tomo = read_tomogram(path, mmap=mmap)
+        np.testing.assert_array_equal(tomo.data, small_volume)
+    assert ("transposed" in tomo.decisions["axis order"]) == (axes != (1, 2, 3))
+
+
+def test_map_axes_that_are_no_permutation_are_refused(tmp_path, small_volume):
+    path = write_mrc(tmp_path / "bad_axes.mrc", small_volume, 2.2)
+    _patch(path, 64, "<i4", [1, 1, 3])
+    assert "map axes" in _error(path)
+
+
+def _with_extended_header(path, data, ext: np.ndarray, exttyp: bytes, nint=0, nreal=0):
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = 22.0
+        mrc.set_extended_header(ext)
+        mrc.header.exttyp = exttyp
+    _patch(path, 128, "<i2", [nint, nreal])
+    return path
+
+
+def _fei(nz, angles, kind=b"FEI1"):
+    from mrcfile.dtypes import get_ext_header_dtype
+
+    dtype = get_ext_header_dtype(kind, "<")
+    ext = np.zeros(nz, dtype=dtype)
+    ext["Metadata size"] = dtype.itemsize
+    ext["Alpha tilt"] = angles
+    return ext, dict(exttyp=kind)
+
+
+def _serialem(nz, angles):
+    # nreal flags 1 (tilt angle × 100, 2 bytes) + 8 (magnification / 100, 2 bytes): 4 bytes each
+    ext = np.zeros((nz, 2), dtype="<i2")
+    ext[:, 0] = np.round(np.asarray(angles) * 100)
+    ext[:, 1] = 330
+    return ext.view(np.uint8).ravel(), dict(exttyp=b"SERI", nint=4, nreal=9)
+
+
+def _agard(nz, angles):
+    # FEI's older layout as IMOD reads it: 32 floats per section, the tilt angle first
+    ext = np.zeros((nz, 32), dtype="<f4")
+    ext[:, 0] = angles
+    return ext.view(np.uint8).ravel(), dict(exttyp=b"\0\0\0\0", nint=0, nreal=32)
+
+
+@pytest.mark.parametrize("writer", [_fei, _serialem, _agard], ids=["FEI1", "SerialEM", "Agard"])
+def test_extended_headers_are_skipped_and_their_tilt_angles_read(tmp_path, small_volume, writer):
+    nz = small_volume.shape[0]
+    ext, fields = writer(nz, np.zeros(nz))  # a volume whose sections share one tilt
+    path = _with_extended_header(tmp_path / "ext.mrc", small_volume, ext, **fields)
+    tomo = read_tomogram(path)
+    np.testing.assert_array_equal(tomo.data, small_volume)
+    assert f"{ext.nbytes} bytes (skipped)" in tomo.decisions["extended header"]
+
+    ext, fields = writer(nz, np.linspace(-60, 60, nz))  # a tilt series
+    stack = _with_extended_header(tmp_path / "stack.mrc", small_volume, ext, **fields)
+    message = _error(stack)
+    assert "tilt series" in message and "-60° to 60°" in message
+
+
+def test_tilt_series_by_file_ending_and_by_imod_tilt_fields(tmp_path, small_volume):
+    for suffix in (".st", ".ali"):
+        path = write_mrc(tmp_path / f"ts{suffix}", small_volume, 2.2)
+        assert f"ending {suffix}" in _error(path)
+    path = write_mrc(tmp_path / "idtype.mrc", small_volume, 2.2)
+    _patch(path, 160, "<i2", 1)  # idtype 1 = tilt series
+    _patch(path, 168, "<i2", 200)  # vd1 = 100 × tilt increment (2°)
+    assert "tilt increment 2.00°" in _error(path)
+
+
+def test_imod_inverted_origin_is_undone(tmp_path, small_volume):
+    path = write_mrc(tmp_path / "o.mrc", small_volume, 2.2, origin_angstrom=(-10.0, -20.0, 5.0))
+    assert read_tomogram(path).origin_angstrom == (-10.0, -20.0, 5.0)
+    _patch(path, 152, "<i4", [IMOD_STAMP, 4 | 1])  # bit 2: origin stored with its sign inverted
+    tomo = read_tomogram(path)
+    assert tomo.origin_angstrom == (10.0, 20.0, -5.0)
+    assert "inverted" in tomo.decisions["origin"]
+
+
+@pytest.mark.parametrize(
+    ("angstrom", "phrase"),
+    [(0.5, "below the 1 Å"), (1.0, "IMOD's value for 'not set'"), (220.0, "Å taken for nm")],
+)
+def test_implausible_header_voxel_sizes_name_the_fix(tmp_path, small_volume, angstrom, phrase):
+    path = write_mrc(tmp_path / "v.mrc", small_volume, angstrom / 10)
+    message = _error(path)
+    assert phrase in message and "--voxel-size-nm" in message
+    assert read_tomogram(path, voxel_size_nm=2.2).voxel_size_nm == 2.2  # the way out
+    assert "above the 100 Å" in _error(path, voxel_size_nm=22.0)
+
+
+def test_decisions_name_the_voxel_size_source(mrc_path):
+    assert (
+        read_tomogram(mrc_path)
+        .decisions["voxel size"]
+        .endswith("MRC header (cella / mx, my, mz in Å)")
+    )
+    assert "as given" in read_tomogram(mrc_path, voxel_size_nm=2.0).decisions["voxel size"]
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zlib"])
+def test_compressed_imagej_tiff_as_fiji_exports_it(tmp_path, small_volume, compression):
+    import tifffile
+
+    path = tmp_path / f"{compression}.tif"
+    tifffile.imwrite(
+        path,
+        small_volume,
+        imagej=True,
+        compression=compression,  # LZW, or Deflate (zlib): Fiji's usual compressed exports
+        resolution=(1 / 14.69, 1 / 14.69),
+        metadata={"spacing": 14.69, "unit": "angstrom", "axes": "ZYX"},
+    )
+    tomo = read_tomogram(path)
+    np.testing.assert_array_equal(tomo.data, small_volume)
+    assert tomo.voxel_size_nm == pytest.approx(1.469, rel=1e-5)
+    assert {"lzw": "lzw", "zlib": "adobe_deflate"}[compression] in tomo.decisions["format"]
+    assert "ImageJ metadata (unit angstrom" in tomo.decisions["voxel size"]
+
+
+def test_ome_tiff_voxel_size_from_physical_sizes(tmp_path, small_volume):
+    import tifffile
+
+    path = tmp_path / "tomo.ome.tif"
+    sizes = {"PhysicalSizeX": 1.348, "PhysicalSizeY": 1.348, "PhysicalSizeZ": 1.348}
+    units = {f"{k}Unit": "nm" for k in sizes}
+    tifffile.imwrite(path, small_volume, ome=True, metadata={"axes": "ZYX", **sizes, **units})
+    tomo = read_tomogram(path)
+    np.testing.assert_array_equal(tomo.data, small_volume)
+    assert tomo.voxel_size_nm == pytest.approx(1.348)
+    assert "OME-XML" in tomo.decisions["voxel size"]
+
+
+def test_tiff_without_images_is_one_clear_error(tmp_path):
+    path = tmp_path / "aborted.tif"
+    path.write_bytes(b"II*\0" + b"\0" * 4)  # a header whose first image directory is at 0
+    assert "TIFF file without images" in _error(path)

@@ -37,7 +37,7 @@ BUDGET = settings(
 )
 # one slice is a 2-D image, which the tomogram reader refuses by design
 shapes = st.tuples(st.integers(2, 7), st.integers(1, 7), st.integers(1, 7))
-voxel_sizes = st.floats(0.1, 50.0, allow_nan=False)
+voxel_sizes = st.floats(0.15, 10.0, allow_nan=False)  # the plausible range (1–100 Å)
 
 
 def _scratch() -> Path:

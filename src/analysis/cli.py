@@ -101,7 +101,9 @@ def info(
     tomogram: TomogramArg,
     voxel_size_nm: VoxelSizeOpt = None,
 ) -> None:
-    """Print shape (z, y, x), voxel size and intensity range of a tomogram."""
+    """Print shape (z, y, x), voxel size and intensity range of a tomogram, and how its file
+    was read: format, data type and signedness, axis order, extended header, origin, and where
+    the voxel size came from."""
     from analysis.io import read_tomogram
 
     tomo = read_tomogram(tomogram, voxel_size_nm=voxel_size_nm, mmap=True)
@@ -112,6 +114,8 @@ def info(
     extent = tuple(round(n * tomo.voxel_size_nm, 1) for n in tomo.shape)
     typer.echo(f"extent_nm       {extent}")
     typer.echo(f"min/mean/max    {data.min():.4g} / {data.mean():.4g} / {data.max():.4g}")
+    for key, decision in tomo.decisions.items():
+        typer.echo(f"{key:15s} {decision}")
 
 
 @app.command()
@@ -211,6 +215,16 @@ def train_command(
     quick: Annotated[
         bool, typer.Option(help="With --synthetic: the small quick data set.")
     ] = False,
+    varied: Annotated[
+        int,
+        typer.Option(
+            help="With --synthetic: add this many tomograms of varied specimen and imaging "
+            "(and a twentieth as many, at least 1, to validation)."
+        ),
+    ] = 0,
+    augment_level: Annotated[
+        str, typer.Option(help="Augmentation: physics or robust (see analysis.augment).")
+    ] = "robust",
     epochs: Annotated[int, typer.Option()] = 30,
     steps_per_epoch: Annotated[int, typer.Option()] = 60,
     batch_size: Annotated[int, typer.Option()] = 4,
@@ -239,6 +253,12 @@ def train_command(
         from analysis.synthetic import sample_dataset
 
         data = sample_dataset(quick=quick)
+        if varied:
+            from analysis.synthetic.variety import varied_dataset
+
+            n_val = max(1, varied // 20)
+            data["train"] += varied_dataset("train", varied, quick=quick)
+            data["validation"] += varied_dataset("validation", n_val, quick=quick)
         pairs = [(f["tomogram"], f["labels"]) for f in data["train"]]
         val_pairs = [(f["tomogram"], f["labels"]) for f in data["validation"]]
     else:
@@ -278,6 +298,7 @@ def train_command(
         lr=lr,
         seed=seed,
         device=device,
+        augment_level=augment_level,
     )
     description = {
         "train": [Path(t).name for t, _ in pairs],

@@ -10,15 +10,17 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 
 from analysis.errors import InputFileError
+from analysis.io import mrc_header
 from analysis.io.atomic import atomic_output
 from analysis.io.memmap import map_slabs, slabs
 
@@ -43,6 +45,7 @@ _UNIT_IN_NM = {
     "micrometre": 1e3,
     "micron": 1e3,
     "µm": 1e3,
+    "μm": 1e3,  # Greek mu, as some writers spell it
     "um": 1e3,
     "\\u00b5m": 1e3,
     "millimeter": 1e6,
@@ -69,12 +72,16 @@ class Tomogram:
         The header origin (x, y, z) in Å, as IMOD uses it to place models (0 when unknown).
     path : pathlib.Path or None
         The file it came from.
+    decisions : dict of str to str
+        How the file was read, for ``analysis info``: its format, data type (and, for bytes,
+        signedness), axis order, extended header, origin and where the voxel size came from.
     """
 
     data: np.ndarray
     voxel_size_nm: float
     origin_angstrom: tuple[float, float, float] = (0.0, 0.0, 0.0)
     path: Path | None = None
+    decisions: dict[str, str] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -123,12 +130,15 @@ def read_tomogram(
     if not path.exists():
         raise InputFileError(path, "no such file or folder")
     suffix = path.suffix.lower()
+    decisions: dict[str, str] = {}
     if suffix == ".zarr" or (path.is_dir() and _looks_like_zarr(path)):
         data, spacing_nm, origin = _read_ome_zarr(path, zarr_level)
+        decisions["format"] = f"OME-Zarr, level {zarr_level}"
+        decisions["voxel size source"] = "OME-Zarr metadata (scale and axis units)"
     elif suffix in TIFF_SUFFIXES:
-        data, spacing_nm, origin = _read_tiff(path)
+        data, spacing_nm, origin = _read_tiff(path, decisions)
     else:
-        data, spacing_nm, origin = _read_mrc(path, mmap)
+        data, spacing_nm, origin = _read_mrc(path, mmap, decisions)
 
     if data.ndim != 3 or data.shape[0] < 2:
         what = "2-D image" if data.ndim == 2 or data.ndim == 3 else f"{data.ndim}-D array"
@@ -138,7 +148,19 @@ def read_tomogram(
     if check_finite:
         _check_finite(path, data)
     size = _resolve_voxel_size(path, spacing_nm, voxel_size_nm)
-    return Tomogram(data=data, voxel_size_nm=size, origin_angstrom=origin, path=path)
+    decisions.setdefault("data", str(data.dtype))
+    decisions["origin"] = "(x, y, z) = ({:.6g}, {:.6g}, {:.6g}) Å".format(*origin) + decisions.pop(
+        "origin note", ""
+    )
+    source = decisions.pop("voxel size source", "file")
+    decisions["voxel size"] = (
+        f"{size:.6g} nm as given (voxel_size_nm, --voxel-size-nm), not the {source}"
+        if voxel_size_nm is not None
+        else f"{size:.6g} nm from the {source}"
+    )
+    return Tomogram(
+        data=data, voxel_size_nm=size, origin_angstrom=origin, path=path, decisions=decisions
+    )
 
 
 def _looks_like_zarr(path: Path) -> bool:
@@ -170,7 +192,7 @@ def _truncation(path: Path) -> str | None:
     )
 
 
-def _read_mrc(path: Path, mmap: bool):
+def _read_mrc(path: Path, mmap: bool, decisions: dict):
     """Return (data, spacing_nm (x, y, z) or None, origin Å)."""
     opener = mrcfile.mmap if mmap else mrcfile.open
     try:
@@ -218,18 +240,77 @@ def _read_mrc(path: Path, mmap: bool):
             raise InputFileError(
                 path, f"is a volume stack of shape {mrc.data.shape}, not one tomogram"
             )
+        raw, origin = _interpret_mrc(path, mrc, decisions)
         vs = mrc.voxel_size
         spacing_nm = (float(vs.x) / 10.0, float(vs.y) / 10.0, float(vs.z) / 10.0)
-        origin = (
-            float(mrc.header.origin.x),
-            float(mrc.header.origin.y),
-            float(mrc.header.origin.z),
-        )
-        if mmap and mrc.data.dtype == np.float32:
-            data = mrc.data  # a read-only memmap; stays valid after the file object is closed
+        decisions["voxel size source"] = "MRC header (cella / mx, my, mz in Å)"
+        if mmap and raw.dtype == np.float32 and raw is mrc.data:
+            data = raw  # a read-only memmap; stays valid after the file object is closed
         else:
-            data = np.asarray(mrc.data, dtype=np.float32).copy()
+            data = np.ascontiguousarray(raw, dtype=np.float32)
+            if data is raw or np.may_share_memory(data, mrc.data):
+                data = data.copy()
     return data, spacing_nm, origin
+
+
+#: What the MRC modes hold, for ``analysis info``.
+_MODE_NAMES = {
+    1: "int16 (mode 1)",
+    2: "float32 (mode 2)",
+    6: "uint16 (mode 6)",
+    12: "float16 (mode 12)",
+}
+
+
+def _byteorder(header) -> str:
+    order = header.mode.dtype.byteorder
+    if order in ("=", "|"):
+        return "<" if sys.byteorder == "little" else ">"
+    return order
+
+
+def _interpret_mrc(path: Path, mrc, decisions: dict) -> tuple[np.ndarray, tuple]:
+    """The data as (z, y, x) with the right signedness, and the origin (x, y, z) in Å, by
+    IMOD's and MRC2014's rules (:mod:`analysis.io.mrc_header`); refuses tilt series."""
+    header = mrc.header
+    order = _byteorder(header)
+    imod = mrc_header.imod_fields(header.tobytes(), order)
+    nsymbt = int(header.nsymbt)
+    kind = mrc_header.extended_header_type(bytes(header.exttyp), nsymbt, imod)
+    angles = None
+    if kind != "none":
+        angles = mrc_header.section_tilt_angles(
+            kind, mrc.extended_header, int(header.nz), imod, order
+        )
+    evidence = mrc_header.tilt_series_evidence(path.suffix.lower(), imod, angles, kind)
+    if evidence:
+        raise InputFileError(
+            path,
+            f"is a tilt series, not a tomogram: {evidence}. Reconstruct it first (IMOD's "
+            "etomo, AreTomo, Warp) and give the reconstructed volume (.rec, .mrc)",
+        )
+    try:
+        axes, axis_note = mrc_header.axis_permutation(header.mapc, header.mapr, header.maps)
+    except ValueError as err:
+        raise InputFileError(path, str(err)) from None
+    decisions["format"] = f"MRC, mode {int(header.mode)}"
+    decisions["axis order"] = axis_note
+    decisions["extended header"] = "none" if kind == "none" else f"{kind}, {nsymbt} bytes (skipped)"
+    data = mrc.data
+    if int(header.mode) == 0:
+        signed, why = mrc_header.byte_signedness(imod)
+        decisions["data"] = f"bytes, {why}"
+        if not signed:
+            data = data.view(np.uint8)
+    else:
+        decisions["data"] = _MODE_NAMES.get(int(header.mode), str(data.dtype))
+    if axes is not None and data.ndim == 3:
+        data = np.ascontiguousarray(np.transpose(data, axes))
+    origin = (float(header.origin.x), float(header.origin.y), float(header.origin.z))
+    if imod["stamp"] == mrc_header.IMOD_STAMP and imod["flags"] & mrc_header.FLAG_ORIGIN_INVERTED:
+        origin = tuple(-v + 0.0 for v in origin)
+        decisions["origin note"] = " (stored by IMOD with its sign inverted; undone)"
+    return data, origin
 
 
 def _header_is_plausible(mrc) -> bool:
@@ -238,24 +319,54 @@ def _header_is_plausible(mrc) -> bool:
     return all(0 < n < 1 << 20 for n in dims) and mrc.data is not None
 
 
-def _read_tiff(path: Path):
+def _read_tiff(path: Path, decisions: dict):
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _quiet_logger("tifffile"), tifffile.TiffFile(path) as tif:
+            if not tif.pages:
+                raise InputFileError(path, "is a TIFF file without images (an aborted export?)")
+            page = tif.pages[0]
             data = tif.asarray()
-            spacing_nm = _tiff_spacing_nm(tif)
+            spacing_nm, source = _tiff_spacing_nm(tif)
+            compression = getattr(page.compression, "name", str(page.compression)).lower()
+            decisions["format"] = f"TIFF, {len(tif.pages)} pages, compression {compression}"
     except (tifffile.TiffFileError, ValueError, OSError) as err:
+        if isinstance(err, InputFileError):
+            raise
+        if "imagecodecs" in str(err):
+            raise InputFileError(
+                path,
+                "is a compressed TIFF; reading it needs the imagecodecs package "
+                "(pip install imagecodecs)",
+            ) from err
         raise InputFileError(path, f"is not a readable TIFF stack ({err})") from err
     if data.ndim == 4 and data.shape[-1] in (3, 4) or np.iscomplexobj(data):
         raise InputFileError(
             path, f"holds colour or complex data of shape {data.shape}, not a density map"
         )
+    if source:
+        decisions["voxel size source"] = source
     return data.astype(np.float32, copy=False), spacing_nm, (0.0, 0.0, 0.0)
 
 
-def _tiff_spacing_nm(tif) -> tuple[float, float, float] | None:
-    """Voxel spacing (x, y, z) in nm from ImageJ or OME metadata, or None if absent."""
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Hold back a library's warnings for a block: tifffile logs what it finds wrong (e.g. "contains
+    no pages") before the error this module raises, which would make two messages of one."""
+    import logging
+
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _tiff_spacing_nm(tif) -> tuple[tuple[float, float, float] | None, str]:
+    """Voxel spacing (x, y, z) in nm from ImageJ or OME metadata (None if absent), and which."""
     page = tif.pages[0]
     ij = tif.imagej_metadata or {}
     unit = str(ij.get("unit", "")).lower()
@@ -266,7 +377,7 @@ def _tiff_spacing_nm(tif) -> tuple[float, float, float] | None:
         num, den = page.tags["YResolution"].value if "YResolution" in page.tags else (num, den)
         y = den / num * scale
         z = float(ij.get("spacing", x / scale)) * scale
-        return (x, y, z)
+        return (x, y, z), f"ImageJ metadata (unit {ij['unit']}, resolution and spacing)"
     if tif.is_ome and tif.ome_metadata:
         import re
 
@@ -279,8 +390,8 @@ def _tiff_spacing_nm(tif) -> tuple[float, float, float] | None:
                     (u.group(1) if u else "µm").lower(), 1e3
                 )
         if {"X", "Y", "Z"} <= sizes.keys():
-            return (sizes["X"], sizes["Y"], sizes["Z"])
-    return None
+            return (sizes["X"], sizes["Y"], sizes["Z"]), "OME-XML metadata (PhysicalSizeX/Y/Z)"
+    return None, ""
 
 
 def _read_ome_zarr(path: Path, level: int):
@@ -330,12 +441,18 @@ def _check_finite(path: Path, data: np.ndarray, slab: int = 16) -> None:
         raise InputFileError(path, f"contains {bad} NaN or infinite voxels; fix or mask them first")
 
 
+#: Voxel sizes (nm) a tomogram can plausibly have: 1 Å to 100 Å. Outside, a size was almost
+#: surely written in the wrong unit (nm where Å belong, or the reverse).
+PLAUSIBLE_VOXEL_NM = (0.1, 10.0)
+
+
 def _resolve_voxel_size(path: Path, spacing_nm, override: float | None) -> float:
     if override is not None:
         if not (math.isfinite(override) and override > 0):
             raise InputFileError(
                 path, f"voxel_size_nm={override} given; it must be a positive number"
             )
+        _check_plausible(path, float(override), "the voxel size given (--voxel-size-nm)")
         return float(override)
     if spacing_nm is None or min(spacing_nm) <= 0 or not all(map(math.isfinite, spacing_nm)):
         raise InputFileError(
@@ -344,13 +461,38 @@ def _resolve_voxel_size(path: Path, spacing_nm, override: float | None) -> float
             "command line)",
         )
     x, y, z = spacing_nm
+    if all(abs(v - 0.1) < 1e-7 for v in spacing_nm):
+        raise InputFileError(
+            path,
+            "has a voxel size of 1 Å in its header, IMOD's value for 'not set'; pass "
+            "voxel_size_nm=… (e.g. --voxel-size-nm) or set it (IMOD: alterheader -del)",
+        )
     if max(abs(y - x), abs(z - x)) > ANISOTROPY_TOLERANCE * x:
         raise InputFileError(
             path,
             f"has an anisotropic voxel size (x, y, z) = ({x:.4g}, {y:.4g}, {z:.4g}) nm; resample "
             "it to isotropic voxels or pass voxel_size_nm=… if the header is wrong",
         )
+    _check_plausible(path, float(x), "its header's voxel size")
     return float(x)
+
+
+def _check_plausible(path: Path, size_nm: float, what: str) -> None:
+    low, high = PLAUSIBLE_VOXEL_NM
+    if size_nm < low:
+        raise InputFileError(
+            path,
+            f"{what}, {size_nm:.4g} nm ({10 * size_nm:.4g} Å), is below the {10 * low:g} Å any "
+            "tomogram has (was a size in nm written where Å belong?); fix the header (in Å; "
+            "IMOD: alterheader -del) or pass --voxel-size-nm in nm",
+        )
+    if size_nm > high:
+        raise InputFileError(
+            path,
+            f"{what}, {size_nm:.4g} nm ({10 * size_nm:.4g} Å), is above the {10 * high:g} Å a "
+            "tomogram for vesicle analysis has (was a size in Å taken for nm?); fix the header "
+            "(in Å; IMOD: alterheader -del) or pass --voxel-size-nm in nm",
+        )
 
 
 def write_mrc(
