@@ -111,18 +111,25 @@ def test_foreground_patches_contain_vesicle_voxels():
     assert all(sample_patch(vol, 8, rng, foreground=True)[1].any() for _ in range(50))
 
 
-def test_augmentation_keeps_z_and_moves_image_and_labels_together():
+@pytest.mark.parametrize("level", ["physics", "robust"])
+def test_augmentation_keeps_the_tilt_axis_and_moves_image_and_labels_together(level):
     rng = np.random.default_rng(2)
-    image = np.zeros((4, 6, 6), np.float32)
-    target = np.zeros((4, 6, 6), np.uint8)
-    image[1, 0, 5] = 10.0
-    target[1, 0, 5] = 1
-    for _ in range(20):
-        img, tgt, valid = augment(image, target, np.ones_like(target, bool), rng)
+    image = np.zeros((4, 6, 8), np.float32)
+    target = np.zeros((4, 6, 8), np.uint8)
+    image[1, 0, 7] = 10.0
+    target[1, 0, 7] = 1
+    seen = set()
+    for _ in range(40):
+        img, tgt, valid = augment(image, target, np.ones_like(target, bool), rng, level=level)
+        # a 90-degree turn would swap y and x (the tilt axis) and change the shape
+        assert img.shape == tgt.shape == valid.shape == (4, 6, 8)
         z, y, x = np.argwhere(tgt)[0]
-        assert z == 1  # xy-plane operations only: the missing-wedge axis never moves
-        assert img[z, y, x] == img.max()  # the bright voxel moved with its label
+        assert (z, y, x) in {(zz, yy, xx) for zz in (1, 2) for yy in (0, 5) for xx in (0, 7)}
+        seen.add((z, y, x))
+        if level == "physics":
+            assert img[z, y, x] == img.max()  # the bright voxel moved with its label
         assert valid.all()
+    assert len(seen) == 8  # every flip happens
 
 
 def test_loss_and_dice_on_known_cases():

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch.nn import functional as F
 
+from analysis.augment import augment
 from analysis.errors import InputFileError
 from analysis.evaluate.metrics import dice_score
 from analysis.model import (
@@ -122,6 +122,8 @@ class TrainConfig:
     dice_weight: float = 1.0
     bce_weight: float = 1.0
     augment: bool = True
+    #: "robust" adds Fourier and intensity augmentation to "physics" (see analysis.augment)
+    augment_level: str = "robust"
     val_patch_size: int = 64
     seed: int = 0
     device: str = "auto"
@@ -171,32 +173,6 @@ def sample_patch(vol: TrainingVolume, size: int, rng: np.random.Generator, foreg
     return image, target, valid
 
 
-def augment(image, target, valid, rng: np.random.Generator):
-    """Augmentation that respects cryo-ET physics.
-
-    Flips and 90° rotations act in the xy plane only: z is the beam direction and carries the
-    missing wedge, so swapping it with x or y would show the network artefacts real data never
-    have. Intensity scale and shift, Gaussian noise and blur follow.
-    """
-    k = int(rng.integers(4))
-    flip_y, flip_x = rng.uniform(size=2) < 0.5
-    arrays = []
-    for a in (image, target, valid):
-        a = np.rot90(a, k, axes=(1, 2))
-        if flip_y:
-            a = a[:, ::-1]
-        if flip_x:
-            a = a[:, :, ::-1]
-        arrays.append(np.ascontiguousarray(a))
-    image, target, valid = arrays
-    image = image * np.float32(rng.uniform(0.8, 1.25)) + np.float32(rng.uniform(-0.15, 0.15))
-    if rng.uniform() < 0.3:
-        image = ndimage.gaussian_filter(image, float(rng.uniform(0.3, 1.0)))
-    if rng.uniform() < 0.5:
-        image = image + rng.normal(0, rng.uniform(0.02, 0.15), size=image.shape).astype(np.float32)
-    return image.astype(np.float32), target, valid
-
-
 def make_batch(volumes, cfg: TrainConfig, rng: np.random.Generator):
     """A batch of patches as tensors (B, 1, P, P, P): image, target, valid."""
     images, targets, valids = [], [], []
@@ -204,7 +180,7 @@ def make_batch(volumes, cfg: TrainConfig, rng: np.random.Generator):
         vol = volumes[int(rng.integers(len(volumes)))]
         patch = sample_patch(vol, cfg.patch_size, rng, rng.uniform() < cfg.foreground_fraction)
         if cfg.augment:
-            patch = augment(*patch, rng)
+            patch = augment(*patch, rng, level=cfg.augment_level)
         for lst, a in zip((images, targets, valids), patch, strict=True):
             lst.append(a)
 

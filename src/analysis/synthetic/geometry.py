@@ -18,6 +18,8 @@ import pandas as pd
 from scipy.special import expit
 
 from analysis.io.rasterise import paint_ball
+from analysis.synthetic import scene as extra
+from analysis.synthetic.scene import Scene
 
 # Lipid bilayer: two head-group layers 3 nm apart (centre to centre) and a lighter tail core,
 # about 4 nm in all, as in cryo-ET line profiles of synaptic membranes.
@@ -41,6 +43,8 @@ class SynapseGeometry:
     radius_sd_nm: float = 2.0
     radius_range_nm: tuple[float, float] = (16.0, 26.0)
     membrane_thickness_nm: float = 4.0
+    #: centre-to-centre distance of the bilayer's two head-group layers
+    headgroup_separation_nm: float = 3.0
     lumen_density_range: tuple[float, float] = (0.12, 0.3)
     #: smallest gap between two SV outer surfaces; 1 nm makes many nearly touch
     min_gap_nm: float = 1.0
@@ -53,6 +57,9 @@ class SynapseGeometry:
     large_radius_range_nm: tuple[float, float] = (32.0, 50.0)
     mitochondrion: bool = True
     crowder_density_per_um3: float = 6.0e4
+    #: crowders are Gaussian blobs of this σ (2.5 nm: small complexes; 5 nm: ribosome-sized)
+    crowder_sigma_nm: float = 2.5
+    crowder_peak_range: tuple[float, float] = (0.3, 0.7)
     connector_max_gap_nm: float = 12.0
     connector_fraction: float = 0.5
     tether_max_gap_nm: float = 14.0
@@ -66,6 +73,9 @@ class SynapseGeometry:
     #: from it by up to this much, uniformly over a disc — they join facing membranes, not
     #: always at their nearest points
     filament_offset_nm: float = 4.0
+    #: more content (crowded cytoplasm, cytoskeleton, organelles, gold, cut vesicles); None
+    #: keeps the phantom as generator version 3 made it
+    scene: Scene | None = None
     #: extra options kept for provenance (free-form)
     notes: dict = field(default_factory=dict)
 
@@ -87,9 +97,11 @@ class Phantom:
     geometry: SynapseGeometry
 
 
-def _bilayer(distance_nm: np.ndarray) -> np.ndarray:
-    """Density across a bilayer as a function of the signed distance to its mid-plane (nm)."""
-    half = 1.5
+def _bilayer(distance_nm: np.ndarray, half: float = 1.5) -> np.ndarray:
+    """Density across a bilayer as a function of the signed distance to its mid-plane (nm).
+
+    ``half`` is half the head-group separation (nm).
+    """
     s2 = 2 * HEADGROUP_SIGMA_NM**2
     heads = np.exp(-((distance_nm - half) ** 2) / s2) + np.exp(-((distance_nm + half) ** 2) / s2)
     core = TAIL_DENSITY * np.exp(-(distance_nm**2) / (2 * 1.0**2))
@@ -167,9 +179,10 @@ def _add_shell(density, centre, outer_r_vox, g, lumen_density, double_gap_nm=Non
     )
     outer_nm = outer_r_vox * g.voxel_size_nm
     mid_nm = outer_nm - g.membrane_thickness_nm / 2
-    shell = _bilayer(r_nm - mid_nm)
+    half = g.headgroup_separation_nm / 2
+    shell = _bilayer(r_nm - mid_nm, half)
     if double_gap_nm is not None:  # mitochondrion-like: an inner membrane further in
-        shell = shell + _bilayer(r_nm - (mid_nm - double_gap_nm))
+        shell = shell + _bilayer(r_nm - (mid_nm - double_gap_nm), half)
         inner_edge = mid_nm - double_gap_nm - g.membrane_thickness_nm / 2
     else:
         inner_edge = mid_nm - g.membrane_thickness_nm / 2
@@ -214,10 +227,11 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
     # Active zone membrane, the cleft and the postsynaptic membrane (a distractor).
     y_az = _az_surface(g, rng)
     d_az_nm = _membrane_sheet(g, y_az)
-    density += _bilayer(d_az_nm).astype(np.float32)
+    half = g.headgroup_separation_nm / 2
+    density += _bilayer(d_az_nm, half).astype(np.float32)
     az_mask = np.abs(d_az_nm) <= g.membrane_thickness_nm / 2
     d_post_nm = _membrane_sheet(g, y_az, -g.nm(g.cleft_width_nm + g.membrane_thickness_nm))
-    density += _bilayer(d_post_nm).astype(np.float32)
+    density += _bilayer(d_post_nm, half).astype(np.float32)
     # cleft proteins and the postsynaptic density: a denser band beside the postsynaptic membrane
     density += (0.15 * expit((-d_post_nm - 2.0) / 1.5) * (d_post_nm > -40)).astype(np.float32)
     region_mask = d_az_nm > g.membrane_thickness_nm / 2
@@ -229,6 +243,8 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
 
     # Distractors first, far from the AZ: a mitochondrion-like double membrane and endosomes.
     obstacles = []
+    # the scene's content draws from a stream of its own: without it, every draw is as in v3
+    scene_rng = np.random.default_rng([seed, 2])
     if g.mitochondrion:
         r = g.nm(rng.uniform(45.0, 60.0))
         spot = _place_spheres(
@@ -237,6 +253,9 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
         if spot is not None:
             _add_shell(density, spot, r, g, lumen_density=0.35, double_gap_nm=7.0)
             obstacles.append((spot, r))
+            if g.scene is not None and g.scene.cristae:
+                inner = r - g.nm(7.0 + g.membrane_thickness_nm)
+                extra.cristae(density, spot, inner, g, scene_rng, lambda d: _bilayer(d, half))
     for r_nm in rng.uniform(*g.large_radius_range_nm, size=g.n_large_vesicles):
         r = g.nm(r_nm)
         spot = _place_spheres(
@@ -250,6 +269,8 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
         if spot is not None:
             _add_shell(density, spot, r, g, lumen_density=rng.uniform(0.0, 0.1))
             obstacles.append((spot, r))
+    if g.scene is not None:
+        _add_organelles(density, g, g.scene, scene_rng, distance_to_az_vox, obstacles)
 
     # Synaptic vesicles, clustered towards the AZ, never overlapping, often nearly touching.
     radii_nm = np.clip(
@@ -274,17 +295,35 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
     for i, (c, r, lum) in enumerate(zip(centres_vox, radii_vox, lumen, strict=True)):
         _add_shell(density, c, r, g, lumen_density=lum)
         paint_ball(labels, c, r, i + 1)
+    n_whole = len(centres_vox)
+    if g.scene is not None and g.scene.n_cut_vesicles:
+        cut_c, cut_r = _cut_vesicles(
+            g, scene_rng, distance_to_az_vox, obstacles, centres_vox, radii_vox
+        )
+        cut_lumen = scene_rng.uniform(*g.lumen_density_range, size=len(cut_r))
+        for i, (c, r, lum) in enumerate(zip(cut_c, cut_r, cut_lumen, strict=True)):
+            _add_shell(density, c, r, g, lumen_density=lum)
+            paint_ball(labels, c, r, n_whole + i + 1)
+        centres_vox = np.concatenate([centres_vox, cut_c])
+        radii_vox = np.concatenate([radii_vox, cut_r])
+        radii_nm = radii_vox * g.voxel_size_nm
+        lumen = np.concatenate([lumen, cut_lumen])
 
     # offsets from a stream of their own, so that they leave every other draw as it was
     offset_rng = np.random.default_rng([seed, 1])
-    filaments = _add_filaments(density, g, rng, offset_rng, centres_vox, radii_vox, y_az)
+    filaments = _add_filaments(
+        density, g, rng, offset_rng, centres_vox[:n_whole], radii_vox[:n_whole], y_az
+    )
     _add_crowders(density, g, rng, labels, region_mask)
+    if g.scene is not None:
+        extra.add_cytoplasm(density, g, g.scene, scene_rng, labels == 0)
+        extra.add_gold(density, g, g.scene.n_gold, scene_rng)
 
     vs = g.voxel_size_nm
     az_dist = np.array([distance_to_az_vox(c) for c in centres_vox]).reshape(-1) * vs
     vesicles = pd.DataFrame(
         {
-            "vesicle_id": np.arange(1, len(keep) + 1),
+            "vesicle_id": np.arange(1, len(centres_vox) + 1),
             "z_vox": centres_vox[:, 0],
             "y_vox": centres_vox[:, 1],
             "x_vox": centres_vox[:, 2],
@@ -379,8 +418,81 @@ def _add_crowders(density, g, rng, labels, region_mask):
     free = (labels[tuple(pos.T)] == 0) & region_mask[tuple(pos.T)]
     pos = pos[free]
     impulses = np.zeros(g.shape, dtype=np.float32)
-    sigma_vox = g.nm(2.5)
-    # weight so that a blob's peak density is ~0.3–0.7 after smoothing
-    peak = rng.uniform(0.3, 0.7, size=len(pos)) * (2 * np.pi * sigma_vox**2) ** 1.5
+    sigma_vox = g.nm(g.crowder_sigma_nm)
+    # weight so that a blob's peak density is in crowder_peak_range after smoothing
+    peak = rng.uniform(*g.crowder_peak_range, size=len(pos)) * (2 * np.pi * sigma_vox**2) ** 1.5
     np.add.at(impulses, tuple(pos.T), peak.astype(np.float32))
     density += ndimage.gaussian_filter(impulses, sigma_vox)
+
+
+def _add_organelles(density, g, scene, rng, distance_to_az_vox, obstacles) -> None:
+    """Hard negatives away from the AZ: dense-core and coated vesicles, multivesicular
+    endosomes and ER tubules; each becomes an obstacle that synaptic vesicles avoid."""
+
+    def place(radius_vox):
+        far = g.nm(20)
+        spot = _place_spheres(
+            g, rng, [radius_vox], lambda c, r: float(distance_to_az_vox(c) > r + far), obstacles, 1
+        )[0]
+        if spot is not None:
+            obstacles.append((spot, radius_vox))
+        return spot
+
+    for _ in range(scene.n_dense_core):
+        r = g.nm(rng.uniform(35, 50))
+        if (c := place(r)) is not None:
+            _add_shell(density, c, r, g, lumen_density=rng.uniform(0.4, 0.8))
+    for _ in range(scene.n_coated):
+        r = g.nm(rng.uniform(20, 32))
+        if (c := place(r + g.nm(14))) is not None:
+            _add_shell(density, c, r, g, lumen_density=rng.uniform(0.1, 0.3))
+            extra.coat(density, c, r, g, rng)
+    for _ in range(scene.n_endosomes):
+        r = g.nm(rng.uniform(50, 110))
+        if (c := place(r)) is not None:
+            _add_shell(density, c, r, g, lumen_density=rng.uniform(0.0, 0.06))
+            for _ in range(int(rng.integers(0, 9))):  # intraluminal vesicles
+                ri = g.nm(rng.uniform(12, 22))
+                room = r - ri - g.nm(g.membrane_thickness_nm + 2)
+                if room > 0:
+                    offset = extra.unit_vector(rng) * room * rng.uniform() ** (1 / 3)
+                    _add_shell(density, c + offset, ri, g, rng.uniform(0.05, 0.2))
+    half = g.headgroup_separation_nm / 2
+    wall = g.nm(HEADGROUP_SIGMA_NM)
+    for _ in range(scene.n_er_tubules):
+        radius = g.nm(rng.uniform(15, 30))
+        a, b = extra.chord(g.shape, rng, g.nm(rng.uniform(100, 400)))
+        a_keep = [distance_to_az_vox(p) > radius + g.nm(20) for p in (a, b, (a + b) / 2)]
+        if not all(a_keep):
+            continue
+        for shift in (-half, half):
+            extra.tube(density, a, b, radius + g.nm(shift), wall, 1.0)
+        length = float(np.linalg.norm(b - a))
+        for t in np.linspace(0, 1, max(int(length / radius), 1) + 1):
+            obstacles.append((a + t * (b - a), radius + g.nm(2)))
+
+
+def _cut_vesicles(g, rng, distance_to_az_vox, obstacles, centres, radii):
+    """Synaptic vesicles cut by the volume's faces: centres up to half a radius outside."""
+    placed_c = [c for c, _ in obstacles] + list(centres)
+    placed_r = [r for _, r in obstacles] + list(radii)
+    out_c, out_r = [], []
+    shape = np.asarray(g.shape, float)
+    for _ in range(g.scene.n_cut_vesicles):
+        r = g.nm(float(np.clip(rng.normal(g.radius_mean_nm, g.radius_sd_nm), *g.radius_range_nm)))
+        for _ in range(50):
+            c = rng.uniform(0, 1, 3) * shape
+            axis = int(rng.integers(3))
+            depth = rng.uniform(-0.5, 0.7) * r  # centre this far inside the face
+            c[axis] = depth if rng.uniform() < 0.5 else shape[axis] - depth
+            if distance_to_az_vox(c) < r + g.nm(g.membrane_thickness_nm):
+                continue
+            gaps = np.linalg.norm(np.asarray(placed_c).reshape(-1, 3) - c, axis=1)
+            if np.any(gaps < np.asarray(placed_r) + r + g.nm(g.min_gap_nm)):
+                continue
+            out_c.append(c)
+            out_r.append(r)
+            placed_c.append(c)
+            placed_r.append(r)
+            break
+    return np.asarray(out_c).reshape(-1, 3), np.asarray(out_r, dtype=float)

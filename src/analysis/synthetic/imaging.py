@@ -35,6 +35,13 @@ class Microscope:
     snr: float = 0.5
     #: optional Gaussian low-pass of the reconstruction (nm, as a resolution); 0 = none
     lowpass_nm: float = 0.0
+    #: weighting of the back-projection, see :data:`RECONSTRUCTION_FILTERS`
+    recon_filter: str = "ramp"
+    #: filter applied to the reconstruction, see :data:`POST_FILTERS`; strength scales it
+    post_filter: str = "none"
+    post_filter_strength: float = 1.0
+    #: store the tomogram in this many bits (8: as byte tomograms are shared); 0 = float
+    quantise_bits: int = 0
 
     @property
     def tilts_deg(self) -> np.ndarray:
@@ -96,12 +103,35 @@ def project(density: np.ndarray, tilts_deg: np.ndarray) -> np.ndarray:
     return out
 
 
-def ramp_filter(projections: np.ndarray) -> np.ndarray:
-    """Weight each projection row by |k| along u (R-weighting), with a cosine apodisation."""
+#: Back-projection weightings (k in cycles per voxel, 0–0.5), as reconstruction programs offer:
+#: "ramp" |k| tapered by cos(πk); "radial" IMOD's radial filter, |k| up to 0.35 then a Gaussian
+#: fall-off of σ 0.035; "hamming" |k| times a Hamming window; "sirt" the weighting equivalent
+#: to about 20 SIRT iterations (|k| at low frequencies, flat beyond about 0.1: smoother).
+RECONSTRUCTION_FILTERS = ("ramp", "radial", "hamming", "sirt")
+
+
+def reconstruction_weight(k: np.ndarray, kind: str = "ramp") -> np.ndarray:
+    """The back-projection weighting ``kind`` (see :data:`RECONSTRUCTION_FILTERS`) at ``k``."""
+    k = np.abs(k)
+    if kind == "ramp":
+        return 2 * k * np.cos(np.pi * k)  # cos tapers the ramp to 0 at Nyquist
+    if kind == "radial":
+        return 2 * k * np.exp(-(np.clip(k - 0.35, 0, None) ** 2) / (2 * 0.035**2))
+    if kind == "hamming":
+        return 2 * k * (0.54 + 0.46 * np.cos(2 * np.pi * k))
+    if kind == "sirt":
+        # Landweber iterations act as |k|·(1 − (1 − a/|k|)^N) (Zeng 2012): a ramp at low k,
+        # a plateau of about a·N beyond it
+        n_iter, a = 20, 0.005
+        return 2 * k * (1 - (1 - a / np.maximum(k, a)) ** n_iter)
+    raise ValueError(f"unknown reconstruction filter {kind!r}; use one of {RECONSTRUCTION_FILTERS}")
+
+
+def ramp_filter(projections: np.ndarray, kind: str = "ramp") -> np.ndarray:
+    """Weight each projection row along u by :func:`reconstruction_weight` (R-weighting)."""
     n = projections.shape[-1]
     pad = int(2 ** np.ceil(np.log2(2 * n)))
-    k = np.fft.rfftfreq(pad)
-    weight = 2 * np.abs(k) * np.cos(np.pi * k)  # cos tapers the ramp to 0 at Nyquist
+    weight = reconstruction_weight(np.fft.rfftfreq(pad), kind)
     spec = np.fft.rfft(projections, n=pad, axis=-1) * weight
     return np.fft.irfft(spec, n=pad, axis=-1)[..., :n].astype(np.float32)
 
@@ -138,9 +168,11 @@ def add_noise(
     return projections + noise, sigma
 
 
-def reconstruct(projections: np.ndarray, tilts_deg: np.ndarray, n_z: int) -> np.ndarray:
+def reconstruct(
+    projections: np.ndarray, tilts_deg: np.ndarray, n_z: int, kind: str = "ramp"
+) -> np.ndarray:
     """Weighted back-projection of a tilt series (n_tilts, y, u) into (z, y, x)."""
-    return back_project(ramp_filter(projections), tilts_deg, n_z)
+    return back_project(ramp_filter(projections, kind), tilts_deg, n_z)
 
 
 def lowpass(volume: np.ndarray, resolution_nm: float, voxel_size_nm: float) -> np.ndarray:
@@ -170,6 +202,65 @@ def image_phantom(
     tilts = mic.tilts_deg
     clean = apply_ctf(project(density, tilts), voxel_size_nm, mic)
     noisy, sigma = add_noise(clean, mic.snr, rng)
-    tomo = reconstruct(noisy, tilts, density.shape[0])
+    tomo = reconstruct(noisy, tilts, density.shape[0], mic.recon_filter)
     tomo = lowpass(tomo, mic.lowpass_nm, voxel_size_nm)
+    tomo = post_filter(tomo, mic.post_filter, mic.post_filter_strength)
+    if mic.quantise_bits:
+        tomo = quantise(tomo, mic.quantise_bits)
     return {"tomogram": tomo, "tilt_series": noisy, "tilts_deg": tilts, "noise_sigma": sigma}
+
+
+#: Filters applied to reconstructions before segmentation: "gaussian" (σ = strength voxels),
+#: "median" (a 3-voxel cube, ``strength`` times), "nad" (nonlinear anisotropic diffusion,
+#: 10 × strength Perona–Malik steps, as IMOD's nad_eed_3d smooths while keeping edges).
+POST_FILTERS = ("none", "gaussian", "median", "nad")
+
+
+def post_filter(volume: np.ndarray, kind: str = "none", strength: float = 1.0) -> np.ndarray:
+    """Filter a reconstruction (z, y, x) as users do before segmenting; see :data:`POST_FILTERS`."""
+    from scipy import ndimage
+
+    if kind == "none":
+        return volume
+    if kind == "gaussian":
+        return ndimage.gaussian_filter(volume, strength).astype(np.float32)
+    if kind == "median":
+        for _ in range(max(1, round(strength))):
+            volume = ndimage.median_filter(volume, size=3)
+        return volume.astype(np.float32)
+    if kind == "nad":
+        return anisotropic_diffusion(volume, iterations=max(1, round(10 * strength)))
+    raise ValueError(f"unknown post filter {kind!r}; use one of {POST_FILTERS}")
+
+
+def anisotropic_diffusion(
+    volume: np.ndarray, iterations: int = 10, kappa: float = 1.0, step: float = 1 / 7
+) -> np.ndarray:
+    """Perona–Malik diffusion in 3-D: smooths within regions, hardly across strong edges.
+
+    ``kappa`` is the edge threshold in SD of the volume's neighbour differences; each of the
+    ``iterations`` moves every voxel by ``step`` times the sum of its six conducted fluxes.
+    """
+    v = np.asarray(volume, dtype=np.float32).copy()
+    scale = kappa * float(np.std(np.diff(v, axis=-1))) + 1e-12
+    for _ in range(iterations):
+        update = np.zeros_like(v)
+        for axis in range(3):
+            diff = np.diff(v, axis=axis)
+            flux = diff * np.exp(-((diff / scale) ** 2))
+            pad_lo = [(0, 0)] * 3
+            pad_hi = [(0, 0)] * 3
+            pad_lo[axis] = (1, 0)
+            pad_hi[axis] = (0, 1)
+            update += np.pad(flux, pad_hi) - np.pad(flux, pad_lo)
+        v += np.float32(step) * update
+    return v
+
+
+def quantise(volume: np.ndarray, bits: int = 8) -> np.ndarray:
+    """Store a volume in ``bits`` bits over its 0.1–99.9 percentile range, as byte tomograms
+    are made (IMOD's ``newstack -mode 0``), and return it as float32 grey levels."""
+    lo, hi = np.percentile(volume[::2, ::2, ::2], [0.1, 99.9])
+    levels = 2**bits - 1
+    scaled = np.clip(np.rint((volume - lo) / max(hi - lo, 1e-12) * levels), 0, levels)
+    return scaled.astype(np.float32)
