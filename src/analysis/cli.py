@@ -627,6 +627,42 @@ def active_zone(
     )
 
 
+fetch_app = typer.Typer(
+    help="Fetch public data: tomograms and their annotations.", no_args_is_help=True
+)
+app.add_typer(fetch_app, name="fetch")
+
+
+@fetch_app.command("portal")
+def fetch_portal(
+    run_id: Annotated[int, typer.Argument(help="Run id on the CZ CryoET Data Portal (/runs/ID).")],
+    out: OutFolderOpt,
+    voxel_size_nm: Annotated[
+        float | None,
+        typer.Option(help="Voxel spacing of the tomogram (nm); default: the portal's default."),
+    ] = None,
+    annotations: Annotated[
+        bool, typer.Option(help="Also the run's vesicle and membrane annotations.")
+    ] = True,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fetch a run's tomogram (MRC) and its vesicle and membrane annotations; resumable.
+
+    Needs internet and the portal's client (the package's portal extra, or pip install
+    cryoet-data-portal). Running the same command again skips complete files and continues
+    partial ones.
+    """
+    from analysis.io.portal import fetch_run
+
+    files = fetch_run(
+        run_id, out, voxel_size_nm=voxel_size_nm, annotations=annotations, progress=not quiet
+    )
+    typer.echo(f"{files['tomogram']}: tomogram of portal run {run_id}")
+    for path in files["annotations"]:
+        typer.echo(f"{path}: annotation")
+    typer.echo(f"{files['metadata']}: the run's metadata and what was chosen")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``analysis`` command; returns the exit code."""
     with warnings.catch_warnings():
