@@ -277,3 +277,20 @@ def test_the_fetch_command_and_its_offline_error(tmp_path, capsys, monkeypatch):
     assert len(err.splitlines()) == 1 and err.startswith("error: portal run 5: ")
     assert "download the run by hand from https://cryoetdataportal.czscience.com/runs/5" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_vesicle_mask_among_the_fetched_annotations():
+    fetched = [Path("a/syn_01_membrane-1.0_segmask.mrc"), Path("a/syn_01_vesicle_point.ndjson")]
+    assert portal.vesicle_annotation(fetched) is None
+    fetched.append(Path("a/syn_01_synaptic_vesicle-1.0_segmask.mrc"))
+    assert portal.vesicle_annotation(fetched) == fetched[-1]
+
+
+@needs_client
+def test_runs_of_a_deposition_by_their_tomograms_or_annotations():
+    client = RecordedPortal()
+    assert portal.deposition_runs(10330, client=client) == [RUN_ID]
+    assert [where for _, where in client.asked] == [
+        {"tomograms": {"depositionId": {"_eq": 10330}}},
+        {"annotations": {"depositionId": {"_eq": 10330}}},
+    ]

@@ -487,6 +487,21 @@ def fetch_run(
     return {"tomogram": paths[0], "annotations": paths[1:], "metadata": record}
 
 
+def vesicle_annotation(paths: Iterable[str | os.PathLike]) -> Path | None:
+    """The first fetched annotation that is a volume (MRC) of vesicles, or None.
+
+    Parameters
+    ----------
+    paths : iterable of path
+        The ``annotations`` of :func:`fetch_run` (named after the portal's files, which name
+        the annotated object).
+    """
+    for path in map(Path, paths):
+        if path.suffix.lower() == ".mrc" and "vesicle" in path.name.lower():
+            return path
+    return None
+
+
 def annotation_labels(path: str | os.PathLike, like) -> np.ndarray:
     """A portal segmentation (MRC) as one label per object, on the tomogram ``like``.
 
