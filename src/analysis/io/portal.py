@@ -227,20 +227,13 @@ def select_files(
         raise _portal_error(run_id, "has no tomogram in MRC format on the portal")
     tomogram = _choose_tomogram(run_id, tomograms, voxel_size_nm, metadata)
     spacing_nm = tomogram["voxel_spacing"] / 10.0
-    files = [
-        RemoteFile(
-            url=tomogram["https_mrc_file"],
-            name=f"{run_name}_{spacing_nm:.4g}nm.mrc",
-            size_bytes=_size(tomogram.get("file_size_mrc")),
-            role="tomogram",
-            description=(
-                f"tomogram {tomogram['id']} of run {run_name} ({run_id}), "
-                f"{tomogram['size_z']}×{tomogram['size_y']}×{tomogram['size_x']} voxels of "
-                f"{spacing_nm:.4g} nm, {tomogram.get('reconstruction_method') or '?'}, "
-                f"{tomogram.get('processing') or '?'}"
-            ),
-        )
-    ]
+    shape = f"{tomogram['size_z']}×{tomogram['size_y']}×{tomogram['size_x']}"
+    how = f"{tomogram.get('reconstruction_method') or '?'}, {tomogram.get('processing') or '?'}"
+    about = f"tomogram {tomogram['id']} of run {run_name} ({run_id}), {shape} voxels of "
+    size = _size(tomogram.get("file_size_mrc"))
+    name = f"{run_name}_{spacing_nm:.4g}nm.mrc"
+    url = tomogram["https_mrc_file"]
+    files = [RemoteFile(url, name, size, "tomogram", f"{about}{spacing_nm:.4g} nm, {how}")]
     if annotations:
         files += _annotation_files(metadata, tomogram, run_name)
     return files
@@ -301,20 +294,12 @@ def _annotation_files(metadata: dict, tomogram: dict, run_name: str) -> list[Rem
     files = []
     for annotation_id, f in sorted(best.items()):
         a = annotations[annotation_id]
-        files.append(
-            RemoteFile(
-                url=f["https_path"],
-                name=f"{run_name}_{Path(f['https_path']).name}",
-                size_bytes=_size(f.get("file_size")),
-                role="annotation",
-                description=(
-                    f"annotation {annotation_id}: {a.get('object_name')} "
-                    f"({f.get('shape_type')}, {f['format']}, {a.get('method_type') or '?'}"
-                    + (", ground truth" if a.get("ground_truth_status") else "")
-                    + ")"
-                ),
-            )
-        )
+        truth = ", ground truth" if a.get("ground_truth_status") else ""
+        kind = f"{f.get('shape_type')}, {f['format']}, {a.get('method_type') or '?'}{truth}"
+        about = f"annotation {annotation_id}: {a.get('object_name')} ({kind})"
+        name = f"{run_name}_{Path(f['https_path']).name}"
+        size = _size(f.get("file_size"))
+        files.append(RemoteFile(f["https_path"], name, size, "annotation", about))
     return files
 
 
