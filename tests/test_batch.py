@@ -30,6 +30,12 @@ def test_the_input_folder_lists_tomograms_only(input_dir):
     assert [p.name for p in find_tomograms(input_dir)] == ["a.mrc", "b.mrc", "c.mrc"]
 
 
+def test_imod_tilt_series_beside_the_reconstruction_are_not_inputs(tmp_path):
+    for name in ("TS_01.st", "TS_01.ali", "TS_01.rec"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in find_tomograms(tmp_path)] == ["TS_01.rec"]
+
+
 def test_batch_on_two_workers_reports_the_corrupt_file_and_does_no_work_twice(
     input_dir, tmp_path, capsys
 ):

@@ -228,6 +228,8 @@ def test_masks_from_a_traced_membrane_an_outlined_region_or_a_volume(tmp_path):
     volume = np.zeros(shape, np.int16)
     volume[2, 3:6, 7] = -1  # any non-zero voxel
     assert read_mask(write_mrc(tmp_path / "m.mrc", volume, 2.2), tomo, "AZ").sum() == 3
+    # a mask's own voxel size does not matter, even IMOD's 1 Å for "unset"
+    assert read_mask(write_mrc(tmp_path / "m1.mrc", volume, 0.1), tomo, "AZ").sum() == 3
     with pytest.raises(InputFileError, match=r"region mask of shape \(5, 20, 31\)"):
         read_mask(
             write_mrc(tmp_path / "w.mrc", np.ones((5, 20, 31), np.int8), 2.2), tomo, "region mask"

@@ -29,8 +29,9 @@ from analysis.pipeline import OUTPUT_SUFFIXES, output_paths
 
 log = logging.getLogger(__name__)
 
-#: File name endings taken as tomograms in an input folder.
-TOMOGRAM_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".tif", ".tiff", ".zarr")
+#: File name endings taken as tomograms in an input folder. IMOD's tilt series (.st, .ali)
+#: are left out: an IMOD project folder holds them beside the reconstruction (.rec).
+TOMOGRAM_SUFFIXES = (".mrc", ".rec", ".map", ".tif", ".tiff", ".zarr")
 SUMMARY_NAME = "batch_summary.csv"
 SUMMARY_COLUMNS = ["tomogram", "status", "n_vesicles", "seconds", "error"]
 

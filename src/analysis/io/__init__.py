@@ -115,7 +115,9 @@ def read_mask(path: str | os.PathLike, like: Tomogram, role: str) -> np.ndarray:
         annotation = read_annotation(path, like=like, grouping="object")
         mask = annotation.membrane if annotation.membrane.any() else annotation.labels > 0
     else:
-        volume = read_tomogram(path, mmap=True)
+        # a mask's own header voxel size does not matter (often unset, or IMOD's 1 Å): it
+        # must only have the tomogram's shape
+        volume = read_tomogram(path, mmap=True, voxel_size_nm=like.voxel_size_nm)
         if volume.shape != like.shape:
             raise InputFileError(
                 path, f"{role} of shape {volume.shape}; the tomogram's is {like.shape}"
