@@ -221,7 +221,7 @@ def test_file_to_file_prediction_through_memory_maps(tmp_path, tiny_net, rng):
 
 def test_a_failed_prediction_leaves_no_output_file(tmp_path, small_volume):
     tomo = write_mrc(tmp_path / "tomo.mrc", small_volume, 22.0)
-    with pytest.raises(InputFileError, match="tomo.mrc: voxel size 22 nm"):
+    with pytest.raises(InputFileError, match="tomo.mrc: its header.s voxel size, 22 nm"):
         predict_file(tomo, tmp_path / "prob.mrc")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tomo.mrc"]
 
