@@ -110,12 +110,52 @@ def test_a_connector_and_a_tether_are_found_and_nothing_else():
     assert table_f.loc["connector", "length_nm"] == pytest.approx(5 * VS, abs=VS)
     assert table_f.loc["tether", "length_nm"] == pytest.approx(8 * VS, abs=VS)
     per = found.per_vesicle.set_index("vesicle_id")
-    assert per.loc[1].tolist() == [1, 1] and per.loc[3].tolist() == [0, 0]
+    columns = ["n_connectors", "n_connected_vesicles", "n_tethers"]
+    assert per.loc[1, columns].tolist() == [1, 1, 1] and per.loc[3, columns].tolist() == [0, 0, 0]
+    assert found.table["n_pieces"].tolist() == [1, 1]
     truth = pd.DataFrame(
         {"kind": ["connector", "tether"], "vesicle_a": [2, 1], "vesicle_b": [1, 0]}
     )
     assert filament_detection(found.table, truth)["f1"] == 1.0
     assert (found.labels > 0).sum() == pytest.approx(found.table["volume_nm3"].sum() / VS**3)
+
+
+def test_pieces_between_the_same_two_vesicles_are_one_connector_unless_told_apart():
+    # Two balls 4 voxels apart on x, joined by two dark rods parallel to their centre line,
+    # 4 voxels above and below it: two pieces of one pair, 5 voxels (10 nm) apart.
+    balls = [((15, 30.0, 10), 8.0), ((15, 30.0, 30), 8.0)]
+    az, region, labels, _ = flat_synapse(balls)
+    tomo = np.zeros(SHAPE, np.float32)
+    for dz in (-4, 4):
+        _rod(tomo, (15 + dz, 30, 10), (15 + dz, 30, 30), -3.0, radius=1.0)
+    tomo[labels > 0] = 0.0
+    options = dict(
+        smooth_nm=0.0,
+        thresholds=np.arange(-2.0, -0.95, 0.1),
+        subtract_boundaries=False,
+        search_nm=10.0,  # the path test reaches both rods
+    )
+    one = find_filaments(tomo, labels, az, region, VS, **options)  # default: merged
+    assert len(one.table) == 1
+    row = one.table.iloc[0]
+    assert row[["kind", "vesicle_a", "vesicle_b", "n_pieces"]].tolist() == ["connector", 1, 2, 2]
+    assert row["piece_gap_nm"] == pytest.approx(5 * VS)  # rods' voxels at z = 11 and 17
+    # its length is a rod's (the gap 4 voxels off the axis, not the 4 on it), its volume both
+    assert row["length_nm"] == pytest.approx(5 * VS, abs=VS)
+    assert row["volume_nm3"] == pytest.approx((one.labels == 1).sum() * VS**3)
+    assert set(np.unique(one.labels)) == {0, 1}
+    per = one.per_vesicle.set_index("vesicle_id")
+    assert per["n_connectors"].tolist() == [1, 1]
+    # a tolerance below their gap, or none (Pyto), counts two connectors to one vesicle
+    for merge_nm in (4.0, None):
+        two = find_filaments(tomo, labels, az, region, VS, merge_nm=merge_nm, **options)
+        assert two.table["n_pieces"].tolist() == [1, 1]
+        per = two.per_vesicle.set_index("vesicle_id")
+        assert per["n_connectors"].tolist() == [2, 2]
+        assert per["n_connected_vesicles"].tolist() == [1, 1]
+    # a tolerance just over the gap joins them again
+    joined = find_filaments(tomo, labels, az, region, VS, merge_nm=5 * VS + 0.1, **options)
+    assert joined.table["n_pieces"].tolist() == [2]
 
 
 def test_filament_scores_count_pairs_once_and_map_vesicle_ids():
@@ -137,6 +177,58 @@ def test_filament_scores_count_pairs_once_and_map_vesicle_ids():
     assert scores["n_found"] == 3 and scores["n_true"] == 3
     assert scores["recall"] == pytest.approx(2 / 3) and scores["precision"] == pytest.approx(2 / 3)
     assert scores["tether_recall"] == 1.0 and scores["tether_precision"] == 0.5
+
+
+def test_counts_per_vesicle_and_their_errors_against_the_truth():
+    from analysis.active_zone import count_per_vesicle
+    from analysis.evaluate import count_errors
+
+    def filaments(*rows):
+        return pd.DataFrame(rows, columns=["kind", "vesicle_a", "vesicle_b"])
+
+    # found: two connectors between vesicles 1 and 3, two tethers of vesicle 2
+    found = filaments(("connector", 1, 3), ("connector", 3, 1), ("tether", 2, 0), ("tether", 2, 0))
+    truth = filaments(("connector", 1, 3), ("tether", 1, 0))
+    ids = [1, 2, 3, 4]
+    counts = count_per_vesicle(found, ids).set_index("vesicle_id")
+    assert counts["n_connectors"].tolist() == [2, 0, 2, 0]
+    assert counts["n_connected_vesicles"].tolist() == [1, 0, 1, 0]
+    assert counts["n_tethers"].tolist() == [0, 2, 0, 0]
+    # a label volume gives the same ids (0, the background, left out)
+    volume = np.array([[0, 1, 2], [3, 4, 4]])
+    pd.testing.assert_frame_equal(count_per_vesicle(found, volume), count_per_vesicle(found, ids))
+    true_counts = count_per_vesicle(truth, ids)
+    errors = count_errors(count_per_vesicle(found, ids), true_counts)
+    assert (errors["connectors_true"], errors["connectors_found"]) == (2, 4)
+    assert errors["connectors_mae"] == 0.5 and errors["connectors_bias"] == 0.5
+    assert errors["connectors_exact"] == 0.5
+    assert errors["tethers_mae"] == 0.75 and errors["tethers_bias"] == 0.25
+    assert errors["tethers_exact"] == 0.5
+    assert errors["exact"] == 0.25 and errors["n_vesicles"] == 4  # only vesicle 4 is right
+    partners = count_errors(count_per_vesicle(found, ids), true_counts, ["n_connected_vesicles"])
+    assert partners["connected_vesicles_exact"] == 1.0
+    # a vesicle missing from the found table counts 0 there
+    missing = count_errors(count_per_vesicle(found, [1, 2, 3]), true_counts)
+    assert missing["n_vesicles"] == 4 and missing["connectors_mae"] == 0.5
+
+
+def test_tethered_and_connected_fractions_per_distance_bin():
+    from analysis.active_zone import filaments_by_distance
+
+    vesicles = pd.DataFrame(
+        {
+            "az_membrane_distance_nm": [0.0, 3.0, 7.0, 30.0, 100.0],
+            "n_tethers": [1, 0, 2, 0, 0],
+            "n_connectors": [0, 1, 1, 3, 0],
+        }
+    )
+    out = filaments_by_distance(vesicles, bins_nm=(0, 5, 10, 45, 250, 300))
+    assert out["n_vesicles"].tolist() == [2, 1, 1, 1, 0]
+    np.testing.assert_allclose(out["tethered"][:4], [0.5, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(out["connected"][:4], [0.5, 1.0, 1.0, 0.0])
+    np.testing.assert_allclose(out["tethers_per_vesicle"][:4], [0.5, 2.0, 0.0, 0.0])
+    np.testing.assert_allclose(out["connectors_per_vesicle"][:4], [0.5, 1.0, 3.0, 0.0])
+    assert np.isnan(out["tethered"].iloc[4])  # an empty bin has no fraction
 
 
 def test_the_active_zone_command_writes_its_tables(tmp_path, capsys):
@@ -225,12 +317,23 @@ def test_one_run_gives_the_precision_recall_curve_of_shorter_threshold_series():
         read_tomogram(files["region_mask"]).data > 0,
         tomo.voxel_size_nm,
     )
-    full = find_filaments(*inputs).table
+    # piece by piece (unmerged): the short series finds exactly the darker pieces
+    full = find_filaments(*inputs, merge_nm=None).table
     stop = -2.2
-    short = find_filaments(*inputs, thresholds=[t for t in DEFAULT_THRESHOLDS if t <= stop])
+    series = [t for t in DEFAULT_THRESHOLDS if t <= stop]
+    short = find_filaments(*inputs, thresholds=series, merge_nm=None)
     subset = full[full["threshold"] <= stop].reset_index(drop=True)
     columns = ["kind", "vesicle_a", "vesicle_b", "threshold", "volume_nm3"]
     pd.testing.assert_frame_equal(short.table[columns], subset[columns])
+    # merged, a filament takes its darkest piece's threshold: the same pairs either way
+    merged = find_filaments(*inputs).table
+    pairs = ["kind", "vesicle_a", "vesicle_b", "threshold"]
+    short_merged = find_filaments(*inputs, thresholds=series).table
+    kept = merged[merged["threshold"] <= stop]
+    assert sorted(map(tuple, short_merged[pairs].to_numpy())) == sorted(
+        map(tuple, kept[pairs].to_numpy())
+    )
+    assert merged["n_pieces"].sum() == len(full) and merged["n_pieces"].max() > 1
     truth = pd.read_csv(files["filaments"])
     curve = filament_curve(full, truth)
     assert curve["max_threshold"].is_monotonic_increasing

@@ -2,10 +2,11 @@
 
 :mod:`.distances`: distances of vesicle centres and membranes to the active-zone (AZ)
 membrane, layers one voxel thick parallel to it with their vesicle occupancy, and counts of
-proximal vesicles in distance bins. :mod:`.filaments`: connectors (vesicle–vesicle) and tethers
-(vesicle–AZ) by hierarchical connectivity segmentation of the densities between them, each
-pair checked along straight paths across its gap (:mod:`.paths`) against a cut that follows
-the tomogram's membrane contrast (:mod:`.cuts`).
+proximal vesicles in distance bins, and the tethered and connected ones among them.
+:mod:`.filaments`: connectors (vesicle–vesicle) and tethers (vesicle–AZ) by hierarchical
+connectivity segmentation of the densities between them, each pair checked along straight
+paths across its gap (:mod:`.paths`) against a cut that follows the tomogram's membrane
+contrast (:mod:`.cuts`), the pieces between the same two boundaries one filament.
 """
 
 from analysis.active_zone.analyse import (
@@ -18,6 +19,7 @@ from analysis.active_zone.cuts import membrane_contrast, path_cuts
 from analysis.active_zone.distances import (
     DEFAULT_BINS_NM,
     az_distance_map,
+    filaments_by_distance,
     layer_profile,
     layers,
     proximal_counts,
@@ -25,6 +27,7 @@ from analysis.active_zone.distances import (
 )
 from analysis.active_zone.filaments import (
     DEFAULT_MAX_PATH_GREY,
+    DEFAULT_MERGE_NM,
     DEFAULT_THRESHOLDS,
     FILAMENT_COLUMNS,
     Filaments,
@@ -42,11 +45,13 @@ __all__ = [
     "read_mask",
     "DEFAULT_BINS_NM",
     "DEFAULT_MAX_PATH_GREY",
+    "DEFAULT_MERGE_NM",
     "DEFAULT_THRESHOLDS",
     "FILAMENT_COLUMNS",
     "Filaments",
     "az_distance_map",
     "count_per_vesicle",
+    "filaments_by_distance",
     "find_filaments",
     "layer_profile",
     "layers",

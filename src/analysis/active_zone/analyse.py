@@ -6,13 +6,13 @@ traced along the membrane for the AZ, closed outlines for the region) and writes
 
 ``STEM_az_vesicles.csv``
     per vesicle: centre, radius, distances to the AZ (centre and membrane, nm), layer of the
-    centre, numbers of connectors and tethers;
+    centre, numbers of connectors (and of the vesicles they lead to) and of tethers;
 ``STEM_layers.csv``
     per 1-voxel layer parallel to the AZ: distance, voxels, vesicle volume fraction, counts;
 ``STEM_proximal.csv``
     vesicles per distance bin from the AZ (nm);
 ``STEM_filaments.csv`` and ``STEM_filaments.mrc``
-    one row / one label per connector or tether;
+    one row / one label per connector or tether (its pieces merged: ``n_pieces``);
 
 all through temporary files renamed together at the end.
 """
@@ -118,9 +118,8 @@ def analyse_active_zone(
     )
     table["layer"] = layer_volume[tuple(centre_voxels(table, labels.shape).T)]
     table = table.merge(filaments.per_vesicle, on="vesicle_id", how="left")
-    table[["n_connectors", "n_tethers"]] = (
-        table[["n_connectors", "n_tethers"]].fillna(0).astype(int)
-    )
+    counts = ["n_connectors", "n_connected_vesicles", "n_tethers"]
+    table[counts] = table[counts].fillna(0).astype(int)
     return ActiveZone(
         vesicles=table,
         layers=layer_profile(layer_volume, labels, vesicles, voxel_size_nm),

@@ -164,3 +164,44 @@ def proximal_counts(distances_nm, bins_nm=DEFAULT_BINS_NM) -> pd.DataFrame:
             "cumulative": np.cumsum(counts),
         }
     )
+
+
+def filaments_by_distance(vesicles: pd.DataFrame, bins_nm=DEFAULT_BINS_NM) -> pd.DataFrame:
+    """Tethered and connected vesicles in each distance bin from the AZ, as Pyto sums them up.
+
+    Parameters
+    ----------
+    vesicles : pandas.DataFrame
+        Per vesicle ``az_membrane_distance_nm``, ``n_tethers`` and ``n_connectors`` (the
+        ``vesicles`` table of :func:`analysis.active_zone.analyse_active_zone`).
+    bins_nm : sequence of float
+        Bin edges (nm), as for :func:`proximal_counts`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per bin: ``from_nm``, ``to_nm``, ``n_vesicles``, ``tethered`` and
+        ``connected`` (fractions of its vesicles with at least one tether / connector; NaN
+        for an empty bin) and ``tethers_per_vesicle``, ``connectors_per_vesicle`` (means).
+    """
+    distance = vesicles["az_membrane_distance_nm"].to_numpy(float)
+    edges = np.asarray(bins_nm, dtype=float)
+
+    def total(weights):
+        return np.histogram(distance, bins=edges, weights=np.asarray(weights, float))[0]
+
+    n = np.histogram(distance, bins=edges)[0]
+    tethers = vesicles["n_tethers"].to_numpy(float)
+    connectors = vesicles["n_connectors"].to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame(
+            {
+                "from_nm": edges[:-1],
+                "to_nm": edges[1:],
+                "n_vesicles": n,
+                "tethered": total(tethers > 0) / n,
+                "connected": total(connectors > 0) / n,
+                "tethers_per_vesicle": total(tethers) / n,
+                "connectors_per_vesicle": total(connectors) / n,
+            }
+        )

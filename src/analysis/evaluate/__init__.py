@@ -3,11 +3,13 @@
 Voxel overlap (:mod:`.metrics`: Dice of the final labels, soft Dice of the network's map),
 per-vesicle detection (:mod:`.matching`: a true vesicle is found when a predicted centre lies
 inside it, one-to-one by the Hungarian algorithm; precision, recall, F1; diameter deviation
-δd and centre error Δc) and the per-tomogram and summary tables (:mod:`.report`).
+δd and centre error Δc; connectors and tethers by the pairs they join, and per-vesicle counts
+of them against the truth) and the per-tomogram and summary tables (:mod:`.report`).
 """
 
 from analysis.evaluate.matching import (
     MATCH_COLUMNS,
+    count_errors,
     detection_scores,
     filament_curve,
     filament_detection,
@@ -29,6 +31,7 @@ __all__ = [
     "MATCH_COLUMNS",
     "REFERENCE",
     "SCORE_KEYS",
+    "count_errors",
     "detection_scores",
     "dice_score",
     "evaluate_files",

@@ -206,6 +206,50 @@ def filament_detection(
     return scores
 
 
+def count_errors(
+    found: pd.DataFrame, truth: pd.DataFrame, columns=("n_connectors", "n_tethers")
+) -> dict[str, float]:
+    """Per-vesicle counts against the truth: what a table of counts per vesicle gets wrong.
+
+    Parameters
+    ----------
+    found, truth : pandas.DataFrame
+        ``vesicle_id`` and the count ``columns``, one row per vesicle (e.g.
+        :func:`analysis.active_zone.count_per_vesicle` of the found filaments and of the true
+        ones); a vesicle missing from one table counts 0 there.
+    columns : sequence of str
+        The counts compared.
+
+    Returns
+    -------
+    dict
+        For each column, its name without ``n_`` (``connectors``, …) followed by ``_true``
+        and ``_found`` (sums over the vesicles: a connector counts at both ends), ``_mae`` (mean absolute error per vesicle), ``_bias`` (mean
+        of found − true) and ``_exact`` (fraction of vesicles with the true count); ``exact``
+        (fraction with every count right) and ``n_vesicles``.
+    """
+    columns = list(columns)
+    both = truth[["vesicle_id", *columns]].merge(
+        found[["vesicle_id", *columns]], on="vesicle_id", how="outer", suffixes=("_t", "_f")
+    )
+    both = both.fillna(0)
+    scores: dict[str, float] = {}
+    right = np.ones(len(both), bool)
+    for column in columns:
+        t, f = both[f"{column}_t"].to_numpy(float), both[f"{column}_f"].to_numpy(float)
+        name = column.removeprefix("n_")
+        error = f - t
+        right &= error == 0
+        scores[f"{name}_true"] = int(t.sum())
+        scores[f"{name}_found"] = int(f.sum())
+        scores[f"{name}_mae"] = float(np.abs(error).mean()) if len(both) else 0.0
+        scores[f"{name}_bias"] = float(error.mean()) if len(both) else 0.0
+        scores[f"{name}_exact"] = float((error == 0).mean()) if len(both) else 1.0
+    scores["exact"] = float(right.mean()) if len(both) else 1.0
+    scores["n_vesicles"] = len(both)
+    return scores
+
+
 def filament_curve(
     found: pd.DataFrame,
     truth: pd.DataFrame,
