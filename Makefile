@@ -12,6 +12,12 @@ PY := $(VENV)/bin/python
 #   make test TORCH_SPEC="torch==2.5.1 --index-url https://download.pytorch.org/whl/cpu"
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# CryoVesNet's published weights (GPL-3, never part of this repository) where this machine keeps
+# a copy beside the project, as the developers' and CI's shared folder does: the tests on the
+# real weights and the book's comparisons with the published network use it; elsewhere they
+# skip or download it (see analysis.cryovesnet.fetch_cryovesnet).
+ANALYSIS_CRYOVESNET_H5 ?= $(wildcard $(CURDIR)/../shared/cryovesnet/weights.h5)
+export ANALYSIS_CRYOVESNET_H5
 # pip on some machines prints a warning for every missing mirror folder; hide only those lines.
 QUIET_PIP := grep -v "is ignored: it is neither a file nor a directory" || true
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -10,17 +13,39 @@ from scipy import ndimage, special
 from analysis.cryovesnet import (
     CONVOLUTIONS,
     CRYOVESNET_NORMALISATION,
+    CRYOVESNET_SHA256,
+    LOCAL_WEIGHTS_VARIABLE,
     convert_cryovesnet,
     fetch_cryovesnet,
     load_keras_weights,
     sha256,
 )
+from analysis.errors import InputFileError
+
+#: The published weights, where this machine has them (developers' and CI's shared folder,
+#: or a copy named by ANALYSIS_CRYOVESNET_H5); tests that need them skip elsewhere.
+PUBLISHED_H5 = next(
+    (
+        p
+        for p in (
+            Path(os.environ.get(LOCAL_WEIGHTS_VARIABLE) or "/nonexistent"),
+            Path(__file__).resolve().parents[2] / "shared" / "cryovesnet" / "weights.h5",
+        )
+        if p.is_file()
+    ),
+    None,
+)
+needs_published = pytest.mark.skipif(
+    PUBLISHED_H5 is None, reason="the published CryoVesNet weights.h5 is not on this machine"
+)
 
 
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(tmp_path, monkeypatch):
-    """Converted weights go to the test's folder, not the user's cache."""
+    """Converted weights go to the test's folder, not the user's cache; no local copy of the
+    published weights is used unless a test names one."""
     monkeypatch.setenv("ANALYSIS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(LOCAL_WEIGHTS_VARIABLE, raising=False)
 
 
 IN_CHANNELS = {
@@ -218,3 +243,41 @@ def test_availability_is_a_path_or_the_reason(tmp_path, monkeypatch):
     convert_cryovesnet(tmp_path / "weights.h5", tmp_path / "cache" / "cryovesnet.pt")
     path, reason = cryovesnet.cryovesnet_if_available()
     assert path == tmp_path / "cache" / "cryovesnet.pt" and reason == ""
+
+
+def test_a_local_copy_named_by_the_variable_is_checked(tmp_path, monkeypatch):
+    make_keras_h5(tmp_path / "weights.h5")
+    monkeypatch.setenv(LOCAL_WEIGHTS_VARIABLE, str(tmp_path / "weights.h5"))
+    with pytest.raises(InputFileError, match="not the published network"):
+        fetch_cryovesnet(tmp_path / "c1")
+    monkeypatch.setenv(LOCAL_WEIGHTS_VARIABLE, str(tmp_path / "missing.h5"))
+    with pytest.raises(InputFileError, match="ANALYSIS_CRYOVESNET_H5"):
+        fetch_cryovesnet(tmp_path / "c2")
+    monkeypatch.setenv(LOCAL_WEIGHTS_VARIABLE, str(tmp_path / "weights.h5"))
+    checkpoint = fetch_cryovesnet(tmp_path / "c3", expected_sha256=sha256(tmp_path / "weights.h5"))
+    assert checkpoint == tmp_path / "c3" / "cryovesnet.pt" and checkpoint.exists()
+
+
+@needs_published
+def test_the_published_weights_segment_a_generated_tomogram(tmp_path, monkeypatch, capsys):
+    """``--model cryovesnet`` with the real file: the network trained on real synaptosomes
+    finds the vesicles of the quick held-out synthetic tomogram (generator v3, seed 301)."""
+    import json
+
+    from analysis.cli import main
+    from analysis.synthetic import example_files
+
+    assert sha256(PUBLISHED_H5) == CRYOVESNET_SHA256
+    monkeypatch.setenv(LOCAL_WEIGHTS_VARIABLE, str(PUBLISHED_H5))
+    files = example_files("test", seed=301, quick=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert (
+        main(["segment", str(files["tomogram"]), "--out", str(out), "--model", "cryovesnet"]) == 0
+    )
+    stem = files["tomogram"].stem
+    capsys.readouterr()
+    args = ["evaluate", "--pred", str(out / f"{stem}_labels.mrc"), "--truth", str(files["labels"])]
+    assert main([*args, "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scores["f1"] >= 0.85 and scores["dice"] >= 0.75

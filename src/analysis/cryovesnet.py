@@ -36,6 +36,9 @@ CRYOVESNET_SHA256 = "495748b7ad5daaa0f8895b49497798a9331a70ce84b3a227c7e387a930f
 #: Voxel size (nm) and input normalisation of the published network.
 CRYOVESNET_VOXEL_SIZE_NM = 2.2
 CRYOVESNET_NORMALISATION = {"method": "zscore", "blur_sigma_vox": 1.0}
+#: Environment variable naming a local copy of the published ``weights.h5`` to use instead of
+#: downloading it.
+LOCAL_WEIGHTS_VARIABLE = "ANALYSIS_CRYOVESNET_H5"
 
 #: Keras convolution names in network order, with their input and output channels
 #: (the first convolution of each up level takes the upsampled and the skip maps together).
@@ -211,9 +214,11 @@ def fetch_cryovesnet(
 ) -> Path:
     """The converted CryoVesNet checkpoint, downloading and converting it on first use.
 
-    Returns the path of ``cryovesnet.pt`` in the cache. The download is checked against
-    ``expected_sha256``; without internet the error says where to get the file by hand
-    (then pass the ``.h5`` path as the model).
+    Returns the path of ``cryovesnet.pt`` in the cache. A copy of the published ``.h5`` named
+    by the environment variable :data:`LOCAL_WEIGHTS_VARIABLE` is used instead of the download
+    (a lab's shared copy, or a machine without internet). Either is checked against
+    ``expected_sha256``; without internet the error says where to get the file by hand (then
+    pass the ``.h5`` path as the model, or name it in the variable).
     """
     from analysis.io import atomic_output
 
@@ -222,6 +227,16 @@ def fetch_cryovesnet(
     if checkpoint.exists():
         return checkpoint
     cache.mkdir(parents=True, exist_ok=True)
+    local = os.environ.get(LOCAL_WEIGHTS_VARIABLE, "")
+    if local:
+        h5 = Path(local)
+        if not h5.is_file():
+            raise InputFileError(h5, f"no such file (named by {LOCAL_WEIGHTS_VARIABLE})")
+        if sha256(h5) != expected_sha256:
+            raise InputFileError(
+                h5, f"is not the published network: SHA-256 differs from {expected_sha256[:12]}…"
+            )
+        return convert_cryovesnet(h5, checkpoint)
     h5 = cache / "cryovesnet_weights.h5"
     if not h5.exists():
         try:
