@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 
 from analysis.cli import EXIT_BAD_INPUT, main
 from analysis.io import read_tomogram, write_mrc, write_vesicle_model
@@ -96,6 +97,23 @@ def test_synth_writes_the_design_file_names(tmp_path, capsys):
     tomo = read_tomogram(out / "synthetic_01.mrc")
     assert tomo.shape == (32, 64, 64) and tomo.voxel_size_nm == 2.2
     assert main(["synth", str(tmp_path / "no" / "such" / "dir")]) == EXIT_BAD_INPUT
+
+
+def test_synth_varied_writes_tomograms_of_their_own_conditions(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "varied"
+    args = ["synth", str(out), "--varied", "--n", "2", "--shape", "32", "64", "64"]
+    assert main([*args, "--seed", "10001", "--voxel-size-nm", "2.5"]) == 0
+    drawn = [json.loads((out / f"synthetic_0{i}_conditions.json").read_text()) for i in (1, 2)]
+    assert [d["seed"] for d in drawn] == [10001, 10002]
+    assert drawn[0]["microscope.defocus_um"] != drawn[1]["microscope.defocus_um"]
+    for i in (1, 2):
+        tomo = read_tomogram(out / f"synthetic_0{i}.mrc")
+        labels = read_tomogram(out / f"synthetic_0{i}_labels.mrc", check_finite=False)
+        assert tomo.shape == labels.shape == (32, 64, 64) and tomo.voxel_size_nm == 2.5
+        table = pd.read_csv(out / f"synthetic_0{i}_vesicles.csv")
+        assert set(np.unique(labels.data)) - {0} <= set(table["vesicle_id"])
 
 
 def test_train_then_resume_from_the_command_line(tmp_path, capsys):

@@ -167,11 +167,19 @@ def synth(
     ] = 160,
     snr: Annotated[float, typer.Option(help="Signal-to-noise ratio of each tilt image.")] = 0.5,
     defocus_um: Annotated[float, typer.Option(help="Defocus (µm, negative = underfocus).")] = -8.0,
+    varied: Annotated[
+        bool,
+        typer.Option(
+            help="Draw specimen and imaging per tomogram (analysis.synthetic.variety); "
+            "only --shape and --voxel-size-nm of the output apply."
+        ),
+    ] = False,
 ) -> None:
     """Write synthetic synapse tomograms with exact truth and simulated IMOD annotations.
 
     Per tomogram: NAME.mrc, NAME_labels.mrc, NAME_manual.mod, NAME_vesicles.csv,
-    NAME_az_mask.mrc, NAME_region_mask.mrc, NAME_filaments.csv.
+    NAME_az_mask.mrc, NAME_region_mask.mrc, NAME_filaments.csv. With --varied: NAME.mrc,
+    NAME_labels.mrc, NAME_vesicles.csv and NAME_conditions.json (what was drawn).
     """
     from tqdm import tqdm
 
@@ -179,6 +187,16 @@ def synth(
 
     if not outdir.parent.exists():
         raise InputFileError(outdir, f"parent folder {outdir.parent} does not exist")
+    if varied:
+        from analysis.synthetic import variety
+
+        for i in tqdm(range(n), desc="varied synthetic tomograms", disable=n == 1):
+            stem = f"{name}_{i + 1:02d}"
+            cond = variety.draw_conditions(seed + i, tuple(shape), voxel_size_nm)
+            synapse = variety.make_varied_synapse(seed + i, cond)
+            variety.write_varied_synapse(synapse, outdir, stem)
+            typer.echo(f"{outdir / stem}.mrc")
+        return
     # scale the vesicle count with the volume so that the packing density stays the same
     scale = (shape[0] * shape[1] * shape[2]) / (128 * 256 * 256)
     geometry = SynapseGeometry(
