@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.image import imread
 
@@ -125,3 +126,27 @@ def test_vesicles_3d_places_one_marker_per_vesicle_in_nm():
     x, z, y = vesicles._offsets3d
     assert list(x) == [10.0, 12.0] and list(z) == [2.0, 4.0] and list(y) == [6.0, 8.0]
     assert len(fig.axes) == 2  # the plot and its colour bar
+
+
+def test_score_heatmap_puts_each_score_in_its_cell():
+    import pandas as pd
+
+    summary = pd.DataFrame(
+        {
+            "simulator": ["testsim", "testsim", "testsim", "testsim"],
+            "row": ["nominal", "nominal", "tilt50", "tilt50"],
+            "network": ["a", "b", "a", "b"],
+            "f1": [0.91, 0.5, 0.25, 1.0],
+        }
+    )
+    fig = plotting.score_heatmap(summary, row_labels={"tilt50": "tilt ±50°"})
+    ax = fig.axes[0]
+    cells = {t.get_text() for t in ax.texts}
+    assert cells == {"0.91", "0.50", "0.25", "1.00"}
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "testsim: nominal",
+        "testsim: tilt ±50°",
+    ]
+    image = ax.images[0].get_array()
+    assert image[1, 0] == 0.25 and image[0, 1] == 0.5
+    plt.close(fig)

@@ -452,3 +452,34 @@ def vesicles_3d(table, *, colour_by: str | None = None, membrane=None, voxel_siz
     ax.set_ylabel("z (nm)")
     ax.set_zlabel("y (nm), away from the AZ")
     return ax.figure
+
+
+def score_heatmap(summary, metric: str = "f1", *, row_labels=None, ax=None, vmin: float = 0.5):
+    """A heat map of one score per (simulator, row) and network, e.g. the cross-domain matrix.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        Long table with columns ``simulator``, ``row``, ``network`` and ``metric``
+        (``benchmarks/cross_domain.py`` writes one).
+    metric : str
+        Column to show; the cells are annotated with it to two decimals.
+    row_labels : mapping, optional
+        Display name per row name.
+    vmin : float
+        Lower end of the colour scale (scores below it share its colour).
+    """
+    table = summary.pivot_table(
+        index=["simulator", "row"], columns="network", values=metric, sort=False
+    )
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 + 1.3 * table.shape[1], 0.8 + 0.32 * len(table)))
+    image = ax.imshow(table.to_numpy(), cmap="RdYlGn", vmin=vmin, vmax=1.0, aspect="auto")
+    for (i, j), value in np.ndenumerate(table.to_numpy()):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
+    names = [f"{sim}: {(row_labels or {}).get(row, row)}" for sim, row in table.index.to_list()]
+    ax.set_yticks(range(len(table)), names, fontsize=8)
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=30, ha="right")
+    ax.figure.colorbar(image, ax=ax, label=metric, fraction=0.04)
+    return ax.figure
