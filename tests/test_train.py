@@ -56,6 +56,12 @@ def test_a_tiny_network_overfits_one_small_volume(tmp_path):
     assert meta["normalisation"]["method"] == "percentile"
 
 
+def test_validation_every_few_epochs_and_after_the_last(tmp_path):
+    _, history = _fit(tmp_path / "m.pt", _cfg(epochs=5, steps_per_epoch=2, val_every=2))
+    measured = [np.isfinite(h["val_dice"]) for h in history]
+    assert measured == [False, True, False, True, True]
+
+
 def _fit(path, config, **kwargs):
     """Train the tiny network on the toy volume (validated on itself)."""
     vol = _toy_volume(shape=kwargs.pop("shape", (24, 32, 32)))

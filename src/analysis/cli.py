@@ -245,6 +245,9 @@ def train_command(
     ] = "robust",
     epochs: Annotated[int, typer.Option()] = 30,
     steps_per_epoch: Annotated[int, typer.Option()] = 60,
+    val_every: Annotated[
+        int, typer.Option(help="Validate every this many epochs (and after the last).")
+    ] = 1,
     batch_size: Annotated[int, typer.Option()] = 4,
     patch_size: Annotated[int, typer.Option(help="Cubic patch edge (voxels).")] = 48,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
@@ -317,6 +320,7 @@ def train_command(
         seed=seed,
         device=device,
         augment_level=augment_level,
+        val_every=val_every,
     )
     description = {
         "train": [Path(t).name for t, _ in pairs],
@@ -643,6 +647,104 @@ def active_zone(
         + (f" (straight-path cuts, SD: {tested})" if tested else "")
         + f"; tables in {out}"
     )
+
+
+@app.command()
+def compare(
+    study: Annotated[
+        Path,
+        typer.Argument(
+            help="Study table (CSV): tomogram, group, az_mask, region_mask; optional labels "
+            "(vesicle labels instead of segmenting), voxel_size_nm. Two groups."
+        ),
+    ],
+    out: OutFolderOpt,
+    scheduler: Annotated[
+        str, typer.Option(help="local, slurm, or the address of a running Dask scheduler.")
+    ] = "local",
+    workers: Annotated[int, typer.Option(help="Local worker processes, or SLURM jobs.")] = 2,
+    threads_per_worker: Annotated[int, typer.Option(help="Threads per worker.")] = 1,
+    model: ModelOpt = None,
+    method: Annotated[
+        str, typer.Option(help="Control over the distance bins: holm or fdr_bh.")
+    ] = "holm",
+    n_boot: Annotated[int, typer.Option(help="Hierarchical bootstrap replicates.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and permutations.")] = 0,
+    figures: Annotated[bool, typer.Option(help="Also draw the figures (PNG).")] = True,
+    force: Annotated[bool, typer.Option(help="Redo tomograms whose outputs exist.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compare two groups of tomograms: segment and analyse each (Dask, resumable), pool the
+    tables, test with the synapse as the unit, draw the figures."""
+    from analysis import stats
+    from analysis.batch import ClusterSpec, check_study_outputs, run_study, silence_dask_logs
+
+    if method not in ("holm", "fdr_bh"):
+        raise typer.BadParameter(f"holm or fdr_bh, not {method!r}", param_hint="--method")
+    table = stats.read_study(study)  # every check before any work
+    items = stats.study_items(table)
+    check_study_outputs(items, out)
+    _output_folder(out)
+    if not logging.getLogger("analysis").isEnabledFor(logging.INFO):
+        silence_dask_logs()
+    options = {"segment": {"model": str(model) if model else None, "predict_options": {}}}
+    options["segment"]["predict_options"]["progress"] = False
+    spec = ClusterSpec(scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker)
+    summary = run_study(items, out, spec=spec, options=options, force=force, progress=not quiet)
+    failed = summary[summary["status"] == "failed"]
+    for row in failed.itertuples():
+        typer.echo(f"failed: {row.error}", err=True)
+    if len(failed):
+        raise typer.Exit(1)
+    pooled = stats.read_pooled(table, out)
+    report = stats.compare_study(
+        pooled["vesicles"],
+        pooled["filaments"],
+        pooled["layers"],
+        method=method,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    report |= {f"pooled_{role}": t for role, t in pooled.items()}
+    stats.write_report(report, out)
+    if figures:
+        _compare_figures(report, out, seed)
+    tests = report["statistics"].set_index(["measure", "test"])
+    for measure in ("n_proximal", "tethered", "connected"):
+        r = tests.loc[(measure, "welch")]
+        typer.echo(
+            f"{measure}: {r.group_a} {r.value_a:.3g}, {r.group_b} {r.value_b:.3g}, difference "
+            f"{r.effect:.3g} (95% CI {r.ci_low:.3g} to {r.ci_high:.3g}), p = {r.p:.3g} "
+            f"(Welch, {r.n_a:.0f} + {r.n_b:.0f} synapses)"
+        )
+    typer.echo(
+        f"{out}: pooled tables, statistics.csv, statistics_by_bin.csv"
+        + (", figures" if figures else "")
+    )
+
+
+def _compare_figures(report: dict, out: Path, seed: int) -> None:
+    """The figures of ``analysis compare``, each written atomically."""
+    import matplotlib.pyplot as plt
+
+    from analysis import plotting
+    from analysis.io import atomic_output
+    from analysis.stats import MEASURES
+
+    shown = {m: MEASURES[m] for m in ("n_proximal", "tethered", "connected")}
+    figures = {
+        "per_synapse.png": plotting.synapse_points(report["per_synapse"], shown, seed=seed),
+        "by_distance.png": plotting.fractions_by_distance(
+            report["per_synapse_bins"],
+            {"tethered": "fraction tethered", "connected": "fraction connected"},
+            seed=seed,
+        ),
+        "density.png": plotting.density_profiles(report["per_synapse_density"], seed=seed),
+    }
+    for name, fig in figures.items():
+        with atomic_output(out / name) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+        plt.close(fig)
 
 
 fetch_app = typer.Typer(

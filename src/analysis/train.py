@@ -125,6 +125,9 @@ class TrainConfig:
     #: "robust" adds Fourier and intensity augmentation to "physics" (see analysis.augment)
     augment_level: str = "robust"
     val_patch_size: int = 64
+    #: validate every this many epochs (and after the last): whole-tomogram validation can
+    #: cost as much as an epoch's steps on a CPU
+    val_every: int = 1
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # mixed precision, used on CUDA only
@@ -368,7 +371,10 @@ def train(
             step += 1
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
-        val = validation_dice(model, val_volumes, cfg.val_patch_size, device)
+        if epoch % max(cfg.val_every, 1) == 0 or epoch == cfg.epochs:
+            val = validation_dice(model, val_volumes, cfg.val_patch_size, device)
+        else:
+            val = float("nan")
         history.append(
             {
                 "epoch": epoch,
