@@ -1,0 +1,280 @@
+"""Does a network hold on tomograms it has not seen the physics of? The cross-domain matrix.
+
+Rows are single-factor and combined shifts of a nominal tomogram (tilt range, defocus, noise,
+voxel size, reconstruction and post-filters, byte storage, cytoplasm, distractors, gold), made
+by two simulators:
+
+* ``testsim`` — :mod:`analysis.testsim`, an independent simulator (its own density model,
+  Fourier-slice projector, 2-D astigmatic CTF, Poisson noise) that no network here was trained
+  on: its rows measure generalisation;
+* ``generator`` — the project's generator (:mod:`analysis.synthetic`, v3 specimen and imaging
+  with one thing changed, 96 × 192 × 192 voxels at 2.2 nm, 67 vesicles). Its physics is what
+  the package's networks were trained on, so its rows are self-referential: they show
+  interpolation inside one renderer, not generalisation.
+
+Columns are networks, all run through the same pipeline (rescaling, tiled inference,
+post-processing): by default the first shipped network (trained on the v3 generator only,
+taken from git history), the shipped one, and CryoVesNet's published network (trained on real
+synaptosomes) where ``../shared/cryovesnet/weights.h5`` exists. Scores are against the exact
+truth: final-label Dice, and vesicle precision, recall and F1, pooled over the seeds of a row
+(two per row, 40001–40002 for the generator, 9101–9102 for testsim: never used in training),
+ignoring the vesicles centred within 10 nm of a face (:data:`BORDER_NM`).
+
+Scores are cached per (row, seed, network file, simulator version) in ``--cache``, so a run
+with a new network computes only its column. Run:
+
+    .venv/bin/python benchmarks/cross_domain.py
+    .venv/bin/python benchmarks/cross_domain.py --network candidate=data/cache/x.pt --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import testsim
+from analysis.evaluate import evaluate_segmentation
+from analysis.inference import predict
+from analysis.model import load_model
+from analysis.postprocess import segment_vesicles
+from analysis.synthetic import GENERATOR_VERSION, SynapseGeometry, make_synapse
+from analysis.synthetic.imaging import Microscope
+from analysis.synthetic.scene import Scene
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED = ROOT.parent / "shared" / "cryovesnet" / "weights.h5"
+#: the last commit whose shipped network was trained on the v3 generator alone
+FIRST_NETWORK_COMMIT = "779b3ca"
+SEEDS = {"generator": (40001, 40002), "testsim": (9101, 9102)}
+NOMINAL_SHAPE = (96, 192, 192)
+_DENSE = Scene(field_amplitude=0.2, field_correlation_nm=15.0, field_exponent=2.0, n_actin=15)
+_DISTRACT = Scene(n_dense_core=2, n_coated=2, n_endosomes=1, n_er_tubules=2, cristae=True)
+
+#: Generator rows: name -> (description, geometry overrides, microscope overrides).
+GENERATOR_SHIFTS = {
+    "nominal": ("nominal: ±60° in 2°, defocus −8 µm, SNR 0.5, 2.2 nm", {}, {}),
+    "tilt50": ("tilt ±50°", {}, {"tilt_min_deg": -50.0, "tilt_max_deg": 50.0}),
+    "tilt40": ("tilt ±40°", {}, {"tilt_min_deg": -40.0, "tilt_max_deg": 40.0}),
+    "tilt_asym": ("asymmetric tilt −45/+60°", {}, {"tilt_min_deg": -45.0}),
+    "defocus3": ("defocus −3 µm", {}, {"defocus_um": -3.0}),
+    "defocus5": ("defocus −5 µm", {}, {"defocus_um": -5.0}),
+    "defocus12": ("defocus −12 µm", {}, {"defocus_um": -12.0}),
+    "snr0p15": ("SNR 0.15 per image", {}, {"snr": 0.15}),
+    "snr2": ("SNR 2 per image", {}, {"snr": 2.0}),
+    "voxel1p4": ("voxel 1.4 nm", {"voxel_size_nm": 1.4}, {}),
+    "voxel3p0": ("voxel 3.0 nm", {"voxel_size_nm": 3.0}, {}),
+    "sirt": ("SIRT-like filter", {}, {"recon_filter": "sirt"}),
+    "gaussian": ("Gaussian post-filter, σ 1 voxel", {}, {"post_filter": "gaussian"}),
+    "nad": ("NAD post-filter", {}, {"post_filter": "nad"}),
+    "byte": ("8-bit quantisation", {}, {"quantise_bits": 8}),
+    "dense": (
+        "dense cytoplasm",
+        {"scene": _DENSE, "crowder_density_per_um3": 3e5, "crowder_sigma_nm": 4.0},
+        {},
+    ),
+    "distractors": ("organelles", {"scene": _DISTRACT}, {}),
+    "gold": ("10 nm gold beads", {"scene": Scene(n_gold=8)}, {}),
+    "combined_tilt50_defocus5_nad": (
+        "±50°, defocus −5 µm, NAD",
+        {},
+        {"tilt_min_deg": -50.0, "tilt_max_deg": 50.0, "defocus_um": -5.0, "post_filter": "nad"},
+    ),
+    "combined_dense_snr0p2_voxel1p6": (
+        "dense cytoplasm, organelles, SNR 0.2, voxel 1.6 nm",
+        {
+            "scene": dataclasses.replace(_DENSE, n_dense_core=2, n_endosomes=1, n_gold=4),
+            "crowder_density_per_um3": 3e5,
+            "crowder_sigma_nm": 4.0,
+            "voxel_size_nm": 1.6,
+        },
+        {"snr": 0.2},
+    ),
+}
+
+
+def generator_tomogram(name: str, seed: int, quick: bool = False):
+    """(tomogram, truth labels, voxel size) of generator row ``name``."""
+    _, geo, mic = GENERATOR_SHIFTS[name]
+    vs = geo.get("voxel_size_nm", 2.2)
+    shape = (48, 96, 96) if quick else NOMINAL_SHAPE
+    shape = tuple(int(round(n * 2.2 / vs)) for n in shape)
+    n_sv = int(round(160 * np.prod(shape) * (vs / 2.2) ** 3 / (128 * 256 * 256)))
+    geometry = SynapseGeometry(**{"shape": shape, "n_vesicles": n_sv, **geo})
+    synapse = make_synapse(geometry, Microscope(**mic), seed=seed)
+    return synapse.tomogram, synapse.phantom.labels, vs
+
+
+def testsim_tomogram(name: str, seed: int, quick: bool = False):
+    """(tomogram, truth labels, voxel size) of testsim row ``name``."""
+    params = testsim.shift_params(name)
+    if quick:
+        params = dataclasses.replace(params, shape=tuple(max(16, n // 2) for n in params.shape))
+    result = testsim.make_tomogram(params, seed)
+    return result.tomogram, result.labels, result.voxel_size_nm
+
+
+ROWS = {"generator": GENERATOR_SHIFTS, "testsim": testsim.SHIFTS}
+MAKERS = {"generator": generator_tomogram, "testsim": testsim_tomogram}
+VERSIONS = {"generator": GENERATOR_VERSION, "testsim": testsim.TESTSIM_VERSION}
+
+
+#: Vesicles whose visible part is centred within this distance of a face are not scored, in the
+#: truth or the prediction: both simulators cut vesicles by the faces (down to half-radius
+#: caps), and what is left of them is a matter of the volume's edge, not of the network.
+BORDER_NM = 10.0
+
+
+def interior(shape, voxel_size_nm: float, border_nm: float = BORDER_NM) -> np.ndarray:
+    """Boolean (z, y, x) mask: True further than ``border_nm`` from every face."""
+    margin = int(np.ceil(border_nm / voxel_size_nm))
+    mask = np.zeros(shape, bool)
+    mask[tuple(slice(margin, n - margin) for n in shape)] = True
+    return mask
+
+
+def score(model, tomogram, labels, voxel_size_nm) -> dict:
+    """Segment ``tomogram`` with ``model`` (network, metadata) and score it against ``labels``
+    inside :func:`interior`."""
+    probability = predict(tomogram, voxel_size_nm, model)
+    try:
+        found = segment_vesicles(probability, tomogram, voxel_size_nm).labels
+    except ValueError:  # nothing found at all
+        found = np.zeros_like(labels)
+    scores = evaluate_segmentation(
+        found,
+        labels,
+        voxel_size_nm,
+        probability=probability,
+        region_mask=interior(labels.shape, voxel_size_nm),
+    )
+    keys = ("dice", "mask_dice", "precision", "recall", "f1", "n_true", "n_pred", "n_matched")
+    return {k: float(scores[k]) for k in keys}
+
+
+def first_network(cache: Path) -> Path:
+    """The first shipped network (v3 generator only), extracted from git history."""
+    out = cache / f"sv_unet3d_{FIRST_NETWORK_COMMIT}.pt"
+    if not out.exists():
+        blob = subprocess.run(
+            ["git", "show", f"{FIRST_NETWORK_COMMIT}:src/analysis/weights/sv_unet3d.pt"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(blob)
+    return out
+
+
+def load(path: Path):
+    """(network, metadata) of a checkpoint or a Keras .h5 (converted once, cached)."""
+    from analysis.cryovesnet import resolve_model_name
+
+    return load_model(resolve_model_name(path))
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def run(networks: dict[str, Path], simulators, rows, quick: bool, cache: Path) -> pd.DataFrame:
+    """Score every network on every row and seed; cached scores are reused."""
+    cache.mkdir(parents=True, exist_ok=True)
+    loaded = {}
+    records = []
+    for sim in simulators:
+        for row in rows or ROWS[sim]:
+            if row not in ROWS[sim]:
+                continue
+            for seed in SEEDS[sim]:
+                tomo = None
+                for name, path in networks.items():
+                    key = f"{sim}_{row}_{seed}_{digest(path)}_v{VERSIONS[sim]}" + (
+                        "_quick" if quick else ""
+                    )
+                    hit = cache / f"{key}.json"
+                    if hit.exists():
+                        result = json.loads(hit.read_text())
+                    else:
+                        if tomo is None:
+                            tomo, labels, vs = MAKERS[sim](row, seed, quick)
+                        if name not in loaded:
+                            loaded[name] = load(path)
+                        started = time.perf_counter()
+                        result = score(loaded[name], tomo, labels, vs)
+                        result["seconds"] = round(time.perf_counter() - started, 1)
+                        hit.write_text(json.dumps(result))
+                    records.append(
+                        {"simulator": sim, "row": row, "seed": seed, "network": name, **result}
+                    )
+                    print(
+                        f"{sim:9s} {row:32s} {seed} {name:12s} "
+                        f"F1 {result['f1']:.3f} Dice {result['dice']:.3f}",
+                        flush=True,
+                    )
+    return pd.DataFrame.from_records(records)
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Pooled scores per (simulator, row, network): detections summed over seeds, Dice mean."""
+    grouped = table.groupby(["simulator", "row", "network"], sort=False)
+    out = grouped[["n_true", "n_pred", "n_matched"]].sum()
+    out["precision"] = out["n_matched"] / out["n_pred"].clip(lower=1)
+    out["recall"] = out["n_matched"] / out["n_true"].clip(lower=1)
+    out["f1"] = 2 * out["n_matched"] / (out["n_true"] + out["n_pred"]).clip(lower=1)
+    out["dice"] = grouped["dice"].mean()
+    return out.reset_index()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--network",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a column (repeat); default: first, shipped and published networks",
+    )
+    parser.add_argument("--simulator", nargs="+", default=["testsim", "generator"])
+    parser.add_argument("--rows", nargs="+", help="row names (default: all)")
+    parser.add_argument("--quick", action="store_true", help="half-size tomograms")
+    parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks/results/cross_domain")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cross_domain.csv")
+    args = parser.parse_args(argv)
+    cache = args.cache
+    if args.network:
+        networks = {k: Path(v) for k, v in (n.split("=", 1) for n in args.network)}
+    else:
+        networks = {
+            "first": first_network(cache),
+            "shipped": ROOT / "src/analysis/weights/sv_unet3d.pt",
+        }
+        if PUBLISHED.exists():
+            networks["published"] = PUBLISHED
+    table = run(networks, args.simulator, args.rows, args.quick, cache)
+    summary = summarise(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(args.out, index=False)
+    pd.set_option("display.width", 200)
+    for metric in ("f1", "dice"):
+        print(f"\n{metric} (pooled over seeds)")
+        print(
+            summary.pivot_table(
+                index=["simulator", "row"], columns="network", values=metric, sort=False
+            )
+            .round(3)
+            .to_string()
+        )
+    print(f"\nwritten: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
