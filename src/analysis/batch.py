@@ -11,6 +11,9 @@ a :class:`~distributed.LocalCluster` on this machine by default, a SLURM cluster
 - **reports**: a summary table (``batch_summary.csv`` in the output folder), one row per
   tomogram with ``status`` ``done`` / ``skipped`` / ``failed``, the error, seconds and the
   number of vesicles kept.
+
+:func:`run_study` does the same for the tomograms of a study table (``analysis compare``):
+segment + active-zone analysis per tomogram, resumable the same way.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.errors import InputFileError
-from analysis.io import atomic_output
+from analysis.io import atomic_output, tomogram_stem
 from analysis.pipeline import OUTPUT_SUFFIXES, output_paths
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 #: are left out: an IMOD project folder holds them beside the reconstruction (.rec).
 TOMOGRAM_SUFFIXES = (".mrc", ".rec", ".map", ".tif", ".tiff", ".zarr")
 SUMMARY_NAME = "batch_summary.csv"
+STUDY_SUMMARY_NAME = "study_summary.csv"
 SUMMARY_COLUMNS = ["tomogram", "status", "n_vesicles", "seconds", "error"]
 
 
@@ -223,9 +227,14 @@ def run_batch(
             todo.append(tomogram)
     if todo:  # nothing left to do needs no cluster (and as_completed would want one)
         rows += _run_on_cluster(todo, outdir, client, spec, options, retries, progress)
+    return _write_summary(rows, outdir / SUMMARY_NAME)
+
+
+def _write_summary(rows: list[dict], path: Path) -> pd.DataFrame:
+    """The summary table of a batch, by tomogram, written to ``path``."""
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     summary = summary.sort_values("tomogram", kind="stable").reset_index(drop=True)
-    with atomic_output(outdir / SUMMARY_NAME) as tmp:
+    with atomic_output(path) as tmp:
         summary.to_csv(tmp, index=False)
     return summary
 
@@ -238,7 +247,11 @@ def _progress(iterable, total: int, show: bool):
     return tqdm(iterable, total=total, desc="tomograms", unit="tomogram")
 
 
-def _run_on_cluster(todo, outdir, client, spec, options, retries, progress) -> list[dict]:
+def _run_on_cluster(
+    todo, outdir, client, spec, options, retries, progress, task=_segment_task
+) -> list[dict]:
+    """Run ``task(item, outdir, options, threads)`` for each item of ``todo`` (a tomogram, or
+    a dict with its ``tomogram``); one summary row per item."""
     from distributed import as_completed
 
     rows = []
@@ -248,16 +261,16 @@ def _run_on_cluster(todo, outdir, client, spec, options, retries, progress) -> l
     try:
         futures = {
             client.submit(
-                _segment_task,
-                str(t),
+                task,
+                item if isinstance(item, dict) else str(item),
                 str(outdir),
                 options,
                 spec.threads_per_worker,
-                key=f"segment-{t.name}-{time.time_ns()}",
+                key=f"{task.__name__.strip('_')}-{_tomogram(item).name}-{time.time_ns()}",
                 retries=retries,
                 pure=False,
-            ): t
-            for t in todo
+            ): _tomogram(item)
+            for item in todo
         }
         for future in _progress(as_completed(futures), len(futures), progress):
             tomogram = futures[future]
@@ -274,3 +287,130 @@ def _run_on_cluster(todo, outdir, client, spec, options, retries, progress) -> l
             if cluster is not None:
                 cluster.close()
     return rows
+
+
+def _tomogram(item) -> Path:
+    return Path(item["tomogram"] if isinstance(item, dict) else item)
+
+
+def study_finished(tomogram: str | os.PathLike, outdir: str | os.PathLike) -> bool:
+    """Whether the active-zone tables of ``tomogram`` are already in ``outdir``."""
+    from analysis.active_zone import AZ_OUTPUT_SUFFIXES
+
+    stem = tomogram_stem(tomogram)
+    return all((Path(outdir) / f"{stem}{s}").exists() for s in AZ_OUTPUT_SUFFIXES.values())
+
+
+def study_outputs(tomogram: str | os.PathLike, outdir: str | os.PathLike) -> list[Path]:
+    """Every file :func:`run_study` may write for ``tomogram`` in ``outdir``."""
+    from analysis.active_zone import AZ_OUTPUT_SUFFIXES
+
+    stem = tomogram_stem(tomogram)
+    return [
+        *output_paths(tomogram, outdir).values(),
+        *(Path(outdir) / f"{stem}{s}" for s in AZ_OUTPUT_SUFFIXES.values()),
+    ]
+
+
+def check_study_outputs(items: list[dict], outdir: str | os.PathLike) -> None:
+    """Refuse an output folder where a study's outputs would overwrite one of its inputs
+    (e.g. ``NAME_labels.mrc`` of a synthetic synapse), before any work starts."""
+    roles = ("tomogram", "az_mask", "region_mask", "labels")
+    inputs = {Path(item[r]).resolve() for item in items for r in roles if item.get(r)}
+    for item in items:
+        for path in study_outputs(item["tomogram"], outdir):
+            if path.resolve() in inputs:
+                raise InputFileError(
+                    path, "is an input of the study and would be overwritten: choose another --out"
+                )
+
+
+def _study_task(item: dict, outdir: str, options: dict, threads: int) -> dict:
+    """Run on a worker: segment one tomogram of a study (unless it comes with labels), then
+    analyse its active zone; never raises for bad input."""
+    import torch
+
+    from analysis.active_zone import analyse_files
+    from analysis.pipeline import segment_file
+
+    torch.set_num_threads(max(threads, 1))
+    start = time.perf_counter()
+    tomogram, voxel_size_nm = item["tomogram"], item.get("voxel_size_nm")
+    try:
+        labels, table = item.get("labels"), None
+        if not labels:
+            segmented = output_paths(tomogram, outdir)
+            segmented.pop("probability")
+            if not all(p.exists() for p in segmented.values()):
+                segment_file(
+                    tomogram,
+                    outdir,
+                    voxel_size_nm=voxel_size_nm,
+                    write_probability=False,
+                    **options.get("segment", {}),
+                )
+            labels, table = segmented["labels"], segmented["vesicles"]
+        paths = analyse_files(
+            tomogram,
+            labels,
+            item["az_mask"],
+            item["region_mask"],
+            outdir,
+            vesicles=table,
+            voxel_size_nm=voxel_size_nm,
+            **options.get("active_zone", {}),
+        )
+    except ValueError as err:  # InputFileError and refused values: reported, not retried
+        return {"status": "failed", "error": str(err), "seconds": time.perf_counter() - start}
+    return {
+        "status": "done",
+        "n_vesicles": len(pd.read_csv(paths["vesicles"], usecols=["vesicle_id"])),
+        "seconds": time.perf_counter() - start,
+        "error": "",
+    }
+
+
+def run_study(
+    items: list[dict],
+    outdir: str | os.PathLike,
+    *,
+    client=None,
+    spec: ClusterSpec | None = None,
+    options: dict | None = None,
+    force: bool = False,
+    retries: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Segment and analyse the active zone of every tomogram of a study on a Dask cluster.
+
+    Parameters
+    ----------
+    items : list of dict
+        Per tomogram: ``tomogram``, ``az_mask``, ``region_mask``, and optionally ``labels``
+        (use these vesicles instead of segmenting) and ``voxel_size_nm`` (the rows of
+        :func:`analysis.stats.read_study`).
+    outdir : path
+        Created if missing; gets each tomogram's ``segment`` and ``active-zone`` files and
+        ``study_summary.csv`` (:data:`SUMMARY_COLUMNS`).
+    options : dict, optional
+        ``{"segment": {...}, "active_zone": {...}}``: keyword arguments of
+        :func:`analysis.pipeline.segment_file` and :func:`analysis.active_zone.analyse_files`.
+    client, spec, force, retries, progress
+        As for :func:`run_batch`. A tomogram whose active-zone tables are present is skipped
+        (and one whose segmentation is present is not segmented again).
+    """
+    check_study_outputs(items, outdir)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    spec = spec or ClusterSpec()
+    rows, todo = [], []
+    for item in items:
+        if not force and study_finished(item["tomogram"], outdir):
+            rows.append({"tomogram": str(item["tomogram"]), "status": "skipped", "error": ""})
+        else:
+            todo.append(dict(item))
+    if todo:
+        rows += _run_on_cluster(
+            todo, outdir, client, spec, dict(options or {}), retries, progress, _study_task
+        )
+    return _write_summary(rows, outdir / STUDY_SUMMARY_NAME)

@@ -1,4 +1,5 @@
-"""Figures shared by several notebooks: orthogonal slices, overlays, spectra, a slice viewer.
+"""Figures shared by several notebooks: orthogonal slices, overlays, spectra, a slice viewer,
+and the group comparisons of `analysis compare`.
 
 Every function takes (z, y, x) arrays and returns the matplotlib figure it drew, so notebooks
 stay short and the drawing code stays testable.
@@ -482,4 +483,100 @@ def score_heatmap(summary, metric: str = "f1", *, row_labels=None, ax=None, vmin
     ax.set_yticks(range(len(table)), names, fontsize=8)
     ax.set_xticks(range(table.shape[1]), table.columns, rotation=30, ha="right")
     ax.figure.colorbar(image, ax=ax, label=metric, fraction=0.04)
+    return ax.figure
+
+
+def synapse_points(per_synapse, measures, *, group: str = "group", seed: int = 0):
+    """One panel per measure: each synapse a point, over its group's mean and 95 % interval.
+
+    Parameters
+    ----------
+    per_synapse : pandas.DataFrame
+        One row per synapse (:func:`analysis.stats.synapse_measures`).
+    measures : dict of str to str
+        Columns to show and their axis labels.
+    seed : int
+        Seeds the bootstrap over synapses of seaborn's interval.
+    """
+    import seaborn as sns
+
+    fig, axes = plt.subplots(
+        1, len(measures), figsize=(2.6 * len(measures), 3.4), constrained_layout=True
+    )
+    for ax, (column, label) in zip(np.atleast_1d(axes), measures.items(), strict=True):
+        sns.stripplot(per_synapse, x=group, y=column, hue=group, ax=ax, alpha=0.6, legend=False)
+        sns.pointplot(
+            per_synapse,
+            x=group,
+            y=column,
+            ax=ax,
+            color="k",
+            errorbar=("ci", 95),
+            seed=seed,
+            linestyle="none",
+            marker="_",
+            markersize=20,
+            capsize=0.15,
+        )
+        ax.set_xlabel("")
+        ax.set_ylabel(label)
+    return fig
+
+
+def fractions_by_distance(per_bin, columns, *, group: str = "group", seed: int = 0):
+    """Per distance bin, each synapse a point and each group's mean with a 95 % interval.
+
+    Parameters
+    ----------
+    per_bin : pandas.DataFrame
+        One row per synapse and bin (:func:`analysis.stats.synapse_bins`).
+    columns : dict of str to str
+        Columns to show (e.g. ``tethered``) and their axis labels.
+    """
+    import seaborn as sns
+
+    table = per_bin.assign(
+        bin=[f"{a:g}-{b:g}" for a, b in zip(per_bin["from_nm"], per_bin["to_nm"], strict=True)]
+    )
+    fig, axes = plt.subplots(
+        1, len(columns), figsize=(5.5 * len(columns), 3.6), constrained_layout=True
+    )
+    for ax, (column, label) in zip(np.atleast_1d(axes), columns.items(), strict=True):
+        sns.stripplot(table, x="bin", y=column, hue=group, dodge=True, alpha=0.35, ax=ax)
+        sns.pointplot(
+            table,
+            x="bin",
+            y=column,
+            hue=group,
+            dodge=0.4,
+            errorbar=("ci", 95),
+            seed=seed,
+            linestyle="none",
+            capsize=0.1,
+            ax=ax,
+            legend=False,
+        )
+        ax.set_xlabel("vesicle membrane to AZ membrane (nm)")
+        ax.set_ylabel(label)
+    return fig
+
+
+def density_profiles(density, *, group: str = "group", seed: int = 0, ax=None):
+    """Vesicle volume fraction against distance from the AZ: each group's mean over synapses
+    with a 95 % band (:func:`analysis.stats.layer_density`)."""
+    import seaborn as sns
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    sns.lineplot(
+        density,
+        x="distance_nm",
+        y="volume_fraction",
+        hue=group,
+        errorbar=("ci", 95),
+        seed=seed,
+        ax=ax,
+    )
+    ax.set_xlabel("distance from the AZ membrane (nm)")
+    ax.set_ylabel("vesicle volume fraction")
     return ax.figure
