@@ -131,9 +131,14 @@ def test_outliers_are_flagged_with_their_reason():
     table.loc[1, "radius_nm"] = 45.0  # an endosome
     table.loc[2, "lumen_density"] = 2.0  # something dense inside: not a clear vesicle
     table.loc[3, "membrane_thickness_nm"] = np.nan  # no membrane found
+    table.loc[4, "lumen_density"] = np.nan  # a membrane, but no lumen measured
     flagged = flag_outliers(table)
-    assert list(flagged["drop_reason"][:4]) == ["too small", "too large", "atypical", "no membrane"]
-    assert flagged["kept"][4:].mean() > 0.9
+    reasons = ["too small", "too large", "atypical", "no membrane", "missing feature"]
+    assert list(flagged["drop_reason"][:5]) == reasons
+    assert flagged["kept"][5:].mean() > 0.9
+    # the missing value does not change how the others are judged
+    without = flag_outliers(table.drop(index=4))
+    np.testing.assert_array_equal(flagged["kept"].drop(index=4), without["kept"])
 
 
 def test_overlapping_spheres_are_shrunk_until_they_touch():

@@ -11,6 +11,7 @@ A fitted sphere is dropped (``kept = False`` with the reason in ``drop_reason``)
   Mahalanobis distance (median centre, covariance of the central vesicles) above
   ``max_mahalanobis`` (default 5.1: the 1 − 10⁻⁵ quantile of χ² with 3 degrees of freedom,
   so about one true vesicle in 100 000 of a Gaussian population goes);
+- a feature of its profile could not be measured (``missing feature``: e.g. no lumen);
 - its radial profile, scaled to its radius, correlates poorly with the median profile
   (``profile correlation``, below ``min_profile_correlation`` = 0.3).
 
@@ -64,6 +65,10 @@ def flag_outliers(
     reason[(reason == "") & (radius < min_radius_nm)] = "too small"
     if max_radius_nm is not None:
         reason[(reason == "") & (radius > max_radius_nm)] = "too large"
+    # a candidate whose profile gave no lumen (or thickness) cannot be placed in the population:
+    # dropped with its reason, so that one NaN never poisons the covariance of the others
+    finite = np.isfinite(table[list(FEATURES)].to_numpy(float)).all(axis=1)
+    reason[(reason == "") & ~finite] = "missing feature"
     candidates = reason == ""
     if candidates.sum() > 2 * len(FEATURES):
         x = table.loc[candidates, list(FEATURES)].to_numpy(float)
