@@ -144,10 +144,13 @@ def score(model, tomogram, labels, voxel_size_nm) -> dict:
     """Segment ``tomogram`` with ``model`` (network, metadata) and score it against ``labels``
     inside :func:`interior`."""
     probability = predict(tomogram, voxel_size_nm, model)
+    failure = ""
     try:
         found = segment_vesicles(probability, tomogram, voxel_size_nm).labels
-    except ValueError:  # nothing found at all
-        found = np.zeros_like(labels)
+    except ValueError as err:  # a map with nothing (or everything) above threshold
+        if isinstance(err, np.linalg.LinAlgError):
+            raise
+        found, failure = np.zeros_like(labels), str(err)
     scores = evaluate_segmentation(
         found,
         labels,
@@ -156,7 +159,7 @@ def score(model, tomogram, labels, voxel_size_nm) -> dict:
         region_mask=interior(labels.shape, voxel_size_nm),
     )
     keys = ("dice", "mask_dice", "precision", "recall", "f1", "n_true", "n_pred", "n_matched")
-    return {k: float(scores[k]) for k in keys}
+    return {**{k: float(scores[k]) for k in keys}, "failure": failure}
 
 
 def first_network(cache: Path) -> Path:
