@@ -234,7 +234,11 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     out["recall"] = out["n_matched"] / out["n_true"].clip(lower=1)
     out["f1"] = 2 * out["n_matched"] / (out["n_true"] + out["n_pred"]).clip(lower=1)
     out["dice"] = grouped["dice"].mean()
-    return out.reset_index()
+    out = out.reset_index()
+    out.insert(
+        2, "description", [ROWS[s][r][0] for s, r in zip(out.simulator, out.row, strict=True)]
+    )
+    return out
 
 
 def main(argv=None) -> None:

@@ -218,3 +218,21 @@ def summarise(per_tomogram: pd.DataFrame, columns=None) -> pd.DataFrame:
         columns = [k for k in SCORE_KEYS if k in per_tomogram and not k.startswith("n_")]
     values = per_tomogram[list(columns)].astype(float)
     return pd.DataFrame({"mean": values.mean(), "sd": values.std(ddof=1), "n": values.count()})
+
+
+#: The cross-domain benchmark of the shipped network, shipped beside its weights (a model card):
+#: ``benchmarks/cross_domain.py`` pooled per (simulator, row, network) over two unseen seeds.
+CROSS_DOMAIN_TABLE = Path(__file__).resolve().parents[1] / "weights" / "cross_domain.csv"
+
+
+def cross_domain_scores(path: str | os.PathLike = CROSS_DOMAIN_TABLE) -> pd.DataFrame:
+    """The cross-domain benchmark table: one row per (simulator, row, network).
+
+    Columns ``simulator`` ("testsim": the independent simulator, never trained on; "generator":
+    the training generator's physics), ``row`` (the shift), ``description``, ``network``,
+    ``precision``, ``recall``, ``f1``, ``dice``, ``n_true``, ``n_pred``, ``n_matched``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "no cross-domain benchmark table here")
+    return pd.read_csv(path)
