@@ -212,7 +212,7 @@ def test_segment_writes_every_output_and_a_failure_leaves_the_folder_as_it_was(t
     stem = files["tomogram"].stem
     suffixes = ["_probability.mrc", "_labels.mrc", "_vesicles.csv", "_vesicles.mod"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{stem}{s}" for s in [*suffixes, "_pyto_labels.mrc"]
+        f"{stem}{s}" for s in [*suffixes, "_pyto_labels.mrc", "_check.json"]
     )
     table = pd.read_csv(out / f"{stem}_vesicles.csv")
     truth = pd.read_csv(files["vesicles"])

@@ -110,7 +110,7 @@ def test_segmenting_twice_gives_byte_identical_files(tmp_path):
     for run in ("a", "b"):
         assert main(["segment", str(tomogram), "--out", str(tmp_path / run), "--quiet"]) == 0
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "b").iterdir()) and len(names) == 5
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir()) and len(names) == 6
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 

@@ -7,6 +7,7 @@ behind.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import warnings
@@ -59,6 +60,9 @@ BatchSizeOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cuda, mps or cpu.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+InvertOpt = Annotated[
+    bool, typer.Option(help="Invert the contrast (for tomograms with membranes bright).")
+]
 OutFolderOpt = Annotated[Path, typer.Option(help="Output folder (created if missing).")]
 
 
@@ -365,6 +369,7 @@ def predict(
     max_rescale: Annotated[
         float, typer.Option(help="Refuse voxel sizes more than this factor from the network's.")
     ] = 3.0,
+    invert: InvertOpt = False,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
@@ -383,6 +388,7 @@ def predict(
         tta=tta,
         batch_size=batch_size,
         max_rescale=max_rescale,
+        invert=invert,
         device=device,
         progress=not quiet,
     )
@@ -423,10 +429,18 @@ def segment(
     precision: PrecisionOpt = "auto",
     tta: TtaOpt = "none",
     batch_size: BatchSizeOpt = None,
+    invert: InvertOpt = False,
+    auto_invert: Annotated[
+        bool, typer.Option(help="Invert the contrast where the domain check finds it inverted.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option(help="Run the domain check and write STEM_check.json.")
+    ] = True,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
-    """Find the vesicles of a tomogram: probability map, labels, table, IMOD model, Pyto labels."""
+    """Find the vesicles of a tomogram: probability map, labels, table, IMOD model, Pyto labels,
+    and the domain check (is the tomogram like the network's training data?)."""
     import pandas as pd
 
     from analysis.pipeline import segment_file
@@ -462,12 +476,71 @@ def segment(
             split=split,
             radius_from=radius_from,
         ),
+        invert="auto" if auto_invert else invert,
+        check=check,
     )
+    if check:
+        from analysis.inference.domain import DomainReport
+
+        report = DomainReport.from_dict(json.loads(paths["check"].read_text()))
+        typer.echo(f"{report.summary()}: see {paths['check']}", err=True)
     table = pd.read_csv(paths["vesicles"])
     typer.echo(
         f"{tomogram}: {int(table['kept'].sum())} vesicles kept, "
         f"{int((~table['kept']).sum())} dropped; outputs in {out}"
     )
+
+
+@app.command()
+def check(
+    tomogram: TomogramArg,
+    model: ModelOpt = None,
+    voxel_size_nm: VoxelSizeOpt = None,
+    vesicles: Annotated[
+        Path | None,
+        typer.Option(help="Vesicle table of a segmentation (STEM_vesicles.csv): adds its checks."),
+    ] = None,
+    invert: InvertOpt = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the report here (JSON).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Is this tomogram like the network's training data? One line per check (pass / warn,
+    why, what to do); a warning is not an error (exit code 0)."""
+    import pandas as pd
+
+    from analysis.inference.domain import check_tomogram
+    from analysis.io import read_tomogram
+
+    tomo = read_tomogram(tomogram, voxel_size_nm=voxel_size_nm, mmap=True)
+    table = None
+    if vesicles is not None:
+        try:
+            table = pd.read_csv(vesicles)
+        except (OSError, ValueError) as err:
+            raise InputFileError(vesicles, f"cannot be read as a vesicle table ({err})") from err
+        if not {"kept", "radius_nm"} <= set(table.columns):
+            raise InputFileError(vesicles, "is not a vesicle table (no kept, radius_nm columns)")
+    try:
+        report = check_tomogram(
+            tomo.data,
+            tomo.voxel_size_nm,
+            model,
+            vesicles=table,
+            invert=invert,
+            name=tomogram,
+            device=device,
+        )
+    except ValueError as err:
+        raise InputFileError(tomogram, str(err)) from err
+    if out is not None:
+        report.write_json(out)
+    if as_json:
+        typer.echo(report.to_json(), nl=False)
+        return
+    for line in report.lines():
+        typer.echo(line)
+    typer.echo(f"{tomogram}: {report.summary()}")
 
 
 @app.command()

@@ -2,9 +2,10 @@
 
 :func:`segment_file` is what ``analysis segment`` (and, per tomogram, ``analysis batch``)
 runs. It writes the DESIGN.md files ``STEM_probability.mrc`` (optional), ``STEM_labels.mrc``,
-``STEM_vesicles.csv``, ``STEM_vesicles.mod`` and ``STEM_pyto_labels.mrc``, all through
-temporary files renamed at the end: a failed run leaves the output folder as it was (older
-results included) and nothing that could be mistaken for a result.
+``STEM_vesicles.csv``, ``STEM_vesicles.mod``, ``STEM_pyto_labels.mrc`` and ``STEM_check.json``
+(the domain check, :mod:`analysis.inference.domain`), all through temporary files renamed at
+the end: a failed run leaves the output folder as it was (older results included) and nothing
+that could be mistaken for a result.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from analysis.errors import InputFileError
-from analysis.inference import predict, predict_file
+from analysis.inference import domain, predict, predict_file
 from analysis.io import atomic_output, read_mask, read_tomogram, tomogram_stem
-from analysis.postprocess import segment_vesicles, write_outputs
+from analysis.io.memmap import map_slabs, work_array
+from analysis.postprocess import WORK_MEMORY_BYTES, segment_vesicles, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,7 @@ OUTPUT_SUFFIXES = {
     "vesicles": "_vesicles.csv",
     "model": "_vesicles.mod",
     "pyto_labels": "_pyto_labels.mrc",
+    "check": "_check.json",
 }
 
 
@@ -49,6 +54,8 @@ def segment_file(
     region_mask: str | os.PathLike | None = None,
     predict_options: dict | None = None,
     postprocess_options: dict | None = None,
+    invert: bool | str = False,
+    check: bool = True,
 ) -> dict[str, Path]:
     """Segment the vesicles of one tomogram file and write the outputs to ``outdir``.
 
@@ -70,6 +77,12 @@ def segment_file(
     predict_options, postprocess_options : dict, optional
         Options of :func:`analysis.inference.predict` and
         :func:`analysis.postprocess.segment_vesicles`.
+    invert : bool or "auto"
+        Invert the contrast (membranes bright in the file); ``"auto"`` inverts when the
+        domain check's polarity finds the membranes bright.
+    check : bool
+        Run the domain check (:func:`analysis.inference.domain.check_tomogram`, a few
+        seconds) and write ``STEM_check.json``.
 
     Returns
     -------
@@ -91,6 +104,14 @@ def segment_file(
     }
     start = time.perf_counter()
     log.info("%s: %s voxels of %.4g nm", tomogram, tomo.shape, tomo.voxel_size_nm)
+    if invert == "auto":
+        invert = domain.looks_inverted(tomo.data, tomo.voxel_size_nm, model)
+        log.info("%s: contrast %s", tomogram, "inverted" if invert else "kept")
+    elif not isinstance(invert, bool):
+        raise ValueError(f"invert must be True, False or 'auto', not {invert!r}")
+    predict_options["invert"] = invert
+    if not check:
+        paths.pop("check")
     # The probability map is committed last, with the other files already in place, so
     # that a failure anywhere leaves the folder as it was.
     with contextlib.ExitStack() as stack:
@@ -105,10 +126,14 @@ def segment_file(
             except ValueError as err:
                 raise InputFileError(tomogram, str(err)) from err
         log.info("%s: probability map in %.1f s", tomogram, time.perf_counter() - start)
+        data = tomo.data
+        if invert:  # post-processing looks for dark membranes
+            data = work_array(tomo.shape, np.float32, memory_limit_bytes=WORK_MEMORY_BYTES)
+            map_slabs(np.negative, data, tomo.data)
         try:
             vesicles = segment_vesicles(
                 probability,  # memory maps stay memory maps: read a slab or a box at a time
-                tomo.data,
+                data,
                 tomo.voxel_size_nm,
                 **(postprocess_options or {}),
             )
@@ -121,6 +146,19 @@ def segment_file(
             len(vesicles.table) - len(vesicles.kept),
             time.perf_counter() - start,
         )
+        if check:
+            started = time.perf_counter()
+            report = domain.check_tomogram(
+                tomo.data,
+                tomo.voxel_size_nm,
+                model,
+                vesicles=vesicles.table,
+                invert=invert,
+                name=tomogram,
+                device=predict_options.get("device", "auto"),
+            )
+            stack.enter_context(atomic_output(paths["check"])).write_text(report.to_json())
+            log.info("%s: %s in %.1f s", tomogram, report.summary(), time.perf_counter() - started)
         write_outputs(
             vesicles,
             outdir,

@@ -212,6 +212,7 @@ def predict(
     threads: int | None = None,
     max_rescale: float = MAX_RESCALE,
     precision: str = "auto",
+    invert: bool = False,
     out: np.ndarray | None = None,
     uncertainty_out: np.ndarray | None = None,
     scratch_dir: str | os.PathLike | None = None,
@@ -253,6 +254,9 @@ def predict(
         Refuse voxel sizes more than this factor away from the network's.
     precision : {"auto", "float32", "bfloat16"}
         Arithmetic of the network (:func:`resolve_precision`); blending is always float32.
+    invert : bool
+        Invert the contrast (for tomograms with membranes bright): the normalised tomogram's
+        sign is flipped, at no cost (see :mod:`analysis.inference.domain`'s polarity check).
     out, uncertainty_out : numpy.ndarray, optional
         Float32 arrays of the tomogram's shape to write into (e.g. memory-mapped MRC data).
     scratch_dir : path, optional
@@ -305,6 +309,8 @@ def predict(
         else:
             source, maps = tomogram, finals
         centre, scale = centre_and_scale(source, norm)
+        if invert:  # (x - c) / -s is the inverted tomogram normalised: same median and range
+            scale = -scale
         fn = _tile_predictor(
             net, torch_device, centre, scale, transforms, return_uncertainty, dtype
         )

@@ -1,0 +1,779 @@
+"""Is this tomogram like the ones the network learned from? The domain check.
+
+A network gives its answer with the same confidence whether it recognises the data or not. The
+check measures, per tomogram, the things that decide whether it will hold, and says for each
+one *pass* or *warn*, why, and what to do:
+
+``voxel_size``
+    How far the tomogram is rescaled to the network's voxel size (a factor beyond 2 loses
+    detail or invents it; a header in Å read as nm shows up here).
+``polarity``
+    Membranes should be dark. Thin dark membranes make the band-passed intensities
+    (difference of Gaussians at membrane scale) skewed to the dark side; inverted contrast
+    flips the sign of the skew.
+``missing_wedge``
+    Where the missing wedge of Fourier space lies. A tilt series about y with the beam along z
+    leaves the wedge around kz in the (kz, kx) plane; a tomogram not rotated after IMOD's
+    ``tilt`` (the beam along y) has it around ky.
+``spectrum``
+    Distance of the radially averaged amplitude spectrum (what the network sees: rescaled
+    and normalised as for inference) from the nearest spectrum of the network's training
+    tomograms (``domain_reference.json``, made by ``benchmarks/domain_check.py reference``).
+``tta_disagreement``
+    How much the network's answer changes under flips of the input (test-time augmentation)
+    on a central crop: a network that recognises the data gives the same answer.
+``foreground``
+    Share of the crop the network calls vesicle.
+``vesicle_radii``, ``shell_profile``
+    Given a segmentation: the share of vesicles with radii in the expected 15–30 nm, and how
+    dark their membranes are (the dip of the radial profile, in units of the tomogram's
+    1–99 % intensity range).
+
+:func:`domain_features` measures (numbers only); :func:`assess` turns the numbers into
+checks by the thresholds of :data:`THRESHOLDS`; :func:`check_tomogram` does both and returns
+a :class:`DomainReport`. The thresholds were calibrated on the cross-domain benchmark (see
+:data:`THRESHOLDS` and the book page *Is my tomogram like the training data?*).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+from scipy import ndimage
+
+#: Axis names of (z, y, x) arrays.
+AXES = "zyx"
+#: (beam axis, tilt axis) pairs a missing wedge can have; (0, 1) is the expected one.
+WEDGE_PAIRS = ((0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1))
+EXPECTED_WEDGE = (0, 1)
+#: Central crop, in voxels at the network's voxel size, on which the image statistics and the
+#: test-time augmentation are computed (about 106 × 211 × 211 nm at 2.2 nm).
+CROP_SHAPE = (48, 96, 96)
+#: Radial frequency bin edges of the amplitude spectrum, cycles/nm (periods 60 nm to 5 nm).
+SPECTRUM_EDGES_PER_NM = tuple(np.round(np.linspace(1 / 60, 0.2, 12), 5))
+#: Vesicle radii (nm) expected of synaptic vesicles.
+EXPECTED_RADIUS_NM = (15.0, 30.0)
+STATUSES = ("pass", "warn", "skip")
+#: Version of the report's JSON layout.
+REPORT_VERSION = 1
+
+#: Thresholds of :func:`assess`. Calibrated on the cross-domain benchmark for the first shipped
+#: network (see the book page and ``benchmarks/domain_check.py``): fitted on the calibration
+#: seeds (testsim 9101, generator 40001), reported on the held-out ones (9102, 40002) by
+#:
+#:     .venv/bin/python benchmarks/domain_check.py calibrate --network first=...
+THRESHOLDS = MappingProxyType(
+    {
+        # rescale factor (network voxel / tomogram voxel) outside this range warns
+        "rescale_factor": (0.5, 2.0),
+        # band-passed skew above this: membranes bright (inverted contrast)
+        "polarity_skew": 0.05,
+        # another (beam, tilt axis) pair's wedge deeper than the expected one's by this much
+        "wedge_margin": 0.5,
+        # RMS distance (natural log amplitude) to the nearest training spectrum
+        "spectrum_distance": 0.5,
+        # mean TTA standard deviation where the network sees a vesicle
+        "tta_disagreement": 0.1,
+        # share of the crop called vesicle
+        "foreground": (0.005, 0.5),
+        # share of kept vesicles with radii in EXPECTED_RADIUS_NM
+        "vesicle_radii": 0.5,
+        # median membrane dip of the kept vesicles, in 1-99 % intensity ranges
+        "shell_profile": 0.0,
+    }
+)
+
+
+@dataclasses.dataclass
+class Check:
+    """One check of a :class:`DomainReport`.
+
+    Attributes
+    ----------
+    name : str
+    value : float or str or None
+        The measured value (units in ``reason``).
+    status : {"pass", "warn", "skip"}
+    reason : str
+        What was measured and how it compares.
+    action : str
+        What to do about a warning (empty when there is nothing to do).
+    """
+
+    name: str
+    value: float | str | None
+    status: str
+    reason: str
+    action: str = ""
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+
+    def line(self) -> str:
+        """``name  status  reason  → action`` on one line."""
+        text = f"{self.name:16s} {self.status:4s}  {self.reason}"
+        return f"{text}; {self.action}" if self.status == "warn" and self.action else text
+
+
+@dataclasses.dataclass
+class DomainReport:
+    """The domain check of one tomogram.
+
+    Attributes
+    ----------
+    checks : list of Check
+    features : dict of str to float
+        Every number measured (:func:`domain_features`).
+    info : dict
+        Tomogram, shape, voxel size, network, and whether the contrast was inverted (no
+        timings: segmenting twice writes byte-identical reports).
+    """
+
+    checks: list
+    features: dict
+    info: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list:
+        """The checks that warn."""
+        return [c for c in self.checks if c.status == "warn"]
+
+    def check(self, name: str) -> Check:
+        """The check called ``name``."""
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(f"no check {name!r}; the report has {[c.name for c in self.checks]}")
+
+    def summary(self) -> str:
+        """One line: how many checks warn, and which."""
+        n = len([c for c in self.checks if c.status != "skip"])
+        if not self.warnings:
+            return f"domain check: all {n} checks pass"
+        names = ", ".join(c.name for c in self.warnings)
+        return f"domain check: {len(self.warnings)} of {n} checks warn ({names})"
+
+    def lines(self) -> list:
+        """One line per check."""
+        return [c.line() for c in self.checks]
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict (:meth:`from_dict` reads it back)."""
+        return {
+            "version": REPORT_VERSION,
+            "summary": self.summary(),
+            "info": _plain(self.info),
+            "checks": [dataclasses.asdict(c) for c in self.checks],
+            "features": _plain(self.features),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DomainReport:
+        """The report of :meth:`to_dict`."""
+        return cls([Check(**c) for c in data["checks"]], dict(data["features"]), dict(data["info"]))
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as JSON text (NaN where a number is undefined)."""
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+    def write_json(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_json` to ``path`` atomically."""
+        from analysis.io.atomic import atomic_output
+
+        with atomic_output(path) as tmp:
+            Path(tmp).write_text(self.to_json())
+        return Path(path)
+
+
+def _plain(value):
+    """Numbers and containers of a report as JSON-ready Python types."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value)
+    if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+# --- image statistics: small pure functions over arrays -------------------------------------
+
+
+def central_crop(volume: np.ndarray, shape) -> np.ndarray:
+    """The central box of ``shape`` (the whole axis where the volume is smaller), float32."""
+    box = tuple(
+        slice(max(0, (n - s) // 2), max(0, (n - s) // 2) + min(n, s))
+        for n, s in zip(volume.shape, shape, strict=True)
+    )
+    return np.asarray(volume[box], dtype=np.float32)
+
+
+def band_pass(volume: np.ndarray, low_sigma_vox: float, high_sigma_vox: float) -> np.ndarray:
+    """Difference of Gaussians: the detail between two scales (σ in voxels)."""
+    v = np.asarray(volume, np.float32)
+    return ndimage.gaussian_filter(v, low_sigma_vox) - ndimage.gaussian_filter(v, high_sigma_vox)
+
+
+def polarity_skew(volume: np.ndarray, low_sigma_vox: float = 1.0, high_sigma_vox: float = 4.0):
+    """Skewness of the band-passed intensities, away from the faces.
+
+    Membranes are thin and, in a tomogram with the usual contrast, dark: the band-passed
+    intensities have a longer dark tail, a negative skew. Inverting the contrast flips the
+    sign exactly. Noise is symmetric and only pulls the skew towards 0. The default scales
+    (σ 1 and 4 voxels) suit a membrane of 4–5 nm at about 2.2 nm per voxel.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray, shape (z, y, x)
+
+    Returns
+    -------
+    float
+        Third standardised moment (dimensionless); negative = membranes dark.
+    """
+    d = band_pass(volume, low_sigma_vox, high_sigma_vox)
+    m = int(np.ceil(2 * high_sigma_vox))
+    d = d[tuple(slice(m, n - m) if n > 4 * m else slice(None) for n in d.shape)]
+    d = d.ravel().astype(np.float64)
+    d -= d.mean()
+    var = (d**2).mean()
+    return float((d**3).mean() / var**1.5) if var > 0 else 0.0
+
+
+def _abs_frequencies(shape) -> list:
+    """|f| along each axis (cycles/voxel), as broadcastable arrays."""
+    return [
+        np.abs(np.fft.fftfreq(n)).reshape([-1 if a == i else 1 for a in range(len(shape))])
+        for i, n in enumerate(shape)
+    ]
+
+
+def power_spectrum(volume: np.ndarray) -> np.ndarray:
+    """|FFT|² of a mean-removed, Hann-windowed volume, divided by the window's energy (so
+    that volumes of different sizes compare), float64 of the volume's shape."""
+    v = np.asarray(volume, np.float64)
+    v = v - v.mean()
+    energy = 1.0
+    for axis, n in enumerate(v.shape):
+        w = np.hanning(n + 2)[1:-1]  # no zero weights at the ends of short axes
+        energy *= float((w**2).sum())
+        v = v * w.reshape([-1 if a == axis else 1 for a in range(v.ndim)])
+    return np.abs(np.fft.fftn(v)) ** 2 / energy
+
+
+def wedge_contrasts(
+    power: np.ndarray, half_angle_deg: float = 20.0, band=(0.08, 0.4)
+) -> dict[tuple[int, int], float]:
+    """How deep a missing wedge each (beam axis, tilt axis) pair would leave.
+
+    For a tilt series about axis ``t`` with the beam along ``b``, Fourier space lacks the
+    directions near the ``b`` axis in the plane of ``b`` and the third axis ``o``: the
+    wedge. Its depth is the mean log power of the opposite cone (near ``o``) minus that of
+    the wedge (within ``half_angle_deg`` of ``b``), over a band of radial frequencies.
+
+    Parameters
+    ----------
+    power : numpy.ndarray, shape (z, y, x)
+        :func:`power_spectrum` of the tomogram.
+    half_angle_deg : float
+        Half angle of the cones compared (20°: inside the wedge of any tilt range up to ±70°).
+    band : (float, float)
+        Radial frequencies used, cycles/voxel.
+
+    Returns
+    -------
+    dict
+        (beam, tilt axis) → depth in natural-log units of power; (0, 1) is beam along z,
+        tilt axis y.
+    """
+    f = _abs_frequencies(power.shape)
+    radius = np.sqrt(sum(g**2 for g in f))
+    shell = (radius > band[0]) & (radius < band[1])
+    logp = np.log(power + 1e-30)
+    tan = np.tan(np.radians(half_angle_deg))
+    out = {}
+    for beam, axis in WEDGE_PAIRS:
+        other = 3 - beam - axis
+        wedge = shell & (f[other] < f[beam] * tan)
+        opposite = shell & (f[beam] < f[other] * tan)
+        if not wedge.any() or not opposite.any():
+            out[(beam, axis)] = np.nan
+            continue
+        out[(beam, axis)] = float(logp[opposite].mean() - logp[wedge].mean())
+    return out
+
+
+def radial_log_amplitude(
+    power: np.ndarray, voxel_size_nm: float, edges_per_nm=SPECTRUM_EDGES_PER_NM
+) -> np.ndarray:
+    """Mean natural-log amplitude in radial frequency bins.
+
+    Parameters
+    ----------
+    power : numpy.ndarray, shape (z, y, x)
+        :func:`power_spectrum`.
+    voxel_size_nm : float
+    edges_per_nm : sequence of float
+        Bin edges in cycles/nm.
+
+    Returns
+    -------
+    numpy.ndarray, shape (len(edges_per_nm) - 1,)
+        NaN for bins beyond the volume's Nyquist frequency.
+    """
+    f = _abs_frequencies(power.shape)
+    radius = (np.sqrt(sum(g**2 for g in f)) / voxel_size_nm).ravel()
+    n = len(edges_per_nm) - 1
+    idx = np.digitize(radius, edges_per_nm) - 1
+    keep = (idx >= 0) & (idx < n)
+    log_amplitude = 0.5 * np.log(power.ravel()[keep] + 1e-30)
+    sums = np.bincount(idx[keep], log_amplitude, minlength=n)
+    counts = np.bincount(idx[keep], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts
+
+
+def spectrum_distance(spectrum: np.ndarray, references: np.ndarray) -> float:
+    """RMS difference (natural log amplitude) to the nearest of ``references`` (n, bins),
+    over the bins both have."""
+    refs = np.atleast_2d(np.asarray(references, np.float64))
+    diff = refs - np.asarray(spectrum, np.float64)[None]
+    ok = np.isfinite(diff)
+    with np.errstate(invalid="ignore"):
+        rms = np.sqrt(np.where(ok, diff**2, 0).sum(1) / ok.sum(1))
+    return float(np.nanmin(rms)) if np.isfinite(rms).any() else np.nan
+
+
+def tta_statistics(probability: np.ndarray, variance: np.ndarray) -> dict[str, float]:
+    """Disagreement of the test-time-augmented views and the share called vesicle.
+
+    Parameters
+    ----------
+    probability, variance : numpy.ndarray
+        Mean and variance over the views (:func:`analysis.inference.predict` with
+        ``return_uncertainty=True``).
+
+    Returns
+    -------
+    dict
+        ``tta_disagreement``: mean standard deviation over the voxels some view calls
+        vesicle (mean probability above 0.1; 0 where there is none); ``foreground``: share
+        of voxels above 0.5; ``ambiguous``: share between 0.2 and 0.8.
+    """
+    p = np.asarray(probability, np.float64)
+    sd = np.sqrt(np.clip(np.asarray(variance, np.float64), 0, None))
+    seen = p > 0.1
+    return {
+        "tta_disagreement": float(sd[seen].mean()) if seen.any() else 0.0,
+        "foreground": float((p > 0.5).mean()),
+        "ambiguous": float(((p > 0.2) & (p < 0.8)).mean()),
+    }
+
+
+def vesicle_statistics(table, scale: float) -> dict[str, float]:
+    """Radius distribution and membrane contrast of the kept vesicles of a vesicle table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``STEM_vesicles.csv`` (:func:`analysis.postprocess.segment_vesicles`): ``kept``,
+        ``radius_nm`` and, where present, ``membrane_contrast``.
+    scale : float
+        The tomogram's 1–99 % intensity range, which the membrane dip is divided by.
+
+    Returns
+    -------
+    dict
+        ``n_vesicles``, ``kept_fraction`` (kept among candidates), ``radius_median_nm``,
+        ``radius_in_range`` (share in :data:`EXPECTED_RADIUS_NM`), ``shell_contrast``
+        (median membrane dip / ``scale``); NaN where undefined.
+    """
+    kept = table[table["kept"].astype(bool)] if len(table) else table
+    radius = kept["radius_nm"].to_numpy(float) if len(kept) else np.array([])
+    lo, hi = EXPECTED_RADIUS_NM
+    contrast = (
+        kept["membrane_contrast"].to_numpy(float) / scale
+        if "membrane_contrast" in kept and len(kept)
+        else np.array([np.nan])
+    )
+    return {
+        "n_vesicles": float(len(kept)),
+        "kept_fraction": float(len(kept) / len(table)) if len(table) else np.nan,
+        "radius_median_nm": float(np.median(radius)) if len(radius) else np.nan,
+        "radius_in_range": float(((radius >= lo) & (radius <= hi)).mean())
+        if len(radius)
+        else np.nan,
+        "shell_contrast": float(np.nanmedian(contrast)) if np.isfinite(contrast).any() else np.nan,
+    }
+
+
+# --- the reference of a network's training data --------------------------------------------
+
+REFERENCE_FILE = "domain_reference.json"
+
+
+def load_references(path: str | os.PathLike | None = None) -> list[dict]:
+    """The reference spectra (and statistics) of the training data of known networks."""
+    if path is None:
+        text = resources.files("analysis.inference").joinpath(REFERENCE_FILE).read_text()
+    else:
+        text = Path(path).read_text()
+    return json.loads(text)["references"]
+
+
+def select_reference(meta: dict, references: list[dict]) -> dict | None:
+    """The reference whose training tomograms overlap most with those recorded in a
+    checkpoint's ``data["train"]`` (None where none overlaps)."""
+    trained = set((meta.get("data") or {}).get("train") or [])
+    best, overlap = None, 0.0
+    for ref in references:
+        names = set(ref["train"])
+        share = len(trained & names) / max(len(trained | names), 1)
+        if share > overlap:
+            best, overlap = ref, share
+    return best
+
+
+# --- measuring and judging ------------------------------------------------------------------
+
+
+def image_features(crop: np.ndarray, voxel_size_nm: float) -> dict:
+    """The network-independent numbers of a normalised crop at the network's voxel size:
+    ``polarity_skew``, ``wedge_<b><t>`` per pair, ``wedge_margin`` (the deepest other pair
+    minus the expected one), ``wedge_depth`` (the expected pair's) and the spectrum
+    ``log_amplitude`` (list, :data:`SPECTRUM_EDGES_PER_NM`)."""
+    power = power_spectrum(crop)
+    wedges = wedge_contrasts(power)
+    expected = wedges[EXPECTED_WEDGE]
+    others = [v for k, v in wedges.items() if k != EXPECTED_WEDGE]
+    best = max(wedges, key=lambda k: -np.inf if np.isnan(wedges[k]) else wedges[k])
+    features = {
+        "polarity_skew": polarity_skew(crop),
+        "wedge_depth": expected,
+        "wedge_margin": float(np.nanmax(others) - expected),
+        "wedge_best": f"beam {AXES[best[0]]}, tilt axis {AXES[best[1]]}",
+    }
+    features.update({f"wedge_{AXES[b]}{AXES[t]}": v for (b, t), v in wedges.items()})
+    features["log_amplitude"] = [
+        float(v) for v in radial_log_amplitude(power, voxel_size_nm, SPECTRUM_EDGES_PER_NM)
+    ]
+    return features
+
+
+def network_crop(tomogram: np.ndarray, voxel_size_nm: float, model_voxel_size_nm: float):
+    """The central crop of :data:`CROP_SHAPE` network voxels, rescaled to the network's
+    voxel size (as :func:`analysis.inference.predict` would), not normalised."""
+    from analysis.inference.rescale import rescale
+
+    ratio = voxel_size_nm / model_voxel_size_nm
+    crop = central_crop(tomogram, tuple(int(round(n / ratio)) for n in CROP_SHAPE))
+    if abs(ratio - 1) > 0.005:
+        crop = rescale(crop, tuple(max(1, round(n * ratio)) for n in crop.shape))
+    return crop
+
+
+def model_voxel_size(model=None) -> float:
+    """The training voxel size (nm) of a model given as :func:`analysis.inference.predict`
+    takes it, read from its checkpoint without building the network."""
+    from analysis.cryovesnet import resolve_model_name
+    from analysis.model import read_checkpoint
+
+    if isinstance(model, tuple):
+        return float(model[1]["voxel_size_nm"])
+    model = resolve_model_name(model)
+    if model is None:
+        model = resources.files("analysis").joinpath("weights/sv_unet3d.pt")
+    return float(read_checkpoint(model)["voxel_size_nm"])
+
+
+def looks_inverted(
+    tomogram: np.ndarray, voxel_size_nm: float, model=None, thresholds=THRESHOLDS
+) -> bool:
+    """Whether the membranes look bright (the polarity check warns): for ``--invert auto``.
+
+    Parameters
+    ----------
+    tomogram : array-like, shape (z, y, x)
+    voxel_size_nm : float
+    model : None, path or (network, metadata)
+        Whose voxel size the crop is taken at (the shipped network's by default).
+    """
+    crop = network_crop(tomogram, voxel_size_nm, model_voxel_size(model))
+    return polarity_skew(crop) > thresholds["polarity_skew"]
+
+
+def domain_features(
+    tomogram: np.ndarray,
+    voxel_size_nm: float,
+    model=None,
+    *,
+    vesicles=None,
+    tta: bool = True,
+    invert: bool = False,
+    references: list[dict] | None = None,
+    device: str = "auto",
+) -> dict:
+    """Every number the domain check judges (see the module notes).
+
+    Parameters
+    ----------
+    tomogram : array-like, shape (z, y, x)
+        May be a memory map: only a central crop and a subsample are read.
+    voxel_size_nm : float
+    model : None, path or (network, metadata)
+        As for :func:`analysis.inference.predict`; the shipped network by default.
+    vesicles : pandas.DataFrame, optional
+        The vesicle table of a segmentation (adds the vesicle statistics).
+    tta : bool
+        Run the network with test-time augmentation on the crop (the slow part: about four
+        forward passes over :data:`CROP_SHAPE`).
+    invert : bool
+        The tomogram will be segmented with its contrast inverted: the network-dependent
+        numbers are measured on the inverted crop (the polarity on the tomogram as given).
+    references : list of dict, optional
+        :func:`load_references` by default.
+    device : str
+
+    Returns
+    -------
+    dict
+        Floats (and ``log_amplitude``, a list; ``wedge_best`` and ``reference``, strings).
+    """
+    from analysis.inference.predict import _resolve_model, predict, select_device
+    from analysis.normalise import DEFAULT_NORMALISATION, centre_and_scale
+
+    torch_device = select_device(device)
+    net, meta = _resolve_model(model, torch_device)
+    model_vs = float(meta["voxel_size_nm"])
+    centre, scale = centre_and_scale(tomogram, meta["normalisation"] or DEFAULT_NORMALISATION)
+    raw = network_crop(tomogram, voxel_size_nm, model_vs)
+    crop = (raw - centre) / scale
+    features = {
+        "inverted": float(invert),
+        "voxel_size_nm": float(voxel_size_nm),
+        "model_voxel_size_nm": model_vs,
+        "rescale_factor": model_vs / float(voxel_size_nm),
+        **image_features(crop, model_vs),
+    }
+    references = load_references() if references is None else references
+    ref = select_reference(meta, references)
+    features["reference"] = ref["name"] if ref else ""
+    features["spectrum_distance"] = (
+        spectrum_distance(features["log_amplitude"], ref["log_amplitude"]) if ref else np.nan
+    )
+    if tta:
+        view = -raw if invert else raw
+        probability, variance = predict(
+            view,
+            model_vs,
+            (net, meta),
+            tta="flips",
+            return_uncertainty=True,
+            device=device,
+            max_rescale=np.inf,
+        )
+        features.update(tta_statistics(probability, variance))
+    if vesicles is not None:
+        features.update(vesicle_statistics(vesicles, scale))
+    return features
+
+
+def _range_check(name, value, bounds, reason, action) -> Check:
+    lo, hi = bounds
+    if not np.isfinite(value):
+        return Check(name, None, "skip", f"{reason} could not be measured")
+    ok = lo <= value <= hi
+    return Check(name, float(value), "pass" if ok else "warn", reason, "" if ok else action)
+
+
+def _polarity_check(skew: float, inverted: bool, t) -> Check:
+    bright = skew > t["polarity_skew"]
+    seen = f"band-passed skew {skew:+.3f}: membranes look " + ("bright" if bright else "dark")
+    if inverted:  # the user (or --auto-invert) asked for inversion
+        if bright:
+            return Check("polarity", float(skew), "pass", f"{seen}; segmented inverted")
+        return Check(
+            "polarity",
+            float(skew),
+            "warn",
+            f"{seen} in the file, but the contrast was inverted",
+            "segment without --invert",
+        )
+    if bright:
+        return Check(
+            "polarity",
+            float(skew),
+            "warn",
+            f"{seen} (inverted contrast)",
+            "segment with --invert (or --auto-invert); check how the tomogram was exported",
+        )
+    return Check("polarity", float(skew), "pass", seen)
+
+
+def assess(features: dict, thresholds=THRESHOLDS) -> list[Check]:
+    """The checks of :data:`THRESHOLDS` on the numbers of :func:`domain_features`.
+
+    Checks whose numbers were not measured (no segmentation, no reference) are ``skip``.
+    """
+    t = thresholds
+    f = features
+    checks = []
+    factor = f["rescale_factor"]
+    lo, hi = t["rescale_factor"]
+    checks.append(
+        _range_check(
+            "voxel_size",
+            factor,
+            (lo, hi),
+            f"{f['voxel_size_nm']:.4g} nm; rescaled by {factor:.3g} to the network's "
+            f"{f['model_voxel_size_nm']:.4g} nm (a vesicle of 20 nm radius spans "
+            f"{20 / f['voxel_size_nm']:.1f} voxels)",
+            "check the voxel size in the header (--voxel-size-nm overrides it); if it is "
+            "right, bin or unbin the tomogram closer to the network's voxel size",
+        )
+    )
+    checks.append(_polarity_check(f["polarity_skew"], bool(f.get("inverted")), t))
+    margin = f["wedge_margin"]
+    wrong = margin > t["wedge_margin"]
+    reason = (
+        f"missing wedge of {f['wedge_best']} ({margin:.2f} deeper than that of beam z, tilt "
+        "axis y, expected)"
+        if wrong
+        else f"missing wedge of beam z, tilt axis y, as expected (depth {f['wedge_depth']:.2f})"
+    )
+    checks.append(
+        Check(
+            "missing_wedge",
+            f["wedge_best"],
+            "warn" if wrong else "pass",
+            reason,
+            "the beam seems to lie along another axis: rotate the tomogram so that z is the "
+            "beam (IMOD: trimvol -rx, or clip rotx) and y the tilt axis"
+            if wrong
+            else "",
+        )
+    )
+    distance = f.get("spectrum_distance", np.nan)
+    if not np.isfinite(distance):
+        checks.append(
+            Check(
+                "spectrum",
+                None,
+                "skip",
+                "no reference spectrum for this network's training data "
+                "(benchmarks/domain_check.py reference makes one)",
+            )
+        )
+    else:
+        far = distance > t["spectrum_distance"]
+        checks.append(
+            Check(
+                "spectrum",
+                float(distance),
+                "warn" if far else "pass",
+                f"amplitude spectrum {distance:.2f} (RMS log) from the nearest training "
+                f"tomogram's (limit {t['spectrum_distance']:.2f}; reference {f['reference']})",
+                "the imaging (defocus, filtering, noise, voxel size) differs from the "
+                "training data: check the results closely, or adapt / fine-tune the network"
+                if far
+                else "",
+            )
+        )
+    if "tta_disagreement" in f:
+        d = f["tta_disagreement"]
+        checks.append(
+            _range_check(
+                "tta_disagreement",
+                d,
+                (0.0, t["tta_disagreement"]),
+                f"the network's answer changes by {d:.3f} (mean SD) under flips",
+                "the network is unsure on this tomogram: check the results closely, or "
+                "adapt / fine-tune the network",
+            )
+        )
+        checks.append(
+            _range_check(
+                "foreground",
+                f["foreground"],
+                t["foreground"],
+                f"{f['foreground']:.1%} of the central crop called vesicle",
+                "check the voxel size and the contrast; a region without vesicles in the "
+                "middle of the tomogram also gives this",
+            )
+        )
+    if "radius_in_range" in f:
+        share = f["radius_in_range"]
+        checks.append(
+            _range_check(
+                "vesicle_radii",
+                share,
+                (t["vesicle_radii"], 1.0),
+                f"{share:.0%} of {int(f['n_vesicles'])} vesicles have radii in "
+                f"{EXPECTED_RADIUS_NM[0]:g}-{EXPECTED_RADIUS_NM[1]:g} nm (median "
+                f"{f['radius_median_nm']:.1f} nm)",
+                "check the voxel size; if right, the vesicles found may not be synaptic "
+                "vesicles: look at them",
+            )
+        )
+        checks.append(
+            _range_check(
+                "shell_profile",
+                f["shell_contrast"],
+                (t["shell_profile"], np.inf),
+                f"median membrane dip {f['shell_contrast']:.3f} of the intensity range",
+                "the vesicles found have no dark membrane: check the contrast (--invert) and "
+                "the results",
+            )
+        )
+    return checks
+
+
+def check_tomogram(
+    tomogram: np.ndarray,
+    voxel_size_nm: float,
+    model=None,
+    *,
+    thresholds=THRESHOLDS,
+    name: str = "",
+    **options,
+) -> DomainReport:
+    """Measure and judge one tomogram (:func:`domain_features`, then :func:`assess`).
+
+    Parameters
+    ----------
+    tomogram, voxel_size_nm, model
+        As for :func:`domain_features`.
+    thresholds : mapping
+        :data:`THRESHOLDS` by default.
+    name : str
+        The tomogram's file, for the report's info.
+    **options
+        ``vesicles``, ``tta``, ``invert``, ``references``, ``device`` of
+        :func:`domain_features`.
+
+    Returns
+    -------
+    DomainReport
+    """
+    features = domain_features(tomogram, voxel_size_nm, model, **options)
+    if model is None:
+        model_name = "shipped"
+    else:
+        model_name = "given" if isinstance(model, tuple) else str(model)
+    info = {
+        "tomogram": str(name),
+        "shape": [int(n) for n in tomogram.shape],
+        "voxel_size_nm": float(voxel_size_nm),
+        "model": model_name,
+        "inverted": bool(options.get("invert", False)),
+    }
+    return DomainReport(assess(features, thresholds), features, info)
