@@ -40,6 +40,7 @@ from analysis.stats.power import (
     population_effects,
     power_curve,
     simulate_experiment,
+    tethered_tests,
     with_effect,
 )
 from analysis.stats.report import REPORT_FILES, compare_study, write_report
@@ -82,6 +83,7 @@ __all__ = [
     "synapse_bins",
     "synapse_measures",
     "synapse_test",
+    "tethered_tests",
     "study_items",
     "truth_tables",
     "truth_vesicles",

@@ -423,38 +423,50 @@ def population_effects(
     return truth
 
 
+def tethered_tests(vesicles: pd.DataFrame) -> dict:
+    """p-values of three tests of the proximal tethered fraction on one experiment:
+    ``synapse`` (Welch on per-synapse fractions), ``glm`` (:func:`comparisons.cluster_glm`)
+    and ``pooled`` (:func:`comparisons.pooled_chi2`, which ignores the synapse)."""
+    groups = comparisons.group_order(vesicles)
+    near = vesicles[vesicles["az_membrane_distance_nm"] <= PROXIMAL_NM].assign(
+        tethered=lambda t: t["n_tethers"] > 0
+    )
+    per_synapse = synapse_measures(vesicles)
+    return {
+        "synapse": comparisons.synapse_test(
+            per_synapse, "tethered", groups=groups, n_permutations=None
+        )["p_welch"],
+        "glm": comparisons.cluster_glm(near, "tethered", groups=groups)["p_glm"],
+        "pooled": comparisons.pooled_chi2(near, "tethered", groups=groups)["p_chi2"],
+    }
+
+
 def power_curve(
     model_a: SynapseModel,
     model_b: SynapseModel,
     sizes,
     *,
     n_experiments: int = 200,
-    measure: str = "tethered",
     alpha: float = 0.05,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Power of Welch's test on per-synapse ``measure`` against synapses per group.
+    """How often each of :func:`tethered_tests` rejects, against synapses per group.
+
+    With ``model_b`` = ``model_a`` this is the false-positive rate; otherwise the power.
 
     Returns
     -------
     pandas.DataFrame
-        ``n_per_group``, ``power`` (fraction of simulated experiments with p < alpha) and
-        its binomial standard error ``power_se``.
+        ``n_per_group``, one column per test (fraction of simulated experiments with
+        p < ``alpha``) and ``experiments``.
     """
     rows = []
     for n in sizes:
-        hits = []
-        for k in range(n_experiments):
-            vesicles, filaments = simulate_experiment(model_a, model_b, n, seed=[seed, n, k])
-            table = synapse_measures(vesicles, filaments)
-            p = comparisons.synapse_test(table, measure, n_permutations=None)["p_welch"]
-            hits.append(p < alpha)
-        power = float(np.mean(hits))
-        rows.append(
-            {
-                "n_per_group": n,
-                "power": power,
-                "power_se": float(np.sqrt(power * (1 - power) / n_experiments)),
-            }
+        p = pd.DataFrame(
+            [
+                tethered_tests(simulate_experiment(model_a, model_b, n, seed=[seed, n, k])[0])
+                for k in range(n_experiments)
+            ]
         )
+        rows.append({"n_per_group": n, **(p < alpha).mean().to_dict(), "experiments": len(p)})
     return pd.DataFrame(rows)
