@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import testsim
-from analysis.evaluate import evaluate_segmentation
+from analysis.evaluate import evaluate_segmentation, interior_mask
 from analysis.inference import predict
 from analysis.model import load_model
 from analysis.postprocess import segment_vesicles
@@ -132,17 +132,9 @@ VERSIONS = {"generator": GENERATOR_VERSION, "testsim": testsim.TESTSIM_VERSION}
 BORDER_NM = 10.0
 
 
-def interior(shape, voxel_size_nm: float, border_nm: float = BORDER_NM) -> np.ndarray:
-    """Boolean (z, y, x) mask: True further than ``border_nm`` from every face."""
-    margin = int(np.ceil(border_nm / voxel_size_nm))
-    mask = np.zeros(shape, bool)
-    mask[tuple(slice(margin, n - margin) for n in shape)] = True
-    return mask
-
-
 def score(model, tomogram, labels, voxel_size_nm) -> dict:
     """Segment ``tomogram`` with ``model`` (network, metadata) and score it against ``labels``
-    inside :func:`interior`."""
+    away from the faces (:data:`BORDER_NM`)."""
     probability = predict(tomogram, voxel_size_nm, model)
     failure = ""
     try:
@@ -156,7 +148,7 @@ def score(model, tomogram, labels, voxel_size_nm) -> dict:
         labels,
         voxel_size_nm,
         probability=probability,
-        region_mask=interior(labels.shape, voxel_size_nm),
+        region_mask=interior_mask(labels.shape, voxel_size_nm, BORDER_NM),
     )
     keys = ("dice", "mask_dice", "precision", "recall", "f1", "n_true", "n_pred", "n_matched")
     return {**{k: float(scores[k]) for k in keys}, "failure": failure}

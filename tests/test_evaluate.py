@@ -178,3 +178,19 @@ def test_merged_and_split_vesicles_are_counted():
     pred[(truth == 3) & (np.indices(SHAPE)[2] >= 20)] = 9  # the third cut in two halves
     assert merges_and_splits(pred, truth) == {"merged": 1, "split": 1}
     assert merges_and_splits(truth, truth) == {"merged": 0, "split": 0}
+
+
+def test_interior_mask_leaves_out_caps_cut_by_the_faces():
+    from analysis.evaluate import interior_mask
+    from analysis.io.rasterise import paint_ball
+
+    mask = interior_mask((20, 30, 40), 2.0, 5.0)  # 5 nm = 3 voxels of 2 nm (rounded up)
+    assert mask.sum() == 14 * 24 * 34
+    assert not mask[:3].any() and mask[3:17, 3:27, 3:37].all()
+    truth = np.zeros((20, 30, 40), np.int32)
+    paint_ball(truth, np.array([10.0, 15.0, 20.0]), 4.0, 1)  # whole
+    paint_ball(truth, np.array([10.0, 15.0, -2.0]), 4.0, 2)  # a cap at the x = 0 face
+    pred = (truth == 1).astype(np.int32)  # the cap is not found
+    scores = evaluate_segmentation(pred, truth, 2.0, region_mask=mask)
+    assert scores["n_true"] == 1 and scores["f1"] == 1.0
+    assert evaluate_segmentation(pred, truth, 2.0)["recall"] == 0.5

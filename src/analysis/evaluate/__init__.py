@@ -16,10 +16,11 @@ from analysis.evaluate.matching import (
     match_vesicles,
     merges_and_splits,
 )
-from analysis.evaluate.metrics import dice_score, soft_dice
+from analysis.evaluate.metrics import dice_score, interior_mask, soft_dice
 from analysis.evaluate.report import (
     REFERENCE,
     SCORE_KEYS,
+    cross_domain_scores,
     evaluate_files,
     evaluate_segmentation,
     outcome_table,
@@ -33,11 +34,13 @@ __all__ = [
     "SCORE_KEYS",
     "count_errors",
     "detection_scores",
+    "cross_domain_scores",
     "dice_score",
     "evaluate_files",
     "evaluate_segmentation",
     "filament_curve",
     "filament_detection",
+    "interior_mask",
     "match_vesicles",
     "merges_and_splits",
     "outcome_table",

@@ -48,3 +48,16 @@ def soft_dice(
         t = t & valid
     total = p.sum() + t.sum()
     return 1.0 if total == 0 else float(2.0 * p[t].sum() / total)
+
+
+def interior_mask(shape, voxel_size_nm: float, border_nm: float) -> np.ndarray:
+    """Boolean (z, y, x) mask of ``shape``: True further than ``border_nm`` from every face.
+
+    Passed as ``region_mask`` to :func:`analysis.evaluate.evaluate_segmentation`, it leaves out
+    the vesicles whose visible part is centred near a face (caps of vesicles cut by the volume,
+    in the truth and in the prediction alike).
+    """
+    margin = int(np.ceil(border_nm / voxel_size_nm))
+    mask = np.zeros(shape, bool)
+    mask[tuple(slice(margin, max(n - margin, margin)) for n in shape)] = True
+    return mask
