@@ -180,6 +180,20 @@ def digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
+def tomogram(sim: str, row: str, seed: int, quick: bool, cache: Path):
+    """(tomogram, labels, voxel size) of a row and seed, made once and kept in ``cache``."""
+    path = cache / "tomograms" / f"{sim}_{row}_{seed}_v{VERSIONS[sim]}{'_quick' * quick}.npz"
+    if path.exists():
+        with np.load(path) as kept:
+            return kept["tomogram"], kept["labels"], float(kept["voxel_size_nm"])
+    tomo, labels, vs = MAKERS[sim](row, seed, quick)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, tomogram=tomo, labels=labels.astype(np.int32), voxel_size_nm=vs)
+    partial.replace(path)
+    return tomo, labels, vs
+
+
 def run(networks: dict[str, Path], simulators, rows, quick: bool, cache: Path) -> pd.DataFrame:
     """Score every network on every row and seed; cached scores are reused."""
     cache.mkdir(parents=True, exist_ok=True)
@@ -200,7 +214,7 @@ def run(networks: dict[str, Path], simulators, rows, quick: bool, cache: Path) -
                         result = json.loads(hit.read_text())
                     else:
                         if tomo is None:
-                            tomo, labels, vs = MAKERS[sim](row, seed, quick)
+                            tomo, labels, vs = tomogram(sim, row, seed, quick, cache)
                         if name not in loaded:
                             loaded[name] = load(path)
                         started = time.perf_counter()
