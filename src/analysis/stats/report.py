@@ -48,7 +48,20 @@ STATISTICS_COLUMNS = [
     "ci_high",
     "p",
     "unit",
+    "role",
 ]
+#: What each test is for, as measured by ``benchmarks/group_statistics.py`` (false-positive
+#: rates on null experiments of 6 + 6 synapses): ``recommended`` tests keep their 5 %;
+#: the hierarchical bootstrap and the mixed model are conservative where synapses differ
+#: little (their intervals are for describing groups); the pooled χ² is not valid here.
+TEST_ROLES = {
+    "welch": "recommended",
+    "permutation": "recommended",
+    "glm": "recommended",
+    "bootstrap": "alternative",
+    "mixed": "alternative",
+    "chi2": "comparison only",
+}
 #: Per-vesicle columns behind the per-synapse measures, for the bootstrap.
 _ROWS = {
     "tethered": "tethered",
@@ -88,7 +101,7 @@ def compare_study(
         ``per_synapse_density`` (when layers are given), ``statistics`` (one row per
         measure and test, :data:`STATISTICS_COLUMNS`; ``test`` is ``welch``,
         ``permutation``, ``bootstrap``, ``glm`` (log odds ratio), ``mixed`` or ``chi2``,
-        the last pooling vesicles as if independent and only there for comparison) and
+        the last pooling vesicles as if independent; ``role`` from :data:`TEST_ROLES`) and
         ``bins`` (per bin and measure, adjusted over the bins).
     """
     groups = comparisons.group_order(vesicles)
@@ -157,6 +170,7 @@ def _row(result, test, p, unit, values="mean", interval=True) -> dict:
         "ci_high": result.get("ci_high") if interval else None,
         "p": p,
         "unit": unit,
+        "role": TEST_ROLES[test],
     }
 
 
