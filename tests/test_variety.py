@@ -156,3 +156,18 @@ def test_intensity_augmentations_keep_what_they_should():
     assert aug.lower_resolution(image, 2.0).std() < 0.7 * image.std()
     with pytest.raises(ValueError, match="augmentation level"):
         aug.augment(image, image, image, rng, level="heavy")
+
+
+def test_alignment_errors_blur_what_was_sharp():
+    from analysis.synthetic.imaging import Microscope, image_phantom
+
+    density = np.zeros((24, 48, 48), np.float32)
+    density[12, 24, 24] = 50.0  # a point of mass
+    exact = Microscope(snr=1e6)
+    sloppy = Microscope(snr=1e6, shift_error_nm=4.0, tilt_error_deg=1.0)
+    sharp = image_phantom(density, 2.0, exact, seed=1)["tomogram"]
+    blurred = image_phantom(density, 2.0, sloppy, seed=1)["tomogram"]
+    again = image_phantom(density, 2.0, sloppy, seed=1)["tomogram"]
+    np.testing.assert_array_equal(blurred, again)
+    # mass is dark: the point's darkest value is fainter when the series is misaligned
+    assert blurred.min() / blurred.std() > 0.8 * (sharp.min() / sharp.std())

@@ -42,6 +42,11 @@ class Microscope:
     post_filter_strength: float = 1.0
     #: store the tomogram in this many bits (8: as byte tomograms are shared); 0 = float
     quantise_bits: int = 0
+    #: residual alignment errors of the tilt series: each image shifted by a random amount
+    #: (SD, nm, along y and x) and recorded at a tilt off its nominal one (SD, degrees), then
+    #: reconstructed as if aligned — real series keep about 1 nm and a few tenths of a degree
+    shift_error_nm: float = 0.0
+    tilt_error_deg: float = 0.0
 
     @property
     def tilts_deg(self) -> np.ndarray:
@@ -156,6 +161,17 @@ def apply_ctf(projections: np.ndarray, voxel_size_nm: float, mic: Microscope) ->
     return np.fft.irfft2(spec, s=projections.shape[1:], axes=(-2, -1)).astype(np.float32)
 
 
+def shift_images(images: np.ndarray, shifts_vox: np.ndarray) -> np.ndarray:
+    """Shift each image (n, y, u) by its own sub-voxel (dy, du) (``shifts_vox``, (n, 2))."""
+    from scipy import ndimage
+
+    out = np.empty_like(images)
+    for i, (image, shift) in enumerate(zip(images, shifts_vox, strict=True)):
+        spectrum = ndimage.fourier_shift(np.fft.rfft2(image), shift, n=image.shape[-1])
+        out[i] = np.fft.irfft2(spectrum, s=image.shape)
+    return out
+
+
 def add_noise(
     projections: np.ndarray, snr: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, float]:
@@ -200,7 +216,13 @@ def image_phantom(
     mic = mic or Microscope()
     rng = np.random.default_rng(seed)
     tilts = mic.tilts_deg
-    clean = apply_ctf(project(density, tilts), voxel_size_nm, mic)
+    # alignment errors from a stream of their own: without them every draw is as before
+    errors = np.random.default_rng([seed, 3])
+    recorded = tilts + errors.normal(0, mic.tilt_error_deg, len(tilts)) * (mic.tilt_error_deg > 0)
+    clean = apply_ctf(project(density, recorded), voxel_size_nm, mic)
+    if mic.shift_error_nm > 0:
+        shifts = errors.normal(0, mic.shift_error_nm / voxel_size_nm, (len(tilts), 2))
+        clean = shift_images(clean, shifts)
     noisy, sigma = add_noise(clean, mic.snr, rng)
     tomo = reconstruct(noisy, tilts, density.shape[0], mic.recon_filter)
     tomo = lowpass(tomo, mic.lowpass_nm, voxel_size_nm)
