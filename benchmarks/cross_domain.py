@@ -274,6 +274,8 @@ def main(argv=None) -> None:
             networks["published"] = PUBLISHED
     table = run(networks, args.simulator, args.rows, args.quick, cache)
     summary = summarise(table)
+    # which file each column is, so that a table shipped with weights can be checked against them
+    summary["network_sha256"] = summary["network"].map({k: digest(v) for k, v in networks.items()})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     summary.to_csv(args.out, index=False)
     pd.set_option("display.width", 200)

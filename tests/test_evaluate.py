@@ -194,3 +194,23 @@ def test_interior_mask_leaves_out_caps_cut_by_the_faces():
     scores = evaluate_segmentation(pred, truth, 2.0, region_mask=mask)
     assert scores["n_true"] == 1 and scores["f1"] == 1.0
     assert evaluate_segmentation(pred, truth, 2.0)["recall"] == 0.5
+
+
+def test_the_shipped_cross_domain_table_belongs_to_the_shipped_weights():
+    import hashlib
+
+    from analysis.errors import InputFileError
+    from analysis.evaluate import cross_domain_scores
+    from analysis.model import SHIPPED_WEIGHTS
+
+    table = cross_domain_scores()
+    assert set(table["network"]) == {"first", "shipped", "published"}
+    assert table.groupby(["simulator", "row"]).size().eq(3).all()
+    shipped = table[table["network"] == "shipped"]
+    # a retrained network needs its benchmark run again (benchmarks/cross_domain.py)
+    digest = hashlib.sha256(SHIPPED_WEIGHTS.read_bytes()).hexdigest()[:12]
+    assert set(shipped["network_sha256"]) == {digest}
+    assert table[["precision", "recall", "f1", "dice"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert (shipped["n_true"] >= 100).all()  # two tomograms of about 60 vesicles or more a row
+    with pytest.raises(InputFileError, match="no cross-domain benchmark"):
+        cross_domain_scores("/nonexistent/cross_domain.csv")

@@ -150,3 +150,21 @@ def test_score_heatmap_puts_each_score_in_its_cell():
     image = ax.images[0].get_array()
     assert image[1, 0] == 0.25 and image[0, 1] == 0.5
     plt.close(fig)
+
+
+def test_score_heatmap_names_rows_by_simulator_and_description():
+    import pandas as pd
+
+    summary = pd.DataFrame(
+        {
+            "simulator": ["testsim", "generator"],
+            "row": ["nominal", "nominal"],
+            "description": ["100 e/Å²", "SNR 0.5"],
+            "network": ["a", "a"],
+            "f1": [0.9, 1.0],
+        }
+    )
+    fig = plotting.score_heatmap(summary)
+    names = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert names == ["testsim: 100 e/Å²", "generator: SNR 0.5"]
+    plt.close(fig)

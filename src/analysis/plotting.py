@@ -466,7 +466,8 @@ def score_heatmap(summary, metric: str = "f1", *, row_labels=None, ax=None, vmin
     metric : str
         Column to show; the cells are annotated with it to two decimals.
     row_labels : mapping, optional
-        Display name per row name.
+        Display name per row name or per (simulator, row); by default the table's
+        ``description`` column, where it has one.
     vmin : float
         Lower end of the colour scale (scores below it share its colour).
     """
@@ -479,7 +480,15 @@ def score_heatmap(summary, metric: str = "f1", *, row_labels=None, ax=None, vmin
     for (i, j), value in np.ndenumerate(table.to_numpy()):
         if np.isfinite(value):
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
-    names = [f"{sim}: {(row_labels or {}).get(row, row)}" for sim, row in table.index.to_list()]
+    if row_labels is None and "description" in summary:
+        described = summary.drop_duplicates(["simulator", "row"])
+        keys = zip(described["simulator"], described["row"], strict=True)
+        row_labels = dict(zip(keys, described["description"], strict=True))
+    labels = row_labels or {}
+    names = [
+        f"{sim}: {labels.get((sim, row), labels.get(row, row))}"
+        for sim, row in table.index.to_list()
+    ]
     ax.set_yticks(range(len(table)), names, fontsize=8)
     ax.set_xticks(range(table.shape[1]), table.columns, rotation=30, ha="right")
     ax.figure.colorbar(image, ax=ax, label=metric, fraction=0.04)
