@@ -9,9 +9,11 @@ Two commands:
     ``src/analysis/inference/domain_reference.json``.
 ``calibrate --network NAME=PATH``
     For every row of ``benchmarks/cross_domain.py`` (both simulators) and both of its seeds,
-    the tomogram is made again with the benchmark's own functions, segmented by the network
-    and measured by the check; its F1 is the benchmark's cached score where there is one
-    (``--cd-cache``), else computed here the same way. Thresholds are then fitted on the
+    the tomogram (the benchmark's, from its cache, or made with its own functions) is
+    measured by the check; its F1 is the benchmark's cached score where there is one
+    (``--cd-cache``), else the tomogram is segmented and scored here as the benchmark does
+    (``--scored`` skips such rows instead; ``--full`` segments every tomogram, which adds the
+    vesicle statistics). Thresholds are then fitted on the
     calibration seeds (testsim 9101, generator 40001) so that the warning fires where
     F1 < 0.9 and stays quiet where F1 ≥ 0.95, and the confusion table is reported on the
     held-out seeds (9102, 40002). Features are cached per (row, seed, network file, simulator
@@ -50,14 +52,17 @@ CALIBRATION_SEEDS = {"testsim": 9101, "generator": 40001}
 HELD_OUT_SEEDS = {"testsim": 9102, "generator": 40002}
 #: F1 below BAD must warn, at or above GOOD must stay quiet; between, either is fine.
 BAD, GOOD = 0.9, 0.95
-#: Checks whose thresholds are fitted, with the direction in which a value is suspicious.
+#: Thresholds fitted (keys of domain.THRESHOLDS) -> (feature, side on which it warns). The
+#: others (voxel size, polarity, wedge, foreground, and the vesicles' radii and membranes, which
+#: guard against gross errors) are set by physics, not fitted to F1; where they could be fitted,
+#: their fitted cut is printed for information.
 FITTED = {
-    "spectrum_distance": "above",
-    "tta_disagreement": "above",
-    "ambiguous": "above",
-    "shell_contrast": "below",
-    "radius_in_range": "below",
-    "kept_fraction": "below",
+    "spectrum_distance": ("spectrum_distance", "above"),
+    "tta_disagreement": ("tta_disagreement", "above"),
+}
+INFORMATION = {
+    "vesicle_radii": ("radius_in_range", "below"),
+    "shell_profile": ("shell_contrast", "below"),
 }
 
 
@@ -142,37 +147,36 @@ def _cached_score(cd_cache: Path, key: str) -> dict | None:
     return json.loads(hit.read_text()) if hit.exists() else None
 
 
-def measure(sim, row, seed, model, key, cd_cache: Path, quick: bool, keep: Path | None) -> dict:
-    """Features and F1 of one (row, seed) for a loaded ``model``; with ``keep``, the
-    tomogram (float16) and vesicle table are kept there too, to study other features."""
+def measure(sim, row, seed, model, key, cd_cache: Path, quick: bool, full: bool) -> dict:
+    """Features and F1 of one (row, seed) for a loaded ``model``.
+
+    The tomogram comes from the cross-domain benchmark's cache (made and kept there if
+    missing), the F1 from its cached scores. Only where there is no score (or with ``full``)
+    is the tomogram segmented here, as ``cross_domain.score`` does, which also gives the
+    vesicle statistics of the check.
+    """
     from analysis.evaluate import evaluate_segmentation
     from analysis.postprocess import segment_vesicles
 
-    tomo, labels, vs = cd.MAKERS[sim](row, seed, quick)
-    started = time.perf_counter()
-    probability = predict(tomo, vs, model)
-    try:
-        segmented = segment_vesicles(probability, tomo, vs)
-        vesicles, found = segmented.table, segmented.labels
-    except ValueError:  # nothing found at all
-        vesicles, found = None, np.zeros_like(labels)
+    tomo, labels, vs = cd.tomogram(sim, row, seed, quick, cd_cache)
     scores = _cached_score(cd_cache, key)
-    if scores is None:  # as cross_domain.score does, from the same probability map
-        scores = evaluate_segmentation(
-            found, labels, vs, probability=probability, region_mask=cd.interior(labels.shape, vs)
-        )
-        scores = {k: float(scores[k]) for k in ("f1", "precision", "recall", "dice")}
-    seconds = time.perf_counter() - started
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        np.save(keep / f"{key}.npy", tomo.astype(np.float16))
-        if vesicles is not None:
-            vesicles.to_csv(keep / f"{key}.csv", index=False)
+    vesicles = None
+    if scores is None or full:
+        probability = predict(tomo, vs, model)
+        try:
+            segmented = segment_vesicles(probability, tomo, vs)
+            vesicles, found = segmented.table, segmented.labels
+        except ValueError:  # nothing found at all
+            vesicles, found = None, np.zeros_like(labels)
+        if scores is None:
+            region = cd.interior(labels.shape, vs)
+            scores = evaluate_segmentation(
+                found, labels, vs, probability=probability, region_mask=region
+            )
+    scores = {k: float(scores[k]) for k in ("f1", "precision", "recall", "dice")}
+    started = time.perf_counter()
     features = domain.domain_features(tomo, vs, model, vesicles=vesicles)
-    if vesicles is None:
-        features.update(n_vesicles=0.0, radius_in_range=0.0, shell_contrast=np.nan)
-    features["seconds_check"] = round(time.perf_counter() - started - seconds, 2)
-    features["seconds_segment"] = round(seconds, 2)
+    features["seconds_check"] = round(time.perf_counter() - started, 2)
     return {"simulator": sim, "row": row, "seed": seed, **scores, **features}
 
 
@@ -182,26 +186,34 @@ def cache_key(sim: str, row: str, seed: int, path: Path, quick: bool) -> str:
     return f"{sim}_{row}_{seed}_{cd.digest(path)}_v{cd.VERSIONS[sim]}{quick_tag}"
 
 
-def collect(name, path, cache: Path, cd_cache: Path, quick: bool, rows=None, keep=None):
-    """Features and F1 of every (row, seed), calibration seeds first; cached."""
+def collect(name, path, cache: Path, cd_cache: Path, options: argparse.Namespace):
+    """Features and F1 of every (row, seed), testsim first, calibration seed first; cached.
+
+    ``options``: ``quick``, ``rows``, ``full`` (segment even where the F1 is cached),
+    ``scored`` (skip rows the cross-domain benchmark has not scored yet) and ``cached`` (only
+    rows measured before).
+    """
     cache.mkdir(parents=True, exist_ok=True)
     model = None
     records = []
     jobs = [
         (sim, row, seeds[sim])
-        for seeds in (CALIBRATION_SEEDS, HELD_OUT_SEEDS)
         for sim in ("testsim", "generator")
+        for seeds in (CALIBRATION_SEEDS, HELD_OUT_SEEDS)
         for row in cd.ROWS[sim]
-        if rows is None or row in rows
+        if options.rows is None or row in options.rows
     ]
     for sim, row, seed in jobs:
-        key = cache_key(sim, row, seed, path, quick)
+        key = cache_key(sim, row, seed, path, options.quick)
         hit = cache / f"{key}.json"
         record = json.loads(hit.read_text()) if hit.exists() else None
+        unscored = _cached_score(cd_cache, key) is None
+        if record is None and (options.cached or (options.scored and unscored)):
+            continue
         if record is None:
             if model is None:
                 model = cd.load(path)
-            record = measure(sim, row, seed, model, key, cd_cache, quick, keep)
+            record = measure(sim, row, seed, model, key, cd_cache, options.quick, options.full)
             hit.write_text(json.dumps(domain._plain(record)))
         record["network"] = name
         records.append(record)
@@ -245,30 +257,75 @@ def confusion(table: pd.DataFrame, warn: pd.Series) -> pd.DataFrame:
     )
 
 
+def features_of(record: pd.Series) -> dict:
+    """A table row as :func:`domain.domain_features` gave it (without the NaN of columns that
+    other rows have)."""
+    return {k: v for k, v in record.items() if not (isinstance(v, float) and np.isnan(v))}
+
+
 def warnings_of(table: pd.DataFrame, thresholds) -> pd.DataFrame:
     """One boolean column per check: does it warn on the row?"""
     out = {}
     for _, record in table.iterrows():
-        checks = domain.assess(record.to_dict(), thresholds)
+        checks = domain.assess(features_of(record), thresholds)
         out[record.name] = {c.name: c.status == "warn" for c in checks}
     return pd.DataFrame.from_dict(out, orient="index").fillna(False)
 
 
 def calibrate(table: pd.DataFrame) -> dict:
-    """Fit the thresholds of :data:`FITTED` on the calibration seeds; print the tables."""
-    calib = table["seed"].isin(CALIBRATION_SEEDS.values())
+    """Thresholds of :data:`FITTED` fitted on the calibration seeds (3 significant digits);
+    the others as in the package."""
+    calib = table["seed"].isin(CALIBRATION_SEEDS.values()).to_numpy()
     bad = (table["f1"] < BAD).to_numpy()
     good = (table["f1"] >= GOOD).to_numpy()
-    fitted = {}
+    thresholds = dict(domain.THRESHOLDS)
     print("\nthresholds fitted on the calibration seeds (quiet on every F1 >= 0.95):")
-    for feature, direction in FITTED.items():
+    for key, (feature, side) in {**FITTED, **INFORMATION}.items():
         if feature not in table:
             continue
         values = table[feature].to_numpy(float)
-        cut, caught = fit_threshold(values[calib], bad[calib], good[calib], direction)
-        fitted[feature] = cut
-        print(f"  {feature:18s} warn {direction} {cut:.4g}: catches {caught} of {bad[calib].sum()}")
-    return fitted
+        cut, caught = fit_threshold(values[calib], bad[calib], good[calib], side)
+        note = "" if key in FITTED else f" (not used: the package's is {thresholds[key]})"
+        if key in FITTED:
+            thresholds[key] = float(f"{cut:.3g}")
+        print(
+            f"  {key:18s} {feature} {side} {cut:.3g}: catches {caught} of {bad[calib].sum()}{note}"
+        )
+    return thresholds
+
+
+def leave_one_out(table: pd.DataFrame) -> pd.Series:
+    """Does each calibration tomogram warn with the thresholds fitted on the others?"""
+    calib = table[table["seed"].isin(CALIBRATION_SEEDS.values())]
+    warned = {}
+    for i in calib.index:
+        rest = calib.drop(index=i)
+        bad, good = (rest["f1"] < BAD).to_numpy(), (rest["f1"] >= GOOD).to_numpy()
+        thresholds = dict(domain.THRESHOLDS)
+        for key, (feature, side) in FITTED.items():
+            thresholds[key] = fit_threshold(rest[feature].to_numpy(float), bad, good, side)[0]
+        checks = domain.assess(features_of(calib.loc[i]), thresholds)
+        warned[i] = any(c.status == "warn" for c in checks)
+    return pd.Series(warned)
+
+
+def report(table: pd.DataFrame, thresholds: dict, label: str) -> None:
+    """Confusion tables on the calibration and held-out seeds, and the rows misjudged."""
+    print(f"\n=== {label}: warn if any check warns ===")
+    for part_name, seeds in (("calibration", CALIBRATION_SEEDS), ("held out", HELD_OUT_SEEDS)):
+        part = table[table["seed"].isin(seeds.values())]
+        if not len(part):
+            continue
+        warns = warnings_of(part, thresholds)
+        warned = warns.any(axis=1)
+        print(f"\n{part_name} seeds {sorted(seeds.values())}: {len(part)} tomograms")
+        print(confusion(part, warned).to_string())
+        print("warnings per check:", {k: int(v) for k, v in warns.sum().items() if v})
+        missed = part[(part["f1"] < BAD) & ~warned]
+        false = part[(part["f1"] >= GOOD) & warned]
+        for name, rows in (("missed (F1 < 0.9, quiet)", missed), ("false alarms", false)):
+            listed = ", ".join(f"{r.simulator}/{r.row} {r.f1:.2f}" for r in rows.itertuples())
+            print(f"{name}: {listed or '-'}")
 
 
 def main(argv=None) -> None:
@@ -280,27 +337,26 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="half-size tomograms")
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks/results/domain_check")
     parser.add_argument("--cd-cache", type=Path, default=ROOT / "benchmarks/results/cross_domain")
-    parser.add_argument("--keep", type=Path, help="also keep tomograms and tables here")
+    parser.add_argument("--full", action="store_true", help="segment also where F1 is cached")
+    parser.add_argument(
+        "--scored", action="store_true", help="skip rows the cross-domain run has not scored"
+    )
+    parser.add_argument("--cached", action="store_true", help="only the rows already measured")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/domain_check.csv")
     args = parser.parse_args(argv)
     name, path = _network(args.network)
     if args.command == "reference":
         make_reference(name, path, args.name)
         return
-    table = collect(name, path, args.cache, args.cd_cache, args.quick, args.rows, args.keep)
+    table = collect(name, path, args.cache, args.cd_cache, args)
     table.drop(columns=["log_amplitude"]).to_csv(args.out, index=False)
     fitted = calibrate(table)
-    thresholds = dict(domain.THRESHOLDS)
-    print("\nconfusion with the package's THRESHOLDS (any check warns):")
-    for label, seeds in (("calibration", CALIBRATION_SEEDS), ("held out", HELD_OUT_SEEDS)):
-        part = table[table["seed"].isin(seeds.values())]
-        if not len(part):
-            continue
-        warns = warnings_of(part, thresholds)
-        print(f"\n{label} seeds {sorted(seeds.values())}: {len(part)} tomograms")
-        print(confusion(part, warns.any(axis=1)).to_string())
-        print("warnings per check:", warns.sum().to_dict())
-    print(f"\nfitted (compare with THRESHOLDS): {fitted}\nwritten: {args.out}")
+    loo = leave_one_out(table)
+    print("\nleave one out on the calibration seeds (thresholds fitted on the other rows):")
+    print(confusion(table.loc[loo.index], loo).to_string())
+    report(table, fitted, f"thresholds fitted for {name}")
+    report(table, dict(domain.THRESHOLDS), "the package's THRESHOLDS")
+    print(f"\nfitted thresholds (for domain.THRESHOLDS): {fitted}\nwritten: {args.out}")
 
 
 if __name__ == "__main__":
