@@ -108,6 +108,7 @@ def test_assess_warns_exactly_where_a_number_crosses_its_threshold():
         "rescale_factor": 1.0,
         "polarity_skew": -0.4,
         "wedge_margin": -3.0,
+        "tilt_axis_margin": -6.0,
         "wedge_depth": 7.0,
         "wedge_best": "beam z, tilt axis y",
         "spectrum_distance": 0.1,
@@ -121,19 +122,20 @@ def test_assess_warns_exactly_where_a_number_crosses_its_threshold():
     }
     checks = domain.assess(features)
     assert [c.status for c in checks] == ["pass"] * 8
-    worse = {
-        "rescale_factor": t["rescale_factor"][1] * 1.01,
-        "polarity_skew": t["polarity_skew"] + 0.01,
-        "wedge_margin": t["wedge_margin"] + 0.01,
-        "spectrum_distance": t["spectrum_distance"] * 1.01,
-        "tta_disagreement": t["tta_disagreement"] * 1.01,
-        "foreground": t["foreground"][0] * 0.99,
-        "radius_in_range": t["vesicle_radii"] * 0.99,
-        "shell_contrast": t["shell_profile"] - 0.01,
+    worse = {  # feature: (value just beyond its threshold, the check that must warn)
+        "rescale_factor": (t["rescale_factor"][1] * 1.01, "voxel_size"),
+        "polarity_skew": (t["polarity_skew"] + 0.01, "polarity"),
+        "wedge_margin": (t["wedge_margin"] + 0.01, "missing_wedge"),
+        "tilt_axis_margin": (t["tilt_axis_margin"] + 0.01, "missing_wedge"),
+        "spectrum_distance": (t["spectrum_distance"] * 1.01, "spectrum"),
+        "tta_disagreement": (t["tta_disagreement"] * 1.01, "tta_disagreement"),
+        "foreground": (t["foreground"][0] * 0.99, "foreground"),
+        "radius_in_range": (t["vesicle_radii"] * 0.99, "vesicle_radii"),
+        "shell_contrast": (t["shell_profile"] - 0.01, "shell_profile"),
     }
-    for (key, value), check in zip(worse.items(), checks, strict=True):
+    for key, (value, name) in worse.items():
         statuses = {c.name: c.status for c in domain.assess({**features, key: value})}
-        assert statuses[check.name] == "warn" and list(statuses.values()).count("warn") == 1, key
+        assert statuses[name] == "warn" and list(statuses.values()).count("warn") == 1, key
     skipped = domain.assess({**features, "spectrum_distance": np.nan})
     assert [c.status for c in skipped].count("skip") == 1
     # asked to invert a tomogram whose membranes are dark already: warn
@@ -222,3 +224,17 @@ def test_segment_auto_inverts_an_inverted_tomogram_and_writes_its_check(
     table = pd.read_csv(paths["vesicles"])
     truth = pd.read_csv(example_files("test", seed=301, quick=True)["vesicles"])
     assert abs(int(table["kept"].sum()) - len(truth)) <= 2
+
+
+def test_segment_says_the_check_on_stderr_unless_quiet_and_all_pass(tmp_path, capsys):
+    from analysis.cli import main
+    from analysis.synthetic import example_files
+
+    source = example_files("test", seed=301, quick=True)["tomogram"]
+    for quiet, expected in ((True, False), (False, True)):
+        out = tmp_path / f"quiet_{quiet}"
+        out.mkdir()
+        args = ["segment", str(source), "--out", str(out)] + (["--quiet"] if quiet else [])
+        assert main(args) == 0
+        said = "domain check: all" in capsys.readouterr().err
+        assert said == expected

@@ -483,7 +483,8 @@ def segment(
         from analysis.inference.domain import DomainReport
 
         report = DomainReport.from_dict(json.loads(paths["check"].read_text()))
-        typer.echo(f"{report.summary()}: see {paths['check']}", err=True)
+        if report.warnings or not quiet:  # --quiet keeps only what needs attention
+            typer.echo(f"{report.summary()}: see {paths['check']}", err=True)
     table = pd.read_csv(paths["vesicles"])
     typer.echo(
         f"{tomogram}: {int(table['kept'].sum())} vesicles kept, "
