@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from analysis.errors import InputFileError
+from analysis.errors import InputFileError, ParameterError
 
 #: The network trained by this package on the synthetic training set, shipped inside it.
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "sv_unet3d.pt"
@@ -74,15 +74,15 @@ class UNetConfig:
 
     def __post_init__(self):
         if self.depth < 1:
-            raise ValueError(f"depth must be >= 1, not {self.depth}")
+            raise ParameterError(f"depth must be >= 1, not {self.depth}")
         if self.base_channels < 1:
-            raise ValueError(f"base_channels must be >= 1, not {self.base_channels}")
+            raise ParameterError(f"base_channels must be >= 1, not {self.base_channels}")
         if self.norm not in NORMALISATIONS:
-            raise ValueError(f"norm must be one of {NORMALISATIONS}, not {self.norm!r}")
+            raise ParameterError(f"norm must be one of {NORMALISATIONS}, not {self.norm!r}")
         if self.dims not in (2, 3):
-            raise ValueError(f"dims must be 2 or 3, not {self.dims}")
+            raise ParameterError(f"dims must be 2 or 3, not {self.dims}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+            raise ParameterError(f"dropout must be in [0, 1), not {self.dropout}")
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -196,9 +196,9 @@ def select_device(preference: str = "auto") -> torch.device:
     if preference == "auto":
         preference = next(name for name, ok in available.items() if ok)
     if preference not in available:
-        raise ValueError(f"device must be auto, cuda, mps or cpu, not {preference!r}")
+        raise ParameterError(f"device must be auto, cuda, mps or cpu, not {preference!r}")
     if not available[preference]:
-        raise ValueError(f"device {preference!r} was asked for but is not available here")
+        raise ParameterError(f"device {preference!r} was asked for but is not available here")
     return torch.device(preference)
 
 
@@ -353,7 +353,7 @@ def load_shipped_model(
     training chapter of the book for the commands that made them.
     """
     if dims not in (2, 3):
-        raise ValueError(f"dims must be 2 or 3, not {dims}")
+        raise ParameterError(f"dims must be 2 or 3, not {dims}")
     return load_model(SHIPPED_WEIGHTS if dims == 3 else SHIPPED_2D_WEIGHTS, map_location)
 
 

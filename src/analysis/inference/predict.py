@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis.errors import InputFileError
+from analysis.errors import DataError, ParameterError
 from analysis.inference.heap import reuse_freed_memory
 from analysis.inference.rescale import rescale
 from analysis.inference.tiling import plan_tiles, sliding_window
@@ -67,7 +67,7 @@ def check_voxel_size(
         smaller than the network's, with the likely cause spelled out.
     """
     if not (voxel_size_nm and np.isfinite(voxel_size_nm) and voxel_size_nm > 0):
-        raise ValueError(f"voxel size must be a positive number of nm, not {voxel_size_nm}")
+        raise DataError(f"voxel size must be a positive number of nm, not {voxel_size_nm}")
     ratio = voxel_size_nm / model_voxel_size_nm
     if ratio > max_rescale or ratio < 1 / max_rescale:
         hint = (
@@ -77,7 +77,7 @@ def check_voxel_size(
             if 0.05 < ratio < 0.2
             else ""
         )
-        raise ValueError(
+        raise DataError(
             f"voxel size {voxel_size_nm:g} nm is {ratio:.3g}× the {model_voxel_size_nm:g} nm "
             f"the network was trained at{hint}. A synaptic vesicle (~40 nm) would span "
             f"{40 / voxel_size_nm:.1f} voxels. Give the right voxel size, or allow this with "
@@ -132,7 +132,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     only chosen automatically where it is native: emulated, it is slower than float32.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        raise ParameterError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if precision == "float32":
         return torch.float32
     native = (
@@ -148,7 +148,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 def _xy_transforms(mode: str) -> list[tuple[int, bool]]:
     """(quarter turns in xy, flip x) pairs of a TTA mode."""
     if mode not in TTA_MODES:
-        raise ValueError(f"tta must be one of {tuple(TTA_MODES)}, not {mode!r}")
+        raise ParameterError(f"tta must be one of {tuple(TTA_MODES)}, not {mode!r}")
     if mode == "none":
         return [(0, False)]
     if mode == "flips":  # identity, flip x, flip y (= rot 180 + flip x), flip both (= rot 180)
@@ -271,9 +271,9 @@ def predict(
     """
     shape = tuple(int(n) for n in tomogram.shape)
     if len(shape) != 3:
-        raise ValueError(f"a (z, y, x) tomogram is needed, not shape {shape}")
+        raise DataError(f"a (z, y, x) tomogram is needed, not shape {shape}")
     if np.iscomplexobj(tomogram):
-        raise ValueError("complex tomograms cannot be segmented")
+        raise DataError("complex tomograms cannot be segmented")
     torch_device = select_device(device)
     dtype = resolve_precision(precision, torch_device)
     net, meta = _resolve_model(model, torch_device, dtype)
@@ -281,14 +281,16 @@ def predict(
     norm = meta["normalisation"] or DEFAULT_NORMALISATION
     transforms = _xy_transforms(tta)
     if return_uncertainty and len(transforms) == 1:
-        raise ValueError("an uncertainty map needs test-time augmentation (tta='flips' or 'd4')")
+        raise ParameterError(
+            "an uncertainty map needs test-time augmentation (tta='flips' or 'd4')"
+        )
     resample = abs(ratio - 1) > RESCALE_TOLERANCE
     work_shape = tuple(max(1, round(n * ratio)) for n in shape) if resample else shape
     if isinstance(tile, str):
         if tile != "auto":
-            raise ValueError(f"tile must be 'auto', an int or 3 ints, not {tile!r}")
+            raise ParameterError(f"tile must be 'auto', an int or 3 ints, not {tile!r}")
         if overlap is not None:
-            raise ValueError("overlap goes with an explicit tile; 'auto' tiles plan their own")
+            raise ParameterError("overlap goes with an explicit tile; 'auto' tiles plan their own")
         tile, overlap = plan_tiles(work_shape)
         batch_size = batch_size or 1
     overlap = 0.25 if overlap is None else overlap
@@ -385,6 +387,6 @@ def predict_file(
                 return_uncertainty=unc is not None,
                 **options,
             )
-        except ValueError as err:
-            raise InputFileError(tomogram_path, str(err)) from err
+        except DataError as err:
+            raise err.in_file(tomogram_path) from err
     return Path(out_path)
