@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.errors import InputFileError
+from analysis.errors import AnalysisError, InputFileError
 from analysis.io import atomic_output, tomogram_stem
 from analysis.pipeline import OUTPUT_SUFFIXES, output_paths
 
@@ -172,7 +172,7 @@ def _segment_task(tomogram: str, outdir: str, options: dict, threads: int) -> di
     start = time.perf_counter()
     try:
         paths = segment_file(tomogram, outdir, **options)
-    except ValueError as err:  # InputFileError and refused values: reported, not retried
+    except AnalysisError as err:  # bad input and refused values: reported, not retried
         return {"status": "failed", "error": str(err), "seconds": time.perf_counter() - start}
     table = pd.read_csv(paths["vesicles"], usecols=["kept"])
     return {
@@ -360,7 +360,7 @@ def _study_task(item: dict, outdir: str, options: dict, threads: int) -> dict:
             voxel_size_nm=voxel_size_nm,
             **options.get("active_zone", {}),
         )
-    except ValueError as err:  # InputFileError and refused values: reported, not retried
+    except AnalysisError as err:  # bad input and refused values: reported, not retried
         return {"status": "failed", "error": str(err), "seconds": time.perf_counter() - start}
     return {
         "status": "done",

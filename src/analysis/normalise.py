@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.errors import DataError, ParameterError
 from analysis.io.memmap import release_pages
 
 #: Default normalisation, as recorded in checkpoints.
@@ -37,7 +38,7 @@ def normalisation_stats(
     lo, med, hi = np.percentile(sample, [low, 50.0, high])
     scale = float(hi - lo)
     if not np.isfinite(scale) or scale <= 0:
-        raise ValueError("the volume is constant (no intensity range to normalise by)")
+        raise DataError("the volume is constant (no intensity range to normalise by)")
     return float(med), scale
 
 
@@ -54,7 +55,7 @@ def _blurred_zscore_stats(volume: np.ndarray, sigma_vox: float) -> tuple[float, 
         block = ndimage.gaussian_filter(block, sigma_vox, mode="nearest")
     std = float(block.std())
     if not np.isfinite(std) or std <= 0:
-        raise ValueError("the volume is constant (no intensity range to normalise by)")
+        raise DataError("the volume is constant (no intensity range to normalise by)")
     return float(block.mean()), std
 
 
@@ -66,7 +67,7 @@ def centre_and_scale(volume: np.ndarray, params: dict | None = None) -> tuple[fl
         return normalisation_stats(volume, params["low"], params["high"])
     if method == "zscore":
         return _blurred_zscore_stats(volume, float(params.get("blur_sigma_vox", 0.0)))
-    raise ValueError(f"unknown normalisation method {method!r}")
+    raise ParameterError(f"unknown normalisation method {method!r}")
 
 
 def normalise(volume: np.ndarray, params: dict | None = None) -> np.ndarray:

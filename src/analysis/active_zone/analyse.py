@@ -35,13 +35,14 @@ from analysis.active_zone.distances import (
     vesicle_distances,
 )
 from analysis.active_zone.filaments import find_filaments
-from analysis.errors import InputFileError
+from analysis.errors import DataError, InputFileError
 from analysis.io import (
     atomic_outputs,
     centre_voxels,
     label_table,
     read_mask,
     read_tomogram,
+    read_vesicle_table,
     tomogram_stem,
     write_mrc,
 )
@@ -153,7 +154,7 @@ def analyse_files(
         )
     table = None
     if vesicles is not None:
-        table = pd.read_csv(vesicles)
+        table = read_vesicle_table(vesicles)
         if "kept" in table:
             table = table[table["kept"]].reset_index(drop=True)
     try:
@@ -166,10 +167,8 @@ def analyse_files(
             vesicles=table,
             **options,
         )
-    except ValueError as err:
-        if isinstance(err, InputFileError):
-            raise
-        raise InputFileError(tomogram, str(err)) from err
+    except DataError as err:
+        raise err.in_file(tomogram) from err
     outdir = Path(outdir)
     stem = tomogram_stem(tomogram)
     paths = {role: outdir / f"{stem}{suffix}" for role, suffix in AZ_OUTPUT_SUFFIXES.items()}

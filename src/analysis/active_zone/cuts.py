@@ -26,6 +26,8 @@ from types import MappingProxyType
 import edt
 import numpy as np
 
+from analysis.errors import DataError, ParameterError
+
 #: Thickness of a vesicle's membrane (nm): the outer shell of a label it averages over.
 MEMBRANE_NM = 4.0
 #: Cut = intercept + slope × membrane contrast, per kind (SD of the remainder). Each line
@@ -69,7 +71,7 @@ def membrane_contrast(
     depth = edt.edt(inside, black_border=False, parallel=1)
     membrane = inside & (depth <= MEMBRANE_NM / voxel_size_nm)
     if not membrane.any() or not np.any(region):
-        raise ValueError("no vesicle membrane or no region voxel to measure the contrast on")
+        raise DataError("no vesicle membrane or no region voxel to measure the contrast on")
     values = np.asarray(tomogram)
     sd = float(np.asarray(reference)[region].std(dtype=np.float64))
     darker = values[region].mean(dtype=np.float64) - values[membrane].mean(dtype=np.float64)
@@ -98,7 +100,7 @@ def resolve_cuts(max_path_grey, contrast: float) -> dict[str, float] | None:
         value = max_path_grey.get(kind, "auto")
         if isinstance(value, str):
             if value != "auto":
-                raise ValueError(f"max_path_grey: {value!r} is neither a number nor 'auto'")
+                raise ParameterError(f"max_path_grey: {value!r} is neither a number nor 'auto'")
             value = auto[kind]
         cuts[kind] = float(value)
     return cuts

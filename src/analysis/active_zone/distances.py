@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from analysis.errors import DataError
 from analysis.io import centre_voxels
 
 #: Bins (nm, from the AZ membrane to the vesicle membrane) of the proximal-vesicle counts:
@@ -36,7 +37,7 @@ def az_distance_map(az_mask: np.ndarray, voxel_size_nm: float) -> np.ndarray:
     """
     az_mask = np.asarray(az_mask, dtype=bool)
     if not az_mask.any():
-        raise ValueError("the active-zone mask is empty")
+        raise DataError("the active-zone mask is empty")
     distance = edt.edt(~az_mask, black_border=False, parallel=1)
     return (distance * voxel_size_nm).astype(np.float32)
 
@@ -92,7 +93,7 @@ def vesicle_distances(
     """
     az_points = np.argwhere(np.asarray(az_mask, dtype=bool))
     if not len(az_points):
-        raise ValueError("the active-zone mask is empty")
+        raise DataError("the active-zone mask is empty")
     centres = vesicles[["z_vox", "y_vox", "x_vox"]].to_numpy(float)
     centre_distance, _ = cKDTree(az_points).query(centres)
     if az_distance_vox is None:

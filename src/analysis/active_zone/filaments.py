@@ -49,6 +49,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from analysis.errors import DataError
+
 from .cuts import membrane_contrast, resolve_cuts
 
 #: Columns of the filament table; ``vesicle_b`` is 0 for the AZ membrane (tethers).
@@ -325,7 +327,7 @@ def find_filaments(
     )
     region = np.asarray(region_mask, dtype=bool) & (boundaries == 0) & near
     if not region.any():
-        raise ValueError("no region voxel lies near a vesicle: nothing to analyse")
+        raise DataError("no region voxel lies near a vesicle: nothing to analyse")
     from analysis.io import label_table
 
     # both the subtraction and the path test (tethers) need these: computed once

@@ -11,7 +11,13 @@ import pandas as pd
 from analysis.errors import InputFileError
 from analysis.evaluate.matching import detection_scores, match_vesicles
 from analysis.evaluate.metrics import dice_score, soft_dice
-from analysis.io import centre_voxels, label_table, read_annotation, read_tomogram
+from analysis.io import (
+    centre_voxels,
+    label_table,
+    read_annotation,
+    read_tomogram,
+    read_vesicle_table,
+)
 
 #: The scores of one tomogram, in the order of ``analysis evaluate --json`` (DESIGN.md).
 SCORE_KEYS = (
@@ -181,22 +187,11 @@ def evaluate_files(
                 )
             extra[key] = volume.data if key == "probability" else volume.data > 0
     if pred_table is not None:
-        table = _read_table(pred_table)
+        table = read_vesicle_table(pred_table)
         extra["pred_table"] = table[table["kept"]] if "kept" in table else table
     return evaluate_segmentation(
         np.asarray(pred.data).astype(np.int64), truth_labels, pred.voxel_size_nm, **extra
     )
-
-
-def _read_table(path: str | os.PathLike) -> pd.DataFrame:
-    try:
-        table = pd.read_csv(path)
-    except (OSError, ValueError) as error:
-        raise InputFileError(path, f"not a readable CSV table ({error})") from None
-    missing = {"vesicle_id", "z_vox", "y_vox", "x_vox", "radius_vox"} - set(table.columns)
-    if missing:
-        raise InputFileError(path, f"vesicle table lacks the columns {sorted(missing)}")
-    return table
 
 
 def summarise(per_tomogram: pd.DataFrame, columns=None) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from analysis.errors import ParameterError
 from analysis.io.memmap import release_pages
 
 BLEND_MODES = ("gaussian", "cosine", "constant")
@@ -48,7 +49,7 @@ def blend_profile(n: int, mode: str = "gaussian", sigma_scale: float = 0.125) ->
         Width of the Gaussian relative to the tile.
     """
     if mode not in BLEND_MODES:
-        raise ValueError(f"blend mode must be one of {BLEND_MODES}, not {mode!r}")
+        raise ParameterError(f"blend mode must be one of {BLEND_MODES}, not {mode!r}")
     x = np.arange(n, dtype=np.float64) - (n - 1) / 2
     if mode == "gaussian":
         p = np.exp(-0.5 * (x / (sigma_scale * n)) ** 2)
@@ -79,7 +80,9 @@ def tile_grid(
     """
     overlaps = (overlap,) * 3 if np.isscalar(overlap) else tuple(overlap)
     if len(overlaps) != 3 or not all(0 <= o < 1 for o in overlaps):
-        raise ValueError(f"overlap must be in [0, 1) (one value or one per axis), not {overlap}")
+        raise ParameterError(
+            f"overlap must be in [0, 1) (one value or one per axis), not {overlap}"
+        )
     tile = (tile,) * 3 if isinstance(tile, int) else tuple(int(t) for t in tile)
     tile = tuple(min(t, n) for t, n in zip(tile, shape, strict=True))
     # the small epsilon keeps a planned step (tile − margin) from rounding down by one
@@ -127,7 +130,7 @@ def plan_tiles(
     """
     max_tile = (max_tile,) * 3 if isinstance(max_tile, int) else tuple(max_tile)
     if any(t <= margin_vox for t in max_tile):
-        raise ValueError(f"max_tile {max_tile} must exceed the margin of {margin_vox} voxels")
+        raise ParameterError(f"max_tile {max_tile} must exceed the margin of {margin_vox} voxels")
     tile, overlap = [], []
     for n, t_max in zip(shape, max_tile, strict=True):
         count = max(1, -(-(n - margin_vox) // (t_max - margin_vox)))
@@ -191,7 +194,7 @@ def sliding_window(
     from tqdm.auto import tqdm
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+        raise ParameterError(f"batch_size must be >= 1, not {batch_size}")
     shape = tuple(volume.shape)
     if len(shape) != 3:
         raise ValueError(f"a (z, y, x) volume is needed, not shape {shape}")

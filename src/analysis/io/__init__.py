@@ -19,7 +19,7 @@ from analysis.io.imod import (
     read_imod_model,
     write_vesicle_model,
 )
-from analysis.io.labels import VESICLE_COLUMNS, centre_voxels, label_table
+from analysis.io.labels import VESICLE_COLUMNS, centre_voxels, label_table, read_vesicle_table
 from analysis.io.rasterise import GROUPINGS, paint_ball, points_to_labels, points_to_sheet
 from analysis.io.tomogram import (
     MRCHeaderWarning,
@@ -149,6 +149,7 @@ __all__ = [
     "read_imod_model",
     "read_mask",
     "read_tomogram",
+    "read_vesicle_table",
     "write_mrc",
     "write_vesicle_model",
 ]

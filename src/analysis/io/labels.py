@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from analysis.errors import InputFileError
 
 #: The leading columns of every vesicle table (DESIGN.md).
 VESICLE_COLUMNS = [
@@ -70,3 +75,40 @@ def label_table(labels: np.ndarray, voxel_size_nm: float) -> pd.DataFrame:
     for axis in ("z", "y", "x", "radius"):
         table[f"{axis}_nm"] = table[f"{axis}_vox"] * voxel_size_nm
     return table[VESICLE_COLUMNS]
+
+
+def read_vesicle_table(
+    path: str | os.PathLike, columns=("vesicle_id", "z_vox", "y_vox", "x_vox", "radius_vox")
+) -> pd.DataFrame:
+    """Read a vesicle table (``STEM_vesicles.csv`` of ``analysis segment``) and check it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file.
+    columns : sequence of str
+        The columns the caller needs; by default a vesicle's id, centre and radius in voxels.
+
+    Returns
+    -------
+    pandas.DataFrame
+        All rows, kept or not (the ``kept`` column says which, where there is one).
+
+    Raises
+    ------
+    InputFileError
+        For a missing file, a file that is not a CSV table, or one without ``columns``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "no such vesicle table" if not path.exists() else "is a folder")
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as error:  # pandas' ParserError and EmptyDataError included
+        raise InputFileError(path, f"not a readable CSV table ({error})") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputFileError(
+            path, f"is not a vesicle table of analysis segment: it lacks the columns {missing}"
+        )
+    return table

@@ -20,6 +20,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from skimage.draw import line_nd, polygon
 
+from analysis.errors import ParameterError
+
 GROUPINGS = ("auto", "object", "surface", "overlap")
 
 
@@ -67,7 +69,7 @@ def _group_by_overlap(outlines: list[_Outline], max_slice_gap: int) -> np.ndarra
 def _vesicle_groups(outlines: list[_Outline], grouping: str, max_slice_gap: int) -> np.ndarray:
     """A vesicle index for every outline."""
     if grouping not in GROUPINGS:
-        raise ValueError(f"grouping must be one of {GROUPINGS}, not {grouping!r}")
+        raise ParameterError(f"grouping must be one of {GROUPINGS}, not {grouping!r}")
     keys = [(o.key[0],) if grouping == "object" else o.key for o in outlines]
     if grouping == "overlap":
         return _group_by_overlap(outlines, max_slice_gap)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.errors import DataError, ParameterError
 from analysis.io import VESICLE_COLUMNS, open_mrc_output, paint_ball, write_mrc, write_vesicle_model
 from analysis.io.memmap import map_slabs, release_pages, work_array
 from analysis.postprocess.outliers import flag_outliers, resolve_overlaps
@@ -137,24 +138,28 @@ def segment_vesicles(
 
     Raises
     ------
+    DataError
+        For an empty map, or a map that is vesicle everywhere.
+    ParameterError
+        For an unknown ``radius_from`` or ``split``.
     ValueError
-        For an empty map, a map that is vesicle everywhere, or shapes that differ.
+        For shapes that differ.
     """
     if probability.shape != tomogram.shape:
         raise ValueError(f"probability {probability.shape} and tomogram {tomogram.shape} differ")
     if radius_from not in ("mask", "profile"):
-        raise ValueError(f"radius_from must be 'mask' or 'profile', not {radius_from!r}")
+        raise ParameterError(f"radius_from must be 'mask' or 'profile', not {radius_from!r}")
     if threshold == "shell":
         threshold, _ = shell_density_threshold(probability, tomogram)
     mask = threshold_mask(probability, float(threshold))
     fraction = np.count_nonzero(mask) / mask.size
     if fraction == 0:
-        raise ValueError(
+        raise DataError(
             f"no voxel has a vesicle probability above {threshold}: nothing to segment "
             "(check the voxel size and the network)"
         )
     if fraction > 0.9:
-        raise ValueError(
+        raise DataError(
             f"{fraction:.0%} of the voxels have a vesicle probability above {threshold}: "
             "this is not a vesicle map (check the input and the intensity sign)"
         )

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
 
+from analysis.errors import ParameterError
 from analysis.io.memmap import map_slabs, release_pages, work_array
 
 SPLIT_METHODS = ("watershed", "threshold", "none")
@@ -167,9 +168,9 @@ def label_vesicles(
     """
     method = {True: "watershed", False: "none"}.get(split, split)
     if method not in SPLIT_METHODS:
-        raise ValueError(f"split must be one of {SPLIT_METHODS}, not {split!r}")
+        raise ParameterError(f"split must be one of {SPLIT_METHODS}, not {split!r}")
     if method == "threshold" and probability is None:
-        raise ValueError("split='threshold' needs the probability map")
+        raise ParameterError("split='threshold' needs the probability map")
     labels = connected_components(mask, memory_limit_bytes=memory_limit_bytes, folder=folder)
     boxes = ndimage.find_objects(labels)
     release_pages(labels)

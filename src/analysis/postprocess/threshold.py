@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from analysis.errors import DataError
+
 
 def threshold_mask(probability: np.ndarray, threshold: float, planes: int = 16) -> np.ndarray:
     """``probability > threshold`` as a bool (z, y, x) mask, a few planes at a time.
@@ -83,7 +85,7 @@ def shell_density_threshold(
         mean = np.where(counts >= min_shell_voxels, sums / np.maximum(counts, 1), np.nan)
     table = pd.DataFrame({"threshold": t, "shell_voxels": counts, "shell_density": mean})
     if np.all(np.isnan(mean)):
-        raise ValueError(
+        raise DataError(
             "no threshold gives a mask boundary: the probability map is empty or all vesicle"
         )
     return float(t[int(np.nanargmin(mean))]), table

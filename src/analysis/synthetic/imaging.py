@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analysis.errors import ParameterError
+
 ELECTRON_WAVELENGTH_300KV_NM = 0.001969
 
 
@@ -129,7 +131,9 @@ def reconstruction_weight(k: np.ndarray, kind: str = "ramp") -> np.ndarray:
         # a plateau of about a·N beyond it
         n_iter, a = 20, 0.005
         return 2 * k * (1 - (1 - a / np.maximum(k, a)) ** n_iter)
-    raise ValueError(f"unknown reconstruction filter {kind!r}; use one of {RECONSTRUCTION_FILTERS}")
+    raise ParameterError(
+        f"unknown reconstruction filter {kind!r}; use one of {RECONSTRUCTION_FILTERS}"
+    )
 
 
 def ramp_filter(projections: np.ndarray, kind: str = "ramp") -> np.ndarray:
@@ -252,7 +256,7 @@ def post_filter(volume: np.ndarray, kind: str = "none", strength: float = 1.0) -
         return volume.astype(np.float32)
     if kind == "nad":
         return anisotropic_diffusion(volume, iterations=max(1, round(10 * strength)))
-    raise ValueError(f"unknown post filter {kind!r}; use one of {POST_FILTERS}")
+    raise ParameterError(f"unknown post filter {kind!r}; use one of {POST_FILTERS}")
 
 
 def anisotropic_diffusion(

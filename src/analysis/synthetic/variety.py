@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from analysis.errors import ParameterError
 from analysis.io import write_mrc
 from analysis.io.atomic import atomic_output
 from analysis.io.rasterise import paint_ball
@@ -277,7 +278,7 @@ def varied_dataset(
 
     seeds = list(VARIED_SEEDS[split])
     if not 0 <= n <= len(seeds):
-        raise ValueError(f"the varied {split} set has {len(seeds)} tomograms, not {n}")
+        raise ParameterError(f"the varied {split} set has {len(seeds)} tomograms, not {n}")
     outdir = Path(outdir) if outdir is not None else default_data_dir() / "varied"
     out = []
     for seed in seeds[:n]:
