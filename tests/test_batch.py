@@ -36,6 +36,26 @@ def test_imod_tilt_series_beside_the_reconstruction_are_not_inputs(tmp_path):
     assert [p.name for p in find_tomograms(tmp_path)] == ["TS_01.rec"]
 
 
+def test_the_listing_takes_what_the_reader_reads_as_a_tomogram(tmp_path):
+    import numpy as np
+
+    from analysis.errors import InputFileError
+    from analysis.io import read_tomogram, tomogram_stem, write_mrc
+    from analysis.io.formats import TILT_SERIES_SUFFIXES, TOMOGRAM_SUFFIXES
+
+    for i, suffix in enumerate(TOMOGRAM_SUFFIXES + TILT_SERIES_SUFFIXES):
+        (tmp_path / f"t{i}{suffix}").write_bytes(b"")
+    found = find_tomograms(tmp_path)
+    assert len(found) == len(TOMOGRAM_SUFFIXES)
+    assert sorted(tomogram_stem(p) for p in found) == sorted(
+        f"t{i}" for i in range(len(TOMOGRAM_SUFFIXES))
+    )
+    for suffix in TILT_SERIES_SUFFIXES:  # left out because the reader refuses them
+        path = write_mrc(tmp_path / f"TS{suffix}", np.zeros((4, 8, 8), np.float32), 2.2)
+        with pytest.raises(InputFileError, match="is a tilt series"):
+            read_tomogram(path)
+
+
 def test_batch_on_two_workers_reports_the_corrupt_file_and_does_no_work_twice(
     input_dir, tmp_path, capsys
 ):

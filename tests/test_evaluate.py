@@ -167,7 +167,7 @@ def test_files_are_evaluated_against_a_model_drawn_at_another_binning(tmp_path):
 def test_files_of_another_shape_are_named_in_the_error(tmp_path):
     write_mrc(tmp_path / "p.mrc", balls(TRUE), 2.0)
     write_mrc(tmp_path / "t.mrc", balls(TRUE)[:20], 2.0)
-    with pytest.raises(ValueError, match=r"t\.mrc: shape \(20, 60, 60\) differs"):
+    with pytest.raises(ValueError, match=r"t\.mrc: truth of shape \(20, 60, 60\) differs"):
         evaluate_files(tmp_path / "p.mrc", tmp_path / "t.mrc")
 
 
@@ -201,7 +201,7 @@ def test_the_shipped_cross_domain_table_belongs_to_the_shipped_weights():
 
     from analysis.errors import InputFileError
     from analysis.evaluate import cross_domain_scores
-    from analysis.model import SHIPPED_WEIGHTS
+    from analysis.models import SHIPPED_WEIGHTS
 
     table = cross_domain_scores()
     assert set(table["network"]) == {"first", "shipped", "published"}

@@ -27,14 +27,11 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.errors import AnalysisError, InputFileError
-from analysis.io import atomic_output, tomogram_stem
+from analysis.io import TOMOGRAM_SUFFIXES, atomic_output, tomogram_stem
 from analysis.pipeline import OUTPUT_SUFFIXES, output_paths
 
 log = logging.getLogger(__name__)
 
-#: File name endings taken as tomograms in an input folder. IMOD's tilt series (.st, .ali)
-#: are left out: an IMOD project folder holds them beside the reconstruction (.rec).
-TOMOGRAM_SUFFIXES = (".mrc", ".rec", ".map", ".tif", ".tiff", ".zarr")
 SUMMARY_NAME = "batch_summary.csv"
 STUDY_SUMMARY_NAME = "study_summary.csv"
 SUMMARY_COLUMNS = ["tomogram", "status", "n_vesicles", "seconds", "error"]

@@ -35,11 +35,12 @@ from analysis.active_zone.distances import (
     vesicle_distances,
 )
 from analysis.active_zone.filaments import find_filaments
-from analysis.errors import DataError, InputFileError
+from analysis.errors import DataError
 from analysis.io import (
     atomic_outputs,
     centre_voxels,
     label_table,
+    read_like,
     read_mask,
     read_tomogram,
     read_vesicle_table,
@@ -147,11 +148,7 @@ def analyse_files(
     output ``STEM`` is the tomogram's. Returns the written paths by role.
     """
     tomo = read_tomogram(tomogram, voxel_size_nm=voxel_size_nm)
-    labels = read_tomogram(vesicle_labels)
-    if labels.shape != tomo.shape:
-        raise InputFileError(
-            vesicle_labels, f"labels of shape {labels.shape}; the tomogram's is {tomo.shape}"
-        )
+    labels = read_like(vesicle_labels, tomo, "labels")
     table = None
     if vesicles is not None:
         table = read_vesicle_table(vesicles)

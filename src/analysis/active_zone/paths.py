@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from analysis.io.rasterise import plane_basis
+
 #: Spacing of the samples along a path (voxels).
 STEP_VOX = 0.5
 
@@ -26,11 +28,7 @@ def disc_offsets(normal: np.ndarray, search_vox: float) -> np.ndarray:
     Returns an (n, 3) array, (0, 0, 0) first.
     """
     normal = np.asarray(normal, float) / np.linalg.norm(normal)
-    e1 = np.cross(normal, [1.0, 0.0, 0.0] if abs(normal[2]) < 0.9 else [0.0, 1.0, 0.0])
-    if np.linalg.norm(e1) < 1e-6:  # normal along z: the cross product above vanishes
-        e1 = np.cross(normal, [0.0, 1.0, 0.0])
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(normal, e1)
+    e1, e2 = plane_basis(normal)
     reach = int(np.floor(search_vox))
     grid = [
         (i, j)

@@ -15,6 +15,7 @@ from analysis.io import (
     centre_voxels,
     label_table,
     read_annotation,
+    read_like,
     read_tomogram,
     read_vesicle_table,
 )
@@ -172,19 +173,11 @@ def evaluate_files(
             truth, like=pred, model_voxel_size_nm=model_voxel_size_nm
         ).labels
     else:
-        truth_labels = np.asarray(read_tomogram(truth).data)
-        if truth_labels.shape != pred.shape:
-            raise InputFileError(
-                truth, f"shape {truth_labels.shape} differs from the prediction's {pred.shape}"
-            )
+        truth_labels = np.asarray(read_like(truth, pred, "truth", like_role="prediction").data)
     extra = {}
     for key, path in (("probability", probability), ("region_mask", region_mask)):
         if path is not None:
-            volume = read_tomogram(path)
-            if volume.shape != pred.shape:
-                raise InputFileError(
-                    path, f"shape {volume.shape} differs from the prediction's {pred.shape}"
-                )
+            volume = read_like(path, pred, key.replace("_", " "), like_role="prediction")
             extra[key] = volume.data if key == "probability" else volume.data > 0
     if pred_table is not None:
         table = read_vesicle_table(pred_table)

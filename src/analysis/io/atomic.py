@@ -9,32 +9,6 @@ from pathlib import Path
 
 from analysis.errors import InputFileError
 
-#: File endings :func:`tomogram_stem` removes (longest first).
-TOMOGRAM_SUFFIXES = (
-    ".ome.zarr",
-    ".ome.tiff",
-    ".ome.tif",
-    ".zarr",
-    ".tiff",
-    ".tif",
-    ".mrc",
-    ".rec",
-    ".map",
-    ".ali",
-    ".st",
-)
-
-
-def tomogram_stem(path: str | os.PathLike) -> str:
-    """The ``STEM`` of the output names for a tomogram file: its name without the file type
-    (``tomo.rec`` and ``tomo.ome.zarr`` give ``tomo``; ``syn_1.469nm.mrc`` gives
-    ``syn_1.469nm``, so that names differing after a dot stay different)."""
-    name = Path(path).name
-    for suffix in TOMOGRAM_SUFFIXES:
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem or name
-
 
 @contextlib.contextmanager
 def atomic_outputs(paths: dict) -> Iterator[dict]:

@@ -72,9 +72,17 @@ def label_table(labels: np.ndarray, voxel_size_nm: float) -> pd.DataFrame:
             "radius_vox": radius,
         }
     )
-    for axis in ("z", "y", "x", "radius"):
-        table[f"{axis}_nm"] = table[f"{axis}_vox"] * voxel_size_nm
-    return table[VESICLE_COLUMNS]
+    return with_nm_columns(table, voxel_size_nm)[VESICLE_COLUMNS]
+
+
+def with_nm_columns(
+    table: pd.DataFrame, voxel_size_nm: float, names=("z", "y", "x", "radius")
+) -> pd.DataFrame:
+    """The table with a ``NAME_nm`` column from each ``NAME_vox`` column of ``names``.
+
+    Existing ``NAME_nm`` columns are replaced where they are; new ones follow the others.
+    """
+    return table.assign(**{f"{n}_nm": table[f"{n}_vox"] * voxel_size_nm for n in names})
 
 
 def read_vesicle_table(

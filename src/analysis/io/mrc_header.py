@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.io.formats import TILT_SERIES_SUFFIXES
+
 #: ``imodStamp`` of files written by IMOD (or software that follows its flags): "IMOD" as int32.
 IMOD_STAMP = 1146047817
 #: ``imodFlags`` bits.
 FLAG_SIGNED_BYTES = 1
 FLAG_ORIGIN_INVERTED = 4
-#: File endings IMOD gives tilt series: raw (``.st``) and aligned (``.ali``) stacks.
-TILT_SERIES_SUFFIXES = (".st", ".ali")
 #: Tilt angles spanning at least this many degrees over the sections mark a tilt series.
 TILT_RANGE_DEG = 10.0
 

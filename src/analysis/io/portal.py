@@ -506,13 +506,9 @@ def annotation_labels(path: str | os.PathLike, like) -> np.ndarray:
     """
     import cc3d
 
-    from analysis.io.tomogram import read_tomogram
+    from analysis.io.tomogram import read_like
 
-    volume = read_tomogram(path, voxel_size_nm=like.voxel_size_nm, check_finite=False).data
-    if volume.shape != like.shape:
-        raise InputFileError(
-            path, f"annotation of shape {volume.shape}; the tomogram's is {like.shape}"
-        )
+    volume = read_like(path, like, "annotation", check_finite=False).data
     ids = np.unique(volume)
     if len(ids) <= 2:
         return cc3d.connected_components(volume > 0, connectivity=26).astype(np.int32)

@@ -148,16 +148,54 @@ def points_to_labels(
     return labels
 
 
+def ball_box(centre, reach, shape) -> tuple[slice, ...]:
+    """The box of the voxels within ``reach`` of ``centre`` along each axis, inside ``shape``.
+
+    Parameters
+    ----------
+    centre : array-like of float, (z, y, x)
+        In voxels.
+    reach : float or array-like of float
+        Half the box's edge in voxels (one value, or one per axis).
+    shape : tuple of int
+        The volume's shape; the box is clipped to it.
+
+    Returns
+    -------
+    tuple of slice
+        From ``floor(centre - reach)`` to ``ceil(centre + reach)``, both included; empty
+        slices (stop ≤ start) where the box lies outside the volume.
+    """
+    centre = np.asarray(centre, dtype=float)
+    lo = np.maximum(np.floor(centre - reach).astype(int), 0)
+    hi = np.minimum(np.ceil(centre + reach).astype(int) + 1, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+def is_empty(box: tuple[slice, ...]) -> bool:
+    """Whether a box of :func:`ball_box` holds no voxel (it lies outside the volume)."""
+    return any(s.stop <= s.start for s in box)
+
+
+def plane_basis(normal) -> tuple[np.ndarray, np.ndarray]:
+    """Two orthonormal vectors spanning the plane normal to the unit vector ``normal``.
+
+    ``normal`` is (z, y, x); with it they form a right-handed basis (``e2 = normal × e1``).
+    """
+    e1 = np.cross(normal, [1.0, 0.0, 0.0] if abs(normal[2]) < 0.9 else [0.0, 1.0, 0.0])
+    if np.linalg.norm(e1) < 1e-6:  # normal along z: the cross product above vanishes
+        e1 = np.cross(normal, [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    return e1, np.cross(normal, e1)
+
+
 def paint_ball(labels: np.ndarray, centre: np.ndarray, radius: float, value: int) -> None:
     """Set every voxel whose centre lies within ``radius`` of ``centre`` (z, y, x) to ``value``."""
-    lo = np.maximum(np.floor(centre - radius).astype(int), 0)
-    hi = np.minimum(np.ceil(centre + radius).astype(int) + 1, labels.shape)
-    if np.any(hi <= lo):
+    box = ball_box(centre, radius, labels.shape)
+    if is_empty(box):
         return
-    grids = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    d2 = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True))
-    region = labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    region[d2 <= radius**2 + 1e-9] = value
+    d2 = sum((g - c) ** 2 for g, c in zip(np.ogrid[box], centre, strict=True))
+    labels[box][d2 <= radius**2 + 1e-9] = value
 
 
 def points_to_sheet(

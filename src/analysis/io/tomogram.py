@@ -22,13 +22,11 @@ import numpy as np
 from analysis.errors import InputFileError
 from analysis.io import mrc_header
 from analysis.io.atomic import atomic_output
+from analysis.io.formats import TIFF_SUFFIXES
 from analysis.io.memmap import map_slabs, slabs
 
 #: Relative difference between axes above which a voxel size counts as anisotropic.
 ANISOTROPY_TOLERANCE = 1e-3
-
-MRC_SUFFIXES = (".mrc", ".rec", ".map", ".mrcs", ".st", ".ali")
-TIFF_SUFFIXES = (".tif", ".tiff")
 
 # MRC modes that hold complex numbers or colour, which no tomogram is.
 _UNSUPPORTED_MODES = {3: "complex int16", 4: "complex float32", 16: "RGB colour"}
@@ -161,6 +159,47 @@ def read_tomogram(
     return Tomogram(
         data=data, voxel_size_nm=size, origin_angstrom=origin, path=path, decisions=decisions
     )
+
+
+def read_like(
+    path: str | os.PathLike,
+    like: Tomogram,
+    role: str,
+    *,
+    like_role: str = "tomogram",
+    mmap: bool = False,
+    check_finite: bool = True,
+) -> Tomogram:
+    """Read a volume that belongs to ``like`` (labels, a mask, a probability map) and check
+    that it has ``like``'s shape.
+
+    The volume's own voxel size is not used (a mask's header often holds none, or IMOD's
+    1 Å): it is ``like``'s.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The volume: MRC, TIFF or OME-Zarr.
+    like : Tomogram
+        The volume it belongs to.
+    role, like_role : str
+        What the two are (e.g. "region mask", "tomogram"), for the error message.
+    mmap, check_finite : bool
+        As for :func:`read_tomogram`.
+
+    Raises
+    ------
+    InputFileError
+        For a volume of another shape (and whatever :func:`read_tomogram` refuses).
+    """
+    volume = read_tomogram(
+        path, voxel_size_nm=like.voxel_size_nm, mmap=mmap, check_finite=check_finite
+    )
+    if volume.shape != like.shape:
+        raise InputFileError(
+            path, f"{role} of shape {volume.shape} differs from the {like_role}'s {like.shape}"
+        )
+    return volume
 
 
 def _looks_like_zarr(path: Path) -> bool:

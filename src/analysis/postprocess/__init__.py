@@ -19,6 +19,7 @@ import pandas as pd
 
 from analysis.errors import DataError, ParameterError
 from analysis.io import VESICLE_COLUMNS, open_mrc_output, paint_ball, write_mrc, write_vesicle_model
+from analysis.io.labels import with_nm_columns
 from analysis.io.memmap import map_slabs, release_pages, work_array
 from analysis.postprocess.outliers import flag_outliers, resolve_overlaps
 from analysis.postprocess.separate import label_vesicles
@@ -177,9 +178,8 @@ def segment_vesicles(
     if radius_from == "mask":
         fits["profile_radius_vox"] = fits["radius_vox"]
         fits["radius_vox"] = fits["mask_radius_vox"]
-    fits["radius_nm"] = fits["radius_vox"] * voxel_size_nm
     table = flag_outliers(
-        fits,
+        with_nm_columns(fits, voxel_size_nm, ["radius"]),
         min_radius_nm=min_radius_nm,
         max_radius_nm=max_radius_nm,
         max_mahalanobis=max_mahalanobis,
@@ -192,9 +192,7 @@ def segment_vesicles(
     )
     table = table.sort_values("kept", ascending=False, kind="stable").reset_index(drop=True)
     table.insert(0, "vesicle_id", np.arange(1, len(table) + 1))
-    table["radius_nm"] = table["radius_vox"] * voxel_size_nm
-    for axis in "zyx":
-        table[f"{axis}_nm"] = table[f"{axis}_vox"] * voxel_size_nm
+    table = with_nm_columns(table, voxel_size_nm, ["radius", "z", "y", "x"])
     profiles = list(table.pop("profile"))
     rest = [c for c in table.columns if c not in TABLE_COLUMNS]
     table = table[[*TABLE_COLUMNS, *rest]]

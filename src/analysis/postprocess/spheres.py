@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import fft, ndimage
 
+from analysis.io.labels import with_nm_columns
+
 _BIN = 0.5  # radial bin width, voxels
 
 
@@ -205,5 +207,5 @@ def fit_vesicles(labels: np.ndarray, tomogram: np.ndarray, voxel_size_nm: float)
         rows.append({"label": label, "mask_radius_vox": r_mask, **fit})
     table = pd.DataFrame(rows)
     if len(table):
-        table["membrane_thickness_nm"] = table["membrane_thickness_vox"] * voxel_size_nm
+        table = with_nm_columns(table, voxel_size_nm, ["membrane_thickness"])
     return table

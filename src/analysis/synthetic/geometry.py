@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from analysis.io.rasterise import paint_ball
+from analysis.io.rasterise import ball_box, paint_ball, plane_basis
 from analysis.synthetic import scene as extra
 from analysis.synthetic.scene import Scene
 
@@ -163,11 +163,8 @@ def _place_spheres(g, rng, radii_vox, allowed, existing, min_gap_vox, max_tries=
 
 
 def _box(centre, reach, shape):
-    lo = np.maximum(np.floor(centre - reach).astype(int), 0)
-    hi = np.minimum(np.ceil(centre + reach).astype(int) + 1, shape)
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    grids = np.ogrid[sl]
-    return sl, grids
+    sl = ball_box(centre, reach, shape)
+    return sl, np.ogrid[sl]
 
 
 def _add_shell(density, centre, outer_r_vox, g, lumen_density, double_gap_nm=None):
@@ -342,11 +339,7 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
 
 def _disc_offset(rng, normal, radius_vox):
     """A point drawn uniformly from the disc of ``radius_vox`` perpendicular to ``normal``."""
-    e1 = np.cross(normal, [1.0, 0.0, 0.0] if abs(normal[2]) < 0.9 else [0.0, 1.0, 0.0])
-    if np.linalg.norm(e1) < 1e-6:  # normal along z: the cross product above vanishes
-        e1 = np.cross(normal, [0.0, 1.0, 0.0])
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(normal, e1)
+    e1, e2 = plane_basis(normal)
     rho, phi = radius_vox * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
     return rho * (np.cos(phi) * e1 + np.sin(phi) * e2)
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from analysis.io.rasterise import ball_box, is_empty
+
 
 @dataclass
 class Scene:
@@ -148,11 +150,9 @@ def add_gold(density, g, n, rng) -> np.ndarray:
         z = rng.choice([rng.uniform(0, 0.15), rng.uniform(0.85, 1.0), rng.uniform(0, 1)])
         c = np.array([z * nz, *rng.uniform(0, 1, 2) * np.asarray(density.shape[1:])])
         r = g.nm(rng.uniform(4.5, 5.5))
-        lo = np.maximum(np.floor(c - r - 2).astype(int), 0)
-        hi = np.minimum(np.ceil(c + r + 2).astype(int) + 1, density.shape)
-        if np.any(hi <= lo):
+        sl = ball_box(c, r + 2, density.shape)
+        if is_empty(sl):
             continue
-        sl = tuple(slice(int(p), int(q)) for p, q in zip(lo, hi, strict=True))
         d = np.sqrt(sum((gr - ci) ** 2 for gr, ci in zip(np.ogrid[sl], c, strict=True)))
         density[sl] += (rng.uniform(8.0, 15.0) / (1 + np.exp((d - r) / 0.4))).astype(np.float32)
         centres.append(c)
@@ -176,12 +176,9 @@ def coat(density, centre, radius_vox, g, rng) -> None:
 
 def cristae(density, centre, inner_radius_vox, g, rng, bilayer) -> None:
     """Inner-membrane folds of a mitochondrion: bilayer sheets across the matrix."""
-    reach = inner_radius_vox
-    lo = np.maximum(np.floor(np.asarray(centre) - reach).astype(int), 0)
-    hi = np.minimum(np.ceil(np.asarray(centre) + reach).astype(int) + 1, density.shape)
-    if np.any(hi <= lo):
+    sl = ball_box(centre, inner_radius_vox, density.shape)
+    if is_empty(sl):
         return
-    sl = tuple(slice(int(p), int(q)) for p, q in zip(lo, hi, strict=True))
     grids = np.ogrid[sl]
     rel = [gr - c for gr, c in zip(grids, centre, strict=True)]
     r = np.sqrt(sum(x**2 for x in rel))

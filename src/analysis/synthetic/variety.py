@@ -25,6 +25,7 @@ from scipy import ndimage
 from analysis.errors import ParameterError
 from analysis.io import write_mrc
 from analysis.io.atomic import atomic_output
+from analysis.io.labels import with_nm_columns
 from analysis.io.rasterise import paint_ball
 from analysis.synthetic.geometry import SynapseGeometry, make_phantom
 from analysis.synthetic.imaging import Microscope, image_phantom
@@ -201,7 +202,7 @@ def make_varied_synapse(seed: int, conditions: Conditions | None = None) -> Vari
     vs = cond.output_voxel_size_nm
     for axis, z in zip(("z", "y", "x"), zoom, strict=True):
         table[f"{axis}_vox"] = (table[f"{axis}_vox"] + 0.5) * z - 0.5
-        table[f"{axis}_nm"] = table[f"{axis}_vox"] * vs
+    table = with_nm_columns(table, vs, ["z", "y", "x"])
     table["radius_vox"] = table["radius_nm"] / vs
     labels = np.zeros(cond.output_shape, np.int32)
     for row in table.itertuples():
