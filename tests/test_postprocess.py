@@ -8,6 +8,8 @@ import pytest
 
 from analysis.io import VESICLE_COLUMNS, read_imod_model, read_tomogram
 from analysis.postprocess import (
+    OUTPUT_SUFFIXES,
+    VESICLE_OUTPUTS,
     fit_sphere,
     flag_outliers,
     label_vesicles,
@@ -156,6 +158,16 @@ def test_outputs_are_written_with_pyto_ids(tmp_path):
     region = np.ones(truth.shape, bool)
     paths = write_outputs(result, tmp_path, "t", 2.2, az_mask=az, region_mask=region)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
+    # the names of the one contract (DESIGN.md), which analysis segment also writes by
+    assert paths == {r: tmp_path / f"t{OUTPUT_SUFFIXES[r]}" for r in VESICLE_OUTPUTS}
+    assert list(OUTPUT_SUFFIXES.values()) == [
+        "_probability.mrc",
+        "_labels.mrc",
+        "_vesicles.csv",
+        "_vesicles.mod",
+        "_pyto_labels.mrc",
+        "_check.json",
+    ]
     pyto = read_tomogram(paths["pyto_labels"]).data
     assert set(np.unique(pyto)) == {1, 2, 10, 11}
     points = read_imod_model(paths["model"])
