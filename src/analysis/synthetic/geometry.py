@@ -79,8 +79,8 @@ class SynapseGeometry:
     #: extra options kept for provenance (free-form)
     notes: dict = field(default_factory=dict)
 
-    def nm(self, value_nm: float) -> float:
-        """Convert nm to voxels."""
+    def vox(self, value_nm: float) -> float:
+        """A length in nm, in voxels."""
         return value_nm / self.voxel_size_nm
 
 
@@ -113,7 +113,7 @@ def _az_surface(g: SynapseGeometry, rng: np.random.Generator):
     nz, ny, nx = g.shape
     z = np.arange(nz)[:, None]
     x = np.arange(nx)[None, :]
-    amp = g.nm(g.az_amplitude_nm)
+    amp = g.vox(g.az_amplitude_nm)
     phase = rng.uniform(0, 2 * np.pi, size=2)
     wavelength = rng.uniform(1.2, 2.0) * nx
     y = (
@@ -169,7 +169,7 @@ def _box(centre, reach, shape):
 
 def _add_shell(density, centre, outer_r_vox, g, lumen_density, double_gap_nm=None):
     """Add a vesicle-like bilayer shell whose outer head group edge sits at ``outer_r_vox``."""
-    reach = outer_r_vox + g.nm(4.0)
+    reach = outer_r_vox + g.vox(4.0)
     sl, grids = _box(centre, reach, density.shape)
     r_nm = (
         np.sqrt(sum((gr - c) ** 2 for gr, c in zip(grids, centre, strict=True))) * g.voxel_size_nm
@@ -227,7 +227,7 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
     half = g.headgroup_separation_nm / 2
     density += _bilayer(d_az_nm, half).astype(np.float32)
     az_mask = np.abs(d_az_nm) <= g.membrane_thickness_nm / 2
-    d_post_nm = _membrane_sheet(g, y_az, -g.nm(g.cleft_width_nm + g.membrane_thickness_nm))
+    d_post_nm = _membrane_sheet(g, y_az, -g.vox(g.cleft_width_nm + g.membrane_thickness_nm))
     density += _bilayer(d_post_nm, half).astype(np.float32)
     # cleft proteins and the postsynaptic density: a denser band beside the postsynaptic membrane
     density += (0.15 * expit((-d_post_nm - 2.0) / 1.5) * (d_post_nm > -40)).astype(np.float32)
@@ -243,25 +243,25 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
     # the scene's content draws from a stream of its own: without it, every draw is as in v3
     scene_rng = np.random.default_rng([seed, 2])
     if g.mitochondrion:
-        r = g.nm(rng.uniform(45.0, 60.0))
+        r = g.vox(rng.uniform(45.0, 60.0))
         spot = _place_spheres(
-            g, rng, [r], lambda c, r: float(distance_to_az_vox(c) > r + g.nm(80)), [], 0
+            g, rng, [r], lambda c, r: float(distance_to_az_vox(c) > r + g.vox(80)), [], 0
         )[0]
         if spot is not None:
             _add_shell(density, spot, r, g, lumen_density=0.35, double_gap_nm=7.0)
             obstacles.append((spot, r))
             if g.scene is not None and g.scene.cristae:
-                inner = r - g.nm(7.0 + g.membrane_thickness_nm)
+                inner = r - g.vox(7.0 + g.membrane_thickness_nm)
                 extra.cristae(density, spot, inner, g, scene_rng, lambda d: _bilayer(d, half))
     for r_nm in rng.uniform(*g.large_radius_range_nm, size=g.n_large_vesicles):
-        r = g.nm(r_nm)
+        r = g.vox(r_nm)
         spot = _place_spheres(
             g,
             rng,
             [r],
-            lambda c, r: float(distance_to_az_vox(c) > r + g.nm(30)),
+            lambda c, r: float(distance_to_az_vox(c) > r + g.vox(30)),
             obstacles,
-            g.nm(3),
+            g.vox(3),
         )[0]
         if spot is not None:
             _add_shell(density, spot, r, g, lumen_density=rng.uniform(0.0, 0.1))
@@ -274,7 +274,7 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
         rng.normal(g.radius_mean_nm, g.radius_sd_nm, size=g.n_vesicles), *g.radius_range_nm
     )
     radii_nm = np.sort(radii_nm)[::-1]  # large first packs more reliably
-    min_to_az_vox = g.nm(g.membrane_thickness_nm / 2 + 1.0)
+    min_to_az_vox = g.vox(g.membrane_thickness_nm / 2 + 1.0)
 
     def sv_odds(c, r):
         gap = distance_to_az_vox(c) - r - min_to_az_vox
@@ -282,11 +282,11 @@ def make_phantom(geometry: SynapseGeometry | None = None, seed: int = 0) -> Phan
             return 0.0
         return float(np.exp(-gap * g.voxel_size_nm / g.az_decay_nm))
 
-    centres = _place_spheres(g, rng, g.nm(radii_nm), sv_odds, obstacles, g.nm(g.min_gap_nm), 400)
+    centres = _place_spheres(g, rng, g.vox(radii_nm), sv_odds, obstacles, g.vox(g.min_gap_nm), 400)
     keep = [i for i, c in enumerate(centres) if c is not None]
     centres_vox = np.array([centres[i] for i in keep]).reshape(-1, 3)
     radii_nm = radii_nm[keep]
-    radii_vox = g.nm(radii_nm)
+    radii_vox = g.vox(radii_nm)
     lumen = rng.uniform(*g.lumen_density_range, size=len(keep))
     labels = np.zeros(g.shape, dtype=np.int32)
     for i, (c, r, lum) in enumerate(zip(centres_vox, radii_vox, lumen, strict=True)):
@@ -355,8 +355,8 @@ def _crossings(centre, radius, point, direction) -> tuple[float, float]:
 def _add_filaments(density, g, rng, offset_rng, centres, radii, y_az):
     """Connectors between neighbouring SVs and tethers from SVs to the AZ membrane."""
     rows = []
-    radius_vox = g.nm(g.filament_radius_nm) / 2  # Gaussian sigma: the visible width ~ 2 sigma
-    reach_vox = g.nm(g.filament_offset_nm)
+    radius_vox = g.vox(g.filament_radius_nm) / 2  # Gaussian sigma: the visible width ~ 2 sigma
+    reach_vox = g.vox(g.filament_offset_nm)
     nz, _, nx = g.shape
     for i in range(len(centres)):
         for j in range(i + 1, len(centres)):
@@ -380,7 +380,7 @@ def _add_filaments(density, g, rng, offset_rng, centres, radii, y_az):
             a = start + down * _crossings(c, r, start, down)[1]
             zo = int(np.clip(round(a[0]), 0, nz - 1))
             xo = int(np.clip(round(a[2]), 0, nx - 1))
-            b = np.array([a[0], y_az[zo, xo] + g.nm(g.membrane_thickness_nm / 2), a[2]])
+            b = np.array([a[0], y_az[zo, xo] + g.vox(g.membrane_thickness_nm / 2), a[2]])
             _add_segment(density, a, b, radius_vox, g.filament_density)
             rows.append(("tether", i + 1, 0, a, b))
     vs = g.voxel_size_nm
@@ -411,7 +411,7 @@ def _add_crowders(density, g, rng, labels, region_mask):
     free = (labels[tuple(pos.T)] == 0) & region_mask[tuple(pos.T)]
     pos = pos[free]
     impulses = np.zeros(g.shape, dtype=np.float32)
-    sigma_vox = g.nm(g.crowder_sigma_nm)
+    sigma_vox = g.vox(g.crowder_sigma_nm)
     # weight so that a blob's peak density is in crowder_peak_range after smoothing
     peak = rng.uniform(*g.crowder_peak_range, size=len(pos)) * (2 * np.pi * sigma_vox**2) ** 1.5
     np.add.at(impulses, tuple(pos.T), peak.astype(np.float32))
@@ -423,7 +423,7 @@ def _add_organelles(density, g, scene, rng, distance_to_az_vox, obstacles) -> No
     endosomes and ER tubules; each becomes an obstacle that synaptic vesicles avoid."""
 
     def place(radius_vox):
-        far = g.nm(20)
+        far = g.vox(20)
         spot = _place_spheres(
             g, rng, [radius_vox], lambda c, r: float(distance_to_az_vox(c) > r + far), obstacles, 1
         )[0]
@@ -432,37 +432,37 @@ def _add_organelles(density, g, scene, rng, distance_to_az_vox, obstacles) -> No
         return spot
 
     for _ in range(scene.n_dense_core):
-        r = g.nm(rng.uniform(35, 50))
+        r = g.vox(rng.uniform(35, 50))
         if (c := place(r)) is not None:
             _add_shell(density, c, r, g, lumen_density=rng.uniform(0.4, 0.8))
     for _ in range(scene.n_coated):
-        r = g.nm(rng.uniform(20, 32))
-        if (c := place(r + g.nm(14))) is not None:
+        r = g.vox(rng.uniform(20, 32))
+        if (c := place(r + g.vox(14))) is not None:
             _add_shell(density, c, r, g, lumen_density=rng.uniform(0.1, 0.3))
             extra.coat(density, c, r, g, rng)
     for _ in range(scene.n_endosomes):
-        r = g.nm(rng.uniform(50, 110))
+        r = g.vox(rng.uniform(50, 110))
         if (c := place(r)) is not None:
             _add_shell(density, c, r, g, lumen_density=rng.uniform(0.0, 0.06))
             for _ in range(int(rng.integers(0, 9))):  # intraluminal vesicles
-                ri = g.nm(rng.uniform(12, 22))
-                room = r - ri - g.nm(g.membrane_thickness_nm + 2)
+                ri = g.vox(rng.uniform(12, 22))
+                room = r - ri - g.vox(g.membrane_thickness_nm + 2)
                 if room > 0:
                     offset = extra.unit_vector(rng) * room * rng.uniform() ** (1 / 3)
                     _add_shell(density, c + offset, ri, g, rng.uniform(0.05, 0.2))
     half = g.headgroup_separation_nm / 2
-    wall = g.nm(HEADGROUP_SIGMA_NM)
+    wall = g.vox(HEADGROUP_SIGMA_NM)
     for _ in range(scene.n_er_tubules):
-        radius = g.nm(rng.uniform(15, 30))
-        a, b = extra.chord(g.shape, rng, g.nm(rng.uniform(100, 400)))
-        a_keep = [distance_to_az_vox(p) > radius + g.nm(20) for p in (a, b, (a + b) / 2)]
+        radius = g.vox(rng.uniform(15, 30))
+        a, b = extra.chord(g.shape, rng, g.vox(rng.uniform(100, 400)))
+        a_keep = [distance_to_az_vox(p) > radius + g.vox(20) for p in (a, b, (a + b) / 2)]
         if not all(a_keep):
             continue
         for shift in (-half, half):
-            extra.tube(density, a, b, radius + g.nm(shift), wall, 1.0)
+            extra.tube(density, a, b, radius + g.vox(shift), wall, 1.0)
         length = float(np.linalg.norm(b - a))
         for t in np.linspace(0, 1, max(int(length / radius), 1) + 1):
-            obstacles.append((a + t * (b - a), radius + g.nm(2)))
+            obstacles.append((a + t * (b - a), radius + g.vox(2)))
 
 
 def _cut_vesicles(g, rng, distance_to_az_vox, obstacles, centres, radii):
@@ -472,16 +472,16 @@ def _cut_vesicles(g, rng, distance_to_az_vox, obstacles, centres, radii):
     out_c, out_r = [], []
     shape = np.asarray(g.shape, float)
     for _ in range(g.scene.n_cut_vesicles):
-        r = g.nm(float(np.clip(rng.normal(g.radius_mean_nm, g.radius_sd_nm), *g.radius_range_nm)))
+        r = g.vox(float(np.clip(rng.normal(g.radius_mean_nm, g.radius_sd_nm), *g.radius_range_nm)))
         for _ in range(50):
             c = rng.uniform(0, 1, 3) * shape
             axis = int(rng.integers(3))
             depth = rng.uniform(-0.5, 0.7) * r  # centre this far inside the face
             c[axis] = depth if rng.uniform() < 0.5 else shape[axis] - depth
-            if distance_to_az_vox(c) < r + g.nm(g.membrane_thickness_nm):
+            if distance_to_az_vox(c) < r + g.vox(g.membrane_thickness_nm):
                 continue
             gaps = np.linalg.norm(np.asarray(placed_c).reshape(-1, 3) - c, axis=1)
-            if np.any(gaps < np.asarray(placed_r) + r + g.nm(g.min_gap_nm)):
+            if np.any(gaps < np.asarray(placed_r) + r + g.vox(g.min_gap_nm)):
                 continue
             out_c.append(c)
             out_r.append(r)

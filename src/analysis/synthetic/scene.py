@@ -135,11 +135,11 @@ def add_cytoplasm(density, g, scene: Scene, rng, free) -> None:
         )
         density += (scene.field_amplitude * field * free).astype(np.float32)
     for _ in range(scene.n_actin):
-        a, b = chord(density.shape, rng, g.nm(rng.uniform(60, 400)))
-        tube(density, a, b, 0.0, g.nm(2.2), rng.uniform(0.5, 1.0), free)
+        a, b = chord(density.shape, rng, g.vox(rng.uniform(60, 400)))
+        tube(density, a, b, 0.0, g.vox(2.2), rng.uniform(0.5, 1.0), free)
     for _ in range(scene.n_microtubules):
-        a, b = chord(density.shape, rng, g.nm(rng.uniform(300, 900)))
-        tube(density, a, b, g.nm(10.5), g.nm(2.0), rng.uniform(0.6, 1.0), free)
+        a, b = chord(density.shape, rng, g.vox(rng.uniform(300, 900)))
+        tube(density, a, b, g.vox(10.5), g.vox(2.0), rng.uniform(0.6, 1.0), free)
 
 
 def add_gold(density, g, n, rng) -> np.ndarray:
@@ -149,7 +149,7 @@ def add_gold(density, g, n, rng) -> np.ndarray:
     for _ in range(n):
         z = rng.choice([rng.uniform(0, 0.15), rng.uniform(0.85, 1.0), rng.uniform(0, 1)])
         c = np.array([z * nz, *rng.uniform(0, 1, 2) * np.asarray(density.shape[1:])])
-        r = g.nm(rng.uniform(4.5, 5.5))
+        r = g.vox(rng.uniform(4.5, 5.5))
         sl = ball_box(c, r + 2, density.shape)
         if is_empty(sl):
             continue
@@ -164,11 +164,11 @@ def coat(density, centre, radius_vox, g, rng) -> None:
     n = int(4 * np.pi * (radius_vox * g.voxel_size_nm + 10) ** 2 / 60)  # one per ~60 nm²
     dirs = rng.standard_normal((n, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    spots = np.asarray(centre) + dirs * (radius_vox + g.nm(rng.uniform(8, 12)))
+    spots = np.asarray(centre) + dirs * (radius_vox + g.vox(rng.uniform(8, 12)))
     impulses = np.zeros(density.shape, np.float32)
     inside = np.all((spots >= 0) & (spots < np.asarray(density.shape)), axis=1)
     np.add.at(impulses, tuple(spots[inside].astype(int).T), 1.0)
-    sigma = g.nm(2.0)
+    sigma = g.vox(2.0)
     density += ndimage.gaussian_filter(impulses, sigma) * np.float32(
         0.8 * (2 * np.pi * sigma**2) ** 1.5
     )
@@ -183,7 +183,7 @@ def cristae(density, centre, inner_radius_vox, g, rng, bilayer) -> None:
     rel = [gr - c for gr, c in zip(grids, centre, strict=True)]
     r = np.sqrt(sum(x**2 for x in rel))
     normal = unit_vector(rng)
-    inside = r < inner_radius_vox - g.nm(3)
+    inside = r < inner_radius_vox - g.vox(3)
     for offset in np.linspace(-0.7, 0.7, int(rng.integers(3, 7))) * inner_radius_vox:
         d_nm = (sum(x * n for x, n in zip(rel, normal, strict=True)) - offset) * g.voxel_size_nm
         # a crista is a flattened sac: two bilayers 8 nm apart, ending before the far side

@@ -130,5 +130,5 @@ def record_tilt_series(
     else:
         counts = intensity * counts_scale
     images = counts / counts.mean(axis=(1, 2), keepdims=True) - 1
-    jitter = rng.standard_normal((len(tilts_deg), 2)) * p.nm(p.shift_jitter_nm)
+    jitter = rng.standard_normal((len(tilts_deg), 2)) * p.vox(p.shift_jitter_nm)
     return fourier_shift(images.astype(np.float32), jitter)

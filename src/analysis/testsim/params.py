@@ -115,6 +115,6 @@ class TestSimParams:
         a, b = (nx - 1) / 2, (nz - 1) / 2
         return int(np.ceil(np.hypot(a, b) - a)) + 8
 
-    def nm(self, value_nm: float) -> float:
-        """Convert nm to voxels."""
+    def vox(self, value_nm: float) -> float:
+        """A length in nm, in voxels."""
         return value_nm / self.voxel_size_nm

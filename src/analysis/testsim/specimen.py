@@ -138,7 +138,7 @@ def _terminal(p: TestSimParams, full_shape, rng) -> _Terminal:
     centre = (
         half
         + p.margin_vox * np.array([0, 0, 1])
-        + normal * (p.nm(radius_nm) - p.az_offset_fraction * reach_vox)
+        + normal * (p.vox(radius_nm) - p.az_offset_fraction * reach_vox)
     )
     cleft_nm = rng.uniform(*p.cleft_width_range_nm)
     return _Terminal(centre=centre, radius_nm=radius_nm, cleft_nm=cleft_nm)
@@ -188,7 +188,7 @@ def _place_organelles(p, terminal, full_shape, rng) -> list[_Organelle]:
     placed: list[_Organelle] = []
     extent = np.asarray(full_shape, dtype=float)
     for kind, axes in wanted:
-        bound = p.nm(axes.max())
+        bound = p.vox(axes.max())
         for _ in range(300):
             centre = rng.uniform(0, extent)
             centre[2] = rng.uniform(p.margin_vox, extent[2] - p.margin_vox)
@@ -198,7 +198,7 @@ def _place_organelles(p, terminal, full_shape, rng) -> list[_Organelle]:
             if depth_nm < axes.max() + 40.0:
                 continue
             if any(
-                np.linalg.norm(centre - o.centre) < bound + p.nm(o.bound_nm) + p.nm(10.0)
+                np.linalg.norm(centre - o.centre) < bound + p.vox(o.bound_nm) + p.vox(10.0)
                 for o in placed
             ):
                 continue
@@ -229,26 +229,26 @@ def _place_vesicles(p, terminal, organelles, full_shape, rng):
     radii = np.empty(max(target, 1))
     n = 0
     obstacle_c = np.array([o.centre for o in organelles]).reshape(-1, 3)
-    obstacle_r = np.array([p.nm(o.bound_nm + 3.0) for o in organelles])
-    min_gap_vox = p.nm(0.5)
+    obstacle_r = np.array([p.vox(o.bound_nm + 3.0) for o in organelles])
+    min_gap_vox = p.vox(0.5)
     crop_lo, crop_hi = m, m + nx - 1
     for _ in range(200 * max(target, 1)):
         if n >= target:
             break
         r_nm = _sv_radii(p, 1, rng)[0]
-        r = p.nm(r_nm)
+        r = p.vox(r_nm)
         move = rng.uniform()
         if move < p.sv_docked_share:
             point = rng.uniform(0, full_shape)
             direction = point - terminal.centre
             direction /= np.linalg.norm(direction)
             gap = rng.uniform(0.5, 2.5)
-            c = terminal.centre + direction * p.nm(d_mid - gap - r_nm)
+            c = terminal.centre + direction * p.vox(d_mid - gap - r_nm)
             docked = True
         elif n and move < p.sv_docked_share + p.sv_contact_share:
             j = rng.integers(n)
             gap = 0.5 + rng.exponential(p.sv_contact_gap_nm)
-            c = centres[j] + _unit_vectors(1, rng)[0] * (radii[j] + r + p.nm(gap))
+            c = centres[j] + _unit_vectors(1, rng)[0] * (radii[j] + r + p.vox(gap))
             docked = False
         else:
             c = rng.uniform(0, full_shape)
@@ -286,7 +286,7 @@ def _paint_vesicles(p, potential, occupancy, labels, centres, radii_nm, lumen_fi
     thickness = rng.uniform(*p.sv_membrane_range_nm, size=len(radii_nm))
     lumen_v = rng.uniform(*p.sv_lumen_potential_range_v, size=len(radii_nm))
     for i, (c, r_nm) in enumerate(zip(centres, radii_nm, strict=True)):
-        found = _box(c, p.nm(r_nm + 3 * edge) + 1, potential.shape)
+        found = _box(c, p.vox(r_nm + 3 * edge) + 1, potential.shape)
         if found is None:
             continue
         sl, grids = found
@@ -307,7 +307,7 @@ def _paint_organelle(p, o: _Organelle, potential, occupancy, mesh, rng) -> None:
     """Add one distractor's membranes and contents."""
     vox, edge = p.voxel_size_nm, _edge_nm(p)
     t = p.membrane_thickness_nm
-    found = _box(o.centre, p.nm(o.bound_nm * 1.7 + 3 * edge) + 1, potential.shape)
+    found = _box(o.centre, p.vox(o.bound_nm * 1.7 + 3 * edge) + 1, potential.shape)
     if found is None:
         return
     sl, grids = found
@@ -369,7 +369,7 @@ def _segment_points(a, b, step) -> np.ndarray:
 def _line_weight(p, sigma_nm, potential_v, step_vox) -> float:
     """Weight of impulses spaced ``step_vox`` apart that, blurred by a Gaussian of
     ``sigma_nm``, give a filament of peak ``potential_v``."""
-    return potential_v * 2 * np.pi * p.nm(sigma_nm) ** 2 * step_vox
+    return potential_v * 2 * np.pi * p.vox(sigma_nm) ** 2 * step_vox
 
 
 def _cytoplasm_particles(p, canvas, terminal, centres, radii_nm, full_shape, rng) -> None:
@@ -396,9 +396,9 @@ def _cytoplasm_particles(p, canvas, terminal, centres, radii_nm, full_shape, rng
     surface = {0: [], 2: []}
     for c, r_nm in zip(centres, radii_nm, strict=True):
         k = rng.poisson(5)
-        surface[0].append(c + _unit_vectors(k, rng) * p.nm(r_nm + 2.5))
+        surface[0].append(c + _unit_vectors(k, rng) * p.vox(r_nm + 2.5))
         if rng.uniform() < 0.7:  # one large pump-like complex standing off the membrane
-            surface[2].append(c + _unit_vectors(1, rng) * p.nm(r_nm + 5.5))
+            surface[2].append(c + _unit_vectors(1, rng) * p.vox(r_nm + 5.5))
     for i, radius_nm in enumerate(CROWDER_RADII_NM):
         chosen = [points[classes == i]] + surface.get(i, [])
         add_balls(
@@ -408,7 +408,7 @@ def _cytoplasm_particles(p, canvas, terminal, centres, radii_nm, full_shape, rng
     # ribosome-like particles: a large and a small subunit side by side
     n_ribo = rng.poisson(p.ribosomes_per_um3 * volume_um3)
     large = rng.uniform(0, extent, size=(n_ribo, 3))
-    small = large + _unit_vectors(n_ribo, rng) * p.nm(9.5)
+    small = large + _unit_vectors(n_ribo, rng) * p.vox(9.5)
     # RNA-rich: denser than most proteins
     add_balls(large, 8.5, 1.25 * p.protein_potential_v)
     add_balls(small, 6.0, 1.25 * p.protein_potential_v)
@@ -439,8 +439,8 @@ def _cytoplasm_particles(p, canvas, terminal, centres, radii_nm, full_shape, rng
         for j in np.flatnonzero((d > 0) & (d < 10.0)):
             if j > i and rng.uniform() < 0.5:
                 u = (centres[j] - centres[i]) / np.linalg.norm(centres[j] - centres[i])
-                a = centres[i] + u * p.nm(radii_nm[i])
-                b = centres[j] - u * p.nm(radii_nm[j])
+                a = centres[i] + u * p.vox(radii_nm[i])
+                b = centres[j] - u * p.vox(radii_nm[j])
                 short.append(_segment_points(a, b, 0.5))
         out = centres[i] - terminal.centre
         out /= np.linalg.norm(out)
@@ -451,8 +451,8 @@ def _cytoplasm_particles(p, canvas, terminal, centres, radii_nm, full_shape, rng
             - radii_nm[i]
         )
         if 0 < gap < 25.0 and rng.uniform() < 0.6:
-            a = centres[i] + out * p.nm(radii_nm[i])
-            short.append(_segment_points(a, a + out * p.nm(gap), 0.5))
+            a = centres[i] + out * p.vox(radii_nm[i])
+            short.append(_segment_points(a, a + out * p.vox(gap), 0.5))
     add_lines(
         np.concatenate(short) if short else np.empty((0, 3)), 1.5, 0.8 * p.protein_potential_v, 0.5
     )
@@ -467,8 +467,8 @@ def _cleft_rods(p, canvas, terminal, full_shape, rng) -> None:
     for _ in range(rng.poisson(area_nm2 / 400.0)):
         direction = rng.uniform(0, extent) - terminal.centre
         direction /= np.linalg.norm(direction)
-        a = terminal.centre + direction * p.nm(terminal.radius_nm)
-        b = a + direction * p.nm(terminal.cleft_nm + p.membrane_thickness_nm)
+        a = terminal.centre + direction * p.vox(terminal.radius_nm)
+        b = a + direction * p.vox(terminal.cleft_nm + p.membrane_thickness_nm)
         if np.all((a >= -5) & (a <= extent + 5)):
             rods.append(_segment_points(a, b, 0.5))
     if rods:
@@ -484,9 +484,9 @@ def _gold(p, potential, rng) -> None:
     nz, ny, _ = potential.shape
     for _ in range(p.gold_beads):
         r_nm = rng.normal(5.0, 0.3)
-        z = rng.choice([0.0, nz - 1.0]) + rng.uniform(-0.3, 0.3) * p.nm(r_nm)
+        z = rng.choice([0.0, nz - 1.0]) + rng.uniform(-0.3, 0.3) * p.vox(r_nm)
         c = np.array([z, rng.uniform(0, ny - 1), rng.uniform(0, p.shape[2] - 1) + p.margin_vox])
-        found = _box(c, p.nm(r_nm + 3 * edge) + 1, potential.shape)
+        found = _box(c, p.vox(r_nm + 3 * edge) + 1, potential.shape)
         if found is None:
             continue
         sl, grids = found
@@ -582,7 +582,7 @@ def make_specimen(p: TestSimParams, rng: np.random.Generator) -> Specimen:
     threshold = ndtri(1 - p.cytoplasm_fill) if 0 < p.cytoplasm_fill < 1 else np.inf
     mesh = p.mesh_potential_v * expit((mesh_field - threshold) / 0.2)
     mesh += 0.4 * psd * (1 + 0.5 * mesh_field).clip(0)
-    canvas = FourierCanvas(full_shape, vox, pad_vox=int(np.ceil(p.nm(12.0))) + 2)
+    canvas = FourierCanvas(full_shape, vox, pad_vox=int(np.ceil(p.vox(12.0))) + 2)
     _cytoplasm_particles(p, canvas, terminal, centres, radii_nm, full_shape, rng)
     _cleft_rods(p, canvas, terminal, full_shape, rng)
     particles = canvas.volume()
