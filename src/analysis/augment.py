@@ -112,6 +112,17 @@ def augment(image, target, valid, rng: np.random.Generator, level: str = "physic
     if level not in LEVELS:
         raise ValueError(f"augmentation level must be one of {LEVELS}, not {level!r}")
     image, target, valid = geometric((image, target, valid), rng)
+    return intensity(image, rng, level), target, valid
+
+
+def intensity(image: np.ndarray, rng: np.random.Generator, level: str = "physics") -> np.ndarray:
+    """The changes of :func:`augment` that leave voxels where they are (no flips).
+
+    Used alone where two views of one patch must stay aligned voxel for voxel, as the
+    teacher's clean view and the student's augmented view in :mod:`analysis.adapt`.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"augmentation level must be one of {LEVELS}, not {level!r}")
     if level == "robust":
         image = _robust(image, rng)
     image = image * np.float32(rng.uniform(0.8, 1.25)) + np.float32(rng.uniform(-0.15, 0.15))
@@ -119,7 +130,7 @@ def augment(image, target, valid, rng: np.random.Generator, level: str = "physic
         image = ndimage.gaussian_filter(image, float(rng.uniform(0.3, 1.0)))
     if rng.uniform() < 0.5:
         image = image + rng.normal(0, rng.uniform(0.02, 0.15), size=image.shape).astype(np.float32)
-    return image.astype(np.float32), target, valid
+    return image.astype(np.float32)
 
 
 def _robust(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

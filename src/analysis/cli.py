@@ -493,6 +493,61 @@ def segment(
 
 
 @app.command()
+def adapt(
+    tomograms: Annotated[
+        list[Path], typer.Argument(help="Unlabelled tomograms of the new domain (MRC, TIFF).")
+    ],
+    out: Annotated[Path, typer.Option(help="Adapted checkpoint to write (.pt).")],
+    model: ModelOpt = None,
+    voxel_size_nm: VoxelSizeOpt = None,
+    epochs: Annotated[int, typer.Option()] = 6,
+    steps_per_epoch: Annotated[int, typer.Option()] = 50,
+    lr: Annotated[float, typer.Option(help="Learning rate of the student.")] = 1e-4,
+    confidence: Annotated[
+        float, typer.Option(help="Teacher probability (or 1 − it) that makes a pseudo-label.")
+    ] = 0.9,
+    ema_decay: Annotated[
+        float, typer.Option(help="Teacher = decay · teacher + (1 − decay) · student.")
+    ] = 0.99,
+    seed: Annotated[int, typer.Option()] = 0,
+    invert: InvertOpt = False,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT if it exists.")] = False,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Adapt a network to unlabelled tomograms (mean teacher); then segment with --model OUT."""
+    from analysis.adapt import AdaptConfig, adapt_files
+
+    # the defaults above are AdaptConfig's (tests/test_adapt.py compares them): the library
+    # is not imported before a command runs, so that `--help` stays fast
+    config = AdaptConfig(
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        lr=lr,
+        confidence=confidence,
+        ema_decay=ema_decay,
+        seed=seed,
+        device=device,
+    )
+    _, history = adapt_files(
+        tomograms,
+        out,
+        voxel_size_nm=voxel_size_nm,
+        model=model,
+        config=config,
+        invert=invert,
+        resume=resume,
+        command="analysis " + " ".join(sys.argv[1:]),
+        progress=not quiet,
+    )
+    last = history[-1]
+    typer.echo(
+        f"{out}: epoch {last['epoch']}, {last['confident']:.0%} of voxels pseudo-labelled, "
+        f"teacher–student agreement {last['agreement']:.3f}"
+    )
+
+
+@app.command()
 def check(
     tomogram: TomogramArg,
     model: ModelOpt = None,

@@ -1,0 +1,418 @@
+"""Unsupervised domain adaptation of a trained network to unlabelled tomograms (mean teacher).
+
+A network meets tomograms unlike its training data (another microscope, camera, dose,
+filter, sample). When annotating is not an option, it can be adapted to them without labels,
+as SynapseNet made its synaptosome vesicle model:
+
+* a **teacher** (the starting network) labels patches of the user's tomograms; only voxels it
+  is confident about (probability ≥ ``confidence`` or ≤ 1 − ``confidence``, 0.9 as in
+  SynapseNet) become pseudo-labels, the rest are ignored;
+* a **student** (a copy) learns those pseudo-labels from a strongly augmented view of the same
+  patch (:func:`analysis.augment.intensity`, level "robust": filters, wedge, noise, gamma), with
+  the training loss (soft Dice + cross-entropy over the confident voxels);
+* after every step the teacher becomes the exponential moving average of the student
+  (``ema_decay``), so its labels improve slowly and do not chase the student's mistakes; the
+  batch-normalisation statistics follow the new data through the student.
+
+The saved checkpoint is the **teacher**: ``analysis segment --model CKPT`` uses it like any
+other. It keeps the starting network's voxel size and normalisation and records what it was
+adapted from and on which tomograms. Patches are (z, y, x) at the network's voxel size; flips
+are shared by both views so that pseudo-labels and student output stay aligned voxel for voxel.
+
+Nothing here sees a label: whether an adaptation helped can only be measured on annotated
+tomograms of the same domain (``benchmarks/adaptation.py`` does it on simulated ones).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analysis.augment import LEVELS, geometric, intensity
+from analysis.errors import DataError, InputFileError, ParameterError
+from analysis.inference.predict import RESCALE_TOLERANCE, check_voxel_size
+from analysis.inference.rescale import rescale
+from analysis.io.atomic import atomic_output
+from analysis.model import UNet3D, load_model, read_checkpoint, save_checkpoint, select_device
+from analysis.normalise import DEFAULT_NORMALISATION, normalise
+from analysis.train import TrainingVolume, dice_bce_loss, predict_tiles, sample_patch
+
+#: Below this fraction of voxels above 0.5 the starting network "finds no vesicle" in a tomogram
+#: (a 128×256×256 synapse tomogram with 160 vesicles has about 5 %).
+MIN_FOREGROUND_FRACTION = 1e-4
+#: What a checkpoint needs to be resumed by :func:`adapt`.
+RESUME_KEYS = ("epoch", "student_state", "optimiser_state", "numpy_rng_state", "history")
+#: Columns of the per-epoch history: loss, share of confident voxels (pseudo-labelled), share of
+#: the teacher's foreground among them, and the teacher–student Dice on the last batch.
+HISTORY_COLUMNS = ["epoch", "step", "loss", "confident", "foreground", "agreement", "seconds"]
+
+
+@dataclass
+class AdaptConfig:
+    """Settings of a mean-teacher adaptation (numbers of steps are per tomogram set).
+
+    The defaults take about 6 min on two CPU cores (300 steps of 2 patches of 48³).
+    """
+
+    epochs: int = 6
+    steps_per_epoch: int = 50
+    batch_size: int = 2
+    patch_size: int = 48
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    #: Teacher = decay · teacher + (1 − decay) · student after each step. SynapseNet's runs
+    #: of 10⁴ steps use 0.999; these are 30× shorter, so the teacher follows faster.
+    ema_decay: float = 0.99
+    confidence: float = 0.9
+    #: Share of patches centred on the teacher's foreground (the rest uniform).
+    foreground_fraction: float = 0.5
+    augment_level: str = "robust"
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        if not 0.5 < self.confidence < 1:
+            raise ParameterError(f"confidence must lie in (0.5, 1), not {self.confidence}")
+        if not 0 <= self.ema_decay < 1:
+            raise ParameterError(f"ema_decay must lie in [0, 1), not {self.ema_decay}")
+        if self.augment_level not in LEVELS:
+            raise ParameterError(f"augment_level must be one of {LEVELS}")
+        if min(self.epochs, self.steps_per_epoch, self.batch_size, self.patch_size) < 1:
+            raise ParameterError("epochs, steps_per_epoch, batch_size and patch_size must be ≥ 1")
+
+
+def pseudo_labels(
+    probability: torch.Tensor, confidence: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pseudo-labels and their weights from a teacher's probabilities.
+
+    Parameters
+    ----------
+    probability : torch.Tensor, any shape, values in [0, 1]
+    confidence : float in (0.5, 1)
+
+    Returns
+    -------
+    target : torch.Tensor, float32
+        1 where ``probability`` > 0.5.
+    valid : torch.Tensor, float32
+        1 where the teacher is confident either way (≥ ``confidence`` or ≤ 1 − ``confidence``).
+    """
+    target = (probability > 0.5).float()
+    valid = ((probability >= confidence) | (probability <= 1 - confidence)).float()
+    return target, valid
+
+
+@torch.no_grad()
+def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, decay: float) -> None:
+    """Teacher weights ← ``decay`` · teacher + (1 − ``decay``) · student; buffers copied.
+
+    Buffers (batch-norm running statistics) are copied, not averaged: the student's already
+    are a running average over the new data.
+    """
+    for t, s in zip(teacher.parameters(), student.parameters(), strict=True):
+        t.mul_(decay).add_(s.detach(), alpha=1 - decay)
+    for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
+        t.copy_(s)
+
+
+def prepare(tomogram: np.ndarray, voxel_size_nm: float, meta: dict, invert: bool = False):
+    """A tomogram as the network sees it: at its voxel size, normalised as in its training.
+
+    Parameters
+    ----------
+    tomogram : numpy.ndarray, (z, y, x)
+    voxel_size_nm : float
+    meta : dict
+        The checkpoint (``voxel_size_nm``, ``normalisation``).
+    invert : bool
+        Flip the contrast (membranes bright in the file).
+
+    Returns
+    -------
+    numpy.ndarray, float32, (z, y, x) at ``meta["voxel_size_nm"]``
+    """
+    ratio = check_voxel_size(voxel_size_nm, meta["voxel_size_nm"])
+    if abs(ratio - 1) > RESCALE_TOLERANCE:
+        tomogram = rescale(tomogram, tuple(max(1, round(n * ratio)) for n in tomogram.shape))
+    image = normalise(
+        np.asarray(tomogram, np.float32), meta["normalisation"] or DEFAULT_NORMALISATION
+    )
+    return -image if invert else image
+
+
+def _teacher_volume(teacher, image: np.ndarray, name: str, device) -> TrainingVolume:
+    """The volume to sample patches from, its ``target`` the teacher's first foreground guess
+    (only used to centre patches on vesicles, never as a label)."""
+    guess = predict_tiles(teacher, image, 64, device) > 0.5
+    return TrainingVolume(image=image, target=guess.astype(np.uint8), name=name)
+
+
+def _batch(volumes, cfg: AdaptConfig, rng: np.random.Generator):
+    """Clean and strongly augmented views of the same patches, (B, 1, P, P, P) each."""
+    clean, strong = [], []
+    for _ in range(cfg.batch_size):
+        vol = volumes[int(rng.integers(len(volumes)))]
+        foreground = rng.uniform() < cfg.foreground_fraction
+        image, _, _ = sample_patch(vol, cfg.patch_size, rng, foreground)
+        (image,) = geometric((image,), rng)
+        clean.append(image)
+        strong.append(intensity(image.copy(), rng, cfg.augment_level))
+
+    def stack(arrays):
+        return torch.from_numpy(np.stack(arrays)[:, None].astype(np.float32))
+
+    return stack(clean), stack(strong)
+
+
+def check_memory(shapes, voxel_sizes_nm, network_voxel_size_nm: float) -> None:
+    """Refuse an adaptation set that would not fit in the free memory, before any work.
+
+    Each tomogram is held at the network's voxel size as float32 with a byte mask, and its
+    first prediction needs another float32 copy: about 9 bytes per voxel.
+
+    Raises
+    ------
+    DataError
+        With the memory needed and free, and what to do.
+    """
+    voxels = sum(
+        float(np.prod(s)) * (vs / network_voxel_size_nm) ** 3
+        for s, vs in zip(shapes, voxel_sizes_nm, strict=True)
+    )
+    need = 9 * voxels
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not Linux: cannot tell, do not refuse
+        return
+    if need > free:
+        raise DataError(
+            f"adapting to these tomograms needs about {need / 1e9:.1f} GB of memory and "
+            f"{free / 1e9:.1f} GB is free: give fewer tomograms, or crops of them"
+        )
+
+
+def _dice(a: torch.Tensor, b: torch.Tensor) -> float:
+    total = float(a.sum() + b.sum())
+    return 1.0 if total == 0 else 2 * float((a * b).sum()) / total
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def adapt(
+    tomograms: list[np.ndarray],
+    voxel_sizes_nm: list[float],
+    checkpoint: str | os.PathLike,
+    *,
+    model: str | os.PathLike | None = None,
+    names: list[str] | None = None,
+    config: AdaptConfig | None = None,
+    invert: bool = False,
+    resume: bool = False,
+    command: str = "",
+    stop_after_epoch: int | None = None,
+    progress: bool = True,
+) -> tuple[UNet3D, list[dict]]:
+    """Adapt a network to unlabelled tomograms by mean teacher; resumable, seeded.
+
+    Parameters
+    ----------
+    tomograms : list of numpy.ndarray, (z, y, x)
+        The unlabelled tomograms (any intensity scale; membranes dark unless ``invert``).
+    voxel_sizes_nm : list of float
+        Their voxel sizes; they are resampled to the network's.
+    checkpoint : path
+        Output ``.pt``, written at the end of every epoch (the teacher, with the student,
+        optimiser and random states for resuming; metrics beside it as ``*_metrics.csv``).
+    model : None, path or "cryovesnet"
+        The starting network (default: the shipped one), as ``analysis segment --model``.
+    names : list of str, optional
+        Names of the tomograms, recorded in the checkpoint.
+    config : AdaptConfig, optional
+    invert : bool
+        The tomograms have bright membranes.
+    resume : bool
+        Continue from ``checkpoint`` if it exists (same numbers as an uninterrupted run on
+        the CPU).
+    command : str
+        The command that started the run, recorded in the checkpoint.
+    stop_after_epoch : int, optional
+        Stop after this epoch, as an interruption would (for tests).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    (teacher, history)
+        The adapted network (evaluation mode) and one dict per epoch (:data:`HISTORY_COLUMNS`).
+
+    Raises
+    ------
+    DataError
+        If the starting network finds no vesicle in any of the tomograms: there is nothing to
+        teach (wrong voxel size, inverted contrast, or not a synapse).
+    """
+    from tqdm.auto import tqdm
+
+    from analysis.cryovesnet import resolve_model_name
+    from analysis.model import SHIPPED_WEIGHTS
+
+    cfg = config or AdaptConfig()
+    if len(tomograms) != len(voxel_sizes_nm) or not tomograms:
+        raise ParameterError("give one voxel size per tomogram, and at least one tomogram")
+    names = list(names or [f"tomogram {i + 1}" for i in range(len(tomograms))])
+    checkpoint = Path(checkpoint)
+    device = select_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    source = Path(resolve_model_name(model) or SHIPPED_WEIGHTS)
+    teacher, meta = load_model(source, device)
+    check_memory([t.shape for t in tomograms], voxel_sizes_nm, meta["voxel_size_nm"])
+    volumes = []
+    for tomo, vs, name in zip(tomograms, voxel_sizes_nm, names, strict=True):
+        volumes.append(_teacher_volume(teacher, prepare(tomo, vs, meta, invert), name, device))
+    found = [float(v.target.mean()) for v in volumes]
+    if max(found) < MIN_FOREGROUND_FRACTION:
+        raise DataError(
+            f"the starting network finds no vesicle in any of the {len(volumes)} tomograms "
+            f"(largest share of voxels above 0.5: {max(found):.1e}); check the voxel size and "
+            "the contrast (membranes dark, or use invert), and that they show synapses"
+        )
+
+    # the first guesses above come from the starting network, also when resuming, so that
+    # a resumed run samples the same patches as an uninterrupted one
+    state = read_checkpoint(checkpoint) if resume and checkpoint.exists() else None
+    if state is not None and not all(k in state for k in RESUME_KEYS):
+        raise InputFileError(
+            checkpoint,
+            "is not an adaptation in progress (no student or optimiser state), so it cannot "
+            "be resumed; write the adaptation to another file",
+        )
+    if state is not None:
+        teacher.load_state_dict(state["model_state"])
+    teacher.eval()
+    student = copy.deepcopy(teacher)
+    if state is not None:
+        student.load_state_dict(state["student_state"])
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    optimiser = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history: list[dict] = []
+    first_epoch = 1
+    if state is not None:
+        optimiser.load_state_dict(state["optimiser_state"])
+        rng.bit_generator.state = state["numpy_rng_state"]
+        torch.set_rng_state(state["torch_rng_state"])
+        history = list(state["history"])
+        first_epoch = int(state["epoch"]) + 1
+
+    data = {
+        "adapted_from": source.name,
+        "adapted_from_sha256": _sha256(source),
+        "target": names,
+        "target_voxel_size_nm": [float(v) for v in voxel_sizes_nm],
+        "target_foreground_at_start": found,
+        "invert": invert,
+        "command": command,
+        "method": "mean teacher (analysis.adapt)",
+    }
+    metrics_path = checkpoint.with_name(f"{checkpoint.stem}_metrics.csv")
+    step = (first_epoch - 1) * cfg.steps_per_epoch
+    for epoch in range(first_epoch, cfg.epochs + 1):
+        started = time.perf_counter()
+        student.train()
+        sums = np.zeros(4)
+        bar = tqdm(
+            range(cfg.steps_per_epoch),
+            desc=f"adapt {epoch}/{cfg.epochs}",
+            disable=not progress,
+            leave=False,
+        )
+        for _ in bar:
+            clean, strong = (t.to(device) for t in _batch(volumes, cfg, rng))
+            with torch.no_grad():
+                prob = torch.sigmoid(teacher(clean))
+            target, valid = pseudo_labels(prob, cfg.confidence)
+            logits = student(strong)
+            loss = dice_bce_loss(logits, target, valid)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            ema_update(teacher, student, cfg.ema_decay)
+            step += 1
+            sums += (
+                loss.item(),
+                float(valid.mean()),
+                float((target * valid).sum() / valid.sum().clamp_min(1)),
+                _dice(target, (logits > 0).float()),
+            )
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        loss_mean, confident, foreground, agreement = (sums / cfg.steps_per_epoch).tolist()
+        history.append(
+            {
+                "epoch": epoch,
+                "step": step,
+                "loss": loss_mean,
+                "confident": confident,
+                "foreground": foreground,
+                "agreement": agreement,
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+        )
+        save_checkpoint(
+            checkpoint,
+            teacher,
+            voxel_size_nm=meta["voxel_size_nm"],
+            normalisation=meta["normalisation"] or DEFAULT_NORMALISATION,
+            seed=cfg.seed,
+            data=data,
+            metrics={"epoch": epoch, "agreement": history[-1]["agreement"]},
+            student_state={k: v.detach().cpu() for k, v in student.state_dict().items()},
+            optimiser_state=optimiser.state_dict(),
+            numpy_rng_state=rng.bit_generator.state,
+            torch_rng_state=torch.get_rng_state(),
+            history=history,
+            epoch=epoch,
+            adapt_config=asdict(cfg),
+        )
+        with atomic_output(metrics_path) as tmp:
+            pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+    return teacher.eval(), history
+
+
+def adapt_files(
+    paths: list[str | os.PathLike],
+    checkpoint: str | os.PathLike,
+    *,
+    voxel_size_nm: float | None = None,
+    **kwargs,
+) -> tuple[UNet3D, list[dict]]:
+    """:func:`adapt` on tomogram files (MRC, TIFF, …), read with their header voxel sizes.
+
+    ``voxel_size_nm`` overrides every header. Other keywords go to :func:`adapt`.
+    """
+    from analysis.io import read_tomogram
+
+    tomos, sizes = [], []
+    for path in paths:
+        tomo = read_tomogram(path, voxel_size_nm=voxel_size_nm, mmap=True)
+        tomos.append(tomo.data)
+        sizes.append(float(tomo.voxel_size_nm))
+    try:
+        return adapt(tomos, sizes, checkpoint, names=[Path(p).name for p in paths], **kwargs)
+    except DataError as err:  # a problem of the set of files: name them
+        raise err.in_file(", ".join(os.fspath(p) for p in paths)) from err

@@ -1,0 +1,169 @@
+"""Mean-teacher adaptation: the arithmetic, the checkpoint, resuming and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from analysis import adapt as ad
+from analysis import augment as aug
+from analysis.errors import DataError, ParameterError
+from analysis.io import read_tomogram
+from analysis.model import UNet3D, UNetConfig, load_model, load_shipped_model
+
+TINY = ad.AdaptConfig(epochs=2, steps_per_epoch=2, batch_size=1, patch_size=32, seed=5)
+
+
+@pytest.fixture(scope="module")
+def crop():
+    """A 48×96×96 crop of the nominal quick test tomogram (generator v3, seed 301, 2.2 nm)."""
+    from analysis.synthetic import example_files
+
+    tomo = read_tomogram(example_files("test", seed=301, quick=True)["tomogram"])
+    return np.ascontiguousarray(tomo.data[8:56, 16:112, 16:112]), tomo.voxel_size_nm
+
+
+def test_pseudo_labels_keep_only_confident_voxels():
+    prob = torch.tensor([0.0, 0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95, 1.0])
+    target, valid = ad.pseudo_labels(prob, 0.9)
+    assert target.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1]
+    assert valid.tolist() == [1, 1, 1, 0, 0, 0, 1, 1, 1]
+
+
+def test_ema_update_averages_weights_and_copies_batch_statistics():
+    torch.manual_seed(0)
+    cfg = UNetConfig(depth=2, base_channels=4)
+    teacher, student = UNet3D(cfg), UNet3D(cfg)
+    for b in student.buffers():
+        b.add_(3)
+    before = [p.clone() for p in teacher.parameters()]
+    ad.ema_update(teacher, student, 0.75)
+    for t, s, b in zip(teacher.parameters(), student.parameters(), before, strict=True):
+        torch.testing.assert_close(t, 0.75 * b + 0.25 * s)
+    for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
+        assert torch.equal(t, s)
+
+
+def test_intensity_is_augment_without_the_flips():
+    """augment() = geometric() then intensity(), with the same random numbers (so training
+    runs made before the split are reproduced)."""
+    image = np.random.default_rng(1).normal(size=(24, 24, 24)).astype(np.float32)
+    ones = np.ones_like(image)
+    a, _, _ = aug.augment(image, ones, ones, np.random.default_rng(7), level="robust")
+    rng = np.random.default_rng(7)
+    (flipped,) = aug.geometric((image,), rng)
+    b = aug.intensity(flipped, rng, "robust")
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def adapted(crop, tmp_path_factory):
+    """Two epochs of two steps on the crop: (checkpoint path, teacher, history)."""
+    tomo, vs = crop
+    out = tmp_path_factory.mktemp("adapt") / "adapted.pt"
+    teacher, history = ad.adapt([tomo], [vs], out, config=TINY, names=["crop"], progress=False)
+    return out, teacher, history
+
+
+def test_adapt_writes_a_checkpoint_segment_can_use(crop, adapted):
+    tomo, vs = crop
+    out, _, history = adapted
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(0 < h["confident"] <= 1 and 0 < h["foreground"] < 1 for h in history)
+    net, meta = load_model(out)
+    _, shipped = load_shipped_model()
+    assert meta["voxel_size_nm"] == shipped["voxel_size_nm"]
+    assert meta["normalisation"] == shipped["normalisation"]
+    assert meta["data"]["target"] == ["crop"]
+    assert meta["data"]["adapted_from"] == "sv_unet3d.pt"
+    assert out.with_name("adapted_metrics.csv").read_text().startswith("epoch,step,loss")
+    # the teacher moved, but only a little (EMA of a few small steps)
+    _, original = load_shipped_model()
+    moved = [
+        float((meta["model_state"][k].float() - original["model_state"][k].float()).abs().max())
+        for k in original["model_state"]
+        if k.endswith("weight")
+    ]
+    assert 0 < max(moved) < 0.05
+
+    # and it still finds vesicles in the crop, as the network inference loads
+    image = torch.from_numpy(ad.prepare(tomo, vs, meta)[None, None, :48, :48, :48])
+    with torch.no_grad():
+        prob = torch.sigmoid(net(image))
+    assert 0.01 < float((prob > 0.5).float().mean()) < 0.5
+
+
+def test_adapt_resumes_to_the_same_numbers(crop, adapted, tmp_path):
+    tomo, vs = crop
+    whole = adapted[1]
+    ad.adapt([tomo], [vs], tmp_path / "b.pt", config=TINY, progress=False, stop_after_epoch=1)
+    resumed, history = ad.adapt(
+        [tomo], [vs], tmp_path / "b.pt", config=TINY, resume=True, progress=False
+    )
+    assert len(history) == 2
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_no_vesicle_anywhere_is_one_clear_error_and_no_file(tmp_path):
+    flat = np.random.default_rng(0).normal(size=(48, 64, 64)).astype(np.float32)
+    out = tmp_path / "adapted.pt"
+    with pytest.raises(DataError, match="finds no vesicle in any of the 1 tomograms"):
+        ad.adapt([flat], [2.2], out, config=TINY, progress=False)
+    assert not out.exists()
+
+
+def test_a_set_too_large_for_memory_is_refused_before_work():
+    with pytest.raises(DataError, match="GB of memory"):
+        ad.check_memory([(4000, 40000, 40000)], [2.2], 2.2)
+    ad.check_memory([(64, 64, 64)], [2.2], 2.2)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ParameterError, match="confidence"):
+        ad.AdaptConfig(confidence=0.4)
+    with pytest.raises(ParameterError, match="ema_decay"):
+        ad.AdaptConfig(ema_decay=1.0)
+
+
+def test_cli_defaults_are_the_library_defaults():
+    import inspect
+
+    from analysis.cli import adapt as command
+
+    defaults = {k: p.default for k, p in inspect.signature(command).parameters.items()}
+    library = ad.AdaptConfig()
+    for name in ("epochs", "steps_per_epoch", "lr", "confidence", "ema_decay", "seed"):
+        assert defaults[name] == getattr(library, name), name
+
+
+def test_cli_adapts_and_refuses_a_set_without_vesicles(crop, tmp_path, capsys):
+    from analysis.cli import main
+    from analysis.io import write_mrc
+
+    tomo, vs = crop
+    write_mrc(tmp_path / "crop.mrc", tomo, vs)
+    out = tmp_path / "adapted.pt"
+    args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(out), "--quiet"]
+    assert main([*args, "--epochs", "1", "--steps-per-epoch", "1"]) == 0
+    assert load_model(out)[1]["data"]["target"] == ["crop.mrc"]
+
+    write_mrc(tmp_path / "noise.mrc", np.random.default_rng(0).normal(size=(48, 64, 64)), vs)
+    capsys.readouterr()
+    code = main(["adapt", str(tmp_path / "noise.mrc"), "--out", str(tmp_path / "n.pt"), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "noise.mrc" in err[0] and "no vesicle" in err[0]
+    assert not (tmp_path / "n.pt").exists()
+
+
+def test_resuming_from_a_network_that_is_not_an_adaptation_is_refused(crop, tmp_path):
+    import shutil
+
+    from analysis.errors import InputFileError
+    from analysis.model import SHIPPED_WEIGHTS
+
+    tomo, vs = crop
+    shutil.copy(SHIPPED_WEIGHTS, tmp_path / "x.pt")
+    with pytest.raises(InputFileError, match="not an adaptation in progress"):
+        ad.adapt([tomo], [vs], tmp_path / "x.pt", config=TINY, resume=True, progress=False)
