@@ -303,6 +303,38 @@ def test_the_active_zone_command_writes_its_tables(tmp_path, capsys):
     assert not (tmp_path / "again").exists() or not list((tmp_path / "again").iterdir())
 
 
+def test_the_active_zone_command_merges_pieces_within_merge_nm(tmp_path, capsys):
+    import inspect
+
+    from analysis.active_zone import DEFAULT_MERGE_NM
+    from analysis.cli import active_zone, main
+    from analysis.synthetic import example_files
+
+    files = example_files("test", seed=301, quick=True)
+    args = ["active-zone", str(files["tomogram"]), "--no-path-test"]
+    for role in ("labels", "az_mask", "region_mask"):
+        args += [f"--{role.replace('_', '-')}", str(files[role])]
+    stem, pair = files["tomogram"].stem, ["kind", "vesicle_a", "vesicle_b"]
+    tables = {}
+    for name, extra in (("default", []), ("touching", ["--merge-nm", "0"])):
+        assert main([*args, "--out", str(tmp_path / name), *extra]) == 0
+        tables[name] = pd.read_csv(tmp_path / name / f"{stem}_filaments.csv")
+    merged, touching = tables["default"], tables["touching"]
+    # by default one row per pair; with 0 nm the pieces of a pair that do not touch stay apart
+    assert not merged.duplicated(pair).any() and merged["n_pieces"].max() > 1
+    assert len(touching) > len(merged) and touching.duplicated(pair).any()
+    # the same pieces, counted in more rows
+    per_pair = touching.groupby(pair)["n_pieces"].sum()
+    assert per_pair.to_dict() == merged.set_index(pair)["n_pieces"].to_dict()
+    vesicles = pd.read_csv(tmp_path / "touching" / f"{stem}_az_vesicles.csv")
+    assert vesicles["n_tethers"].sum() == (touching["kind"] == "tether").sum()
+    # the command's default is the library's; a negative gap is refused
+    assert inspect.signature(active_zone).parameters["merge_nm"].default == DEFAULT_MERGE_NM
+    assert main([*args, "--out", str(tmp_path / "bad"), "--merge-nm", "-1"]) == 2
+    assert "--merge-nm" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_one_run_gives_the_precision_recall_curve_of_shorter_threshold_series():
     from analysis.evaluate import filament_curve
     from analysis.io import read_tomogram

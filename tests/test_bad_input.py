@@ -253,6 +253,96 @@ def threshold_not_a_number(d):
     return argv, None, "--threshold must be a number or 'shell'"
 
 
+def _active_zone_files(d: Path, table: Path | None = None) -> list[str]:
+    """An ``active-zone`` command line on a small tomogram, labels and masks."""
+    tomo = _tomogram(d)
+    labels = np.zeros(SHAPE, np.int16)
+    labels[6:11, 8:13, 8:13] = 1
+    az = np.zeros(SHAPE, np.uint8)
+    az[:, :, 2] = 1
+    write_mrc(d / "labels.mrc", labels, VS)
+    write_mrc(d / "az.mrc", az, VS)
+    write_mrc(d / "region.mrc", np.ones(SHAPE, np.uint8), VS)
+    argv = ["active-zone", str(tomo), "--labels", str(d / "labels.mrc")]
+    argv += ["--az-mask", str(d / "az.mrc"), "--region-mask", str(d / "region.mrc")]
+    argv += ["--out", str(d / "out")]
+    return argv + (["--table", str(table)] if table is not None else [])
+
+
+def active_zone_table_missing(d):
+    table = d / "missing.csv"
+    return _active_zone_files(d, table), table, "no such vesicle table"
+
+
+def active_zone_table_without_vesicle_id(d):
+    table = d / "v.csv"
+    table.write_text("z_vox,y_vox,x_vox,radius_vox,kept\n8,10,10,2.5,True\n")
+    return _active_zone_files(d, table), table, "lacks the columns ['vesicle_id']"
+
+
+def active_zone_labels_of_another_shape(d):
+    argv = _active_zone_files(d)
+    write_mrc(d / "labels.mrc", np.zeros((8, 8, 8), np.int16), VS)
+    return argv, d / "labels.mrc", "labels of shape (8, 8, 8)"
+
+
+def check_table_not_a_vesicle_table(d):
+    tomo = _tomogram(d)
+    (d / "v.csv").write_text("a,b\n1,2\n")
+    argv = ["check", str(tomo), "--vesicles", str(d / "v.csv"), "--out", str(d / "c.json")]
+    return argv, d / "v.csv", "is not a vesicle table"
+
+
+def train_resume_from_exported_weights(d):
+    import shutil
+
+    from analysis.model import SHIPPED_WEIGHTS
+
+    weights = Path(shutil.copy(SHIPPED_WEIGHTS, d / "shipped.pt"))
+    tomo = _tomogram(d)
+    labels = write_mrc(d / "l.mrc", np.zeros(SHAPE, np.uint8), VS)
+    argv = ["train", str(weights), "--resume", "--tomogram", str(tomo), "--labels", str(labels)]
+    return argv, weights, "without its training state"
+
+
+def train_labels_missing(d):
+    tomo = _tomogram(d)
+    argv = ["train", str(d / "n.pt"), "--tomogram", str(tomo), "--labels", str(d / "absent.mrc")]
+    return argv, d / "absent.mrc", "no such file"
+
+
+def train_unpaired_tomograms(d):
+    tomo = _tomogram(d)
+    argv = ["train", str(d / "n.pt"), "--tomogram", str(tomo)]
+    return argv, None, "give --tomogram and --labels the same number of times"
+
+
+def adapt_tomogram_missing(d):
+    argv = ["adapt", str(d / "absent.mrc"), "--out", str(d / "adapted.pt")]
+    return argv, d / "absent.mrc", "no such file"
+
+
+def batch_missing_input_folder(d):
+    argv = ["batch", str(d / "absent"), "--out", str(d / "out")]
+    return argv, d / "absent", "input folder does not exist"
+
+
+def compare_missing_study_table(d):
+    argv = ["compare", str(d / "study.csv"), "--out", str(d / "out")]
+    return argv, d / "study.csv", "study table does not exist"
+
+
+def synth_into_a_missing_folder(d):
+    out = d / "no" / "such"
+    return ["synth", str(out)], out, "does not exist"
+
+
+def fetch_into_a_file(d):
+    out = d / "afile"
+    out.write_text("")
+    return ["fetch", "portal", "1", "--out", str(out)], out, "is a file"
+
+
 CASES = [
     not_an_mrc,
     truncated_mrc,
@@ -285,6 +375,18 @@ CASES = [
     missing_output_folder,
     read_only_output_folder,
     threshold_not_a_number,
+    active_zone_table_missing,
+    active_zone_table_without_vesicle_id,
+    active_zone_labels_of_another_shape,
+    check_table_not_a_vesicle_table,
+    train_resume_from_exported_weights,
+    train_labels_missing,
+    train_unpaired_tomograms,
+    batch_missing_input_folder,
+    compare_missing_study_table,
+    synth_into_a_missing_folder,
+    fetch_into_a_file,
+    adapt_tomogram_missing,
 ]
 
 
@@ -356,3 +458,55 @@ def test_an_interrupted_run_leaves_the_old_output_untouched(tmp_path, monkeypatc
 
 def test_the_suite_is_large_enough():
     assert len(CASES) >= 25
+
+
+def _commands(group, prefix=()) -> set[tuple[str, ...]]:
+    """Every command of a click group, as the words that call it (``("fetch", "portal")``)."""
+    import click
+
+    out = set()
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            out |= _commands(command, (*prefix, name))
+        else:
+            out.add((*prefix, name))
+    return out
+
+
+def test_every_command_has_a_bad_input_case(tmp_path):
+    import typer.main
+
+    from analysis.cli import app
+
+    commands = _commands(typer.main.get_command(app))
+    covered = set()
+    for i, case in enumerate(CASES):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        argv = case(folder)[0]
+        covered |= {c for c in commands if tuple(argv[: len(c)]) == c}
+    assert commands - covered == set()
+
+
+def _raise(error):
+    def fail(*args, **kwargs):
+        raise error
+
+    return fail
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_bug_is_an_internal_error_not_bad_input(tmp_path, capsys, monkeypatch, verbose):
+    # numpy's LinAlgError (a ValueError) from deep inside: a bug, never "a problem with the file"
+    import analysis.io as io
+
+    tomo = _tomogram(tmp_path)
+    monkeypatch.setattr(io, "read_tomogram", _raise(np.linalg.LinAlgError("SVD did not converge")))
+    capsys.readouterr()
+    code = main(["--verbose", "info", str(tomo)] if verbose else ["info", str(tomo)])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert code == 1
+    assert last.startswith("internal error: LinAlgError: SVD did not converge")
+    assert "bug" in last and "--verbose" in last and str(tomo) not in last
+    assert ("Traceback" in err) is verbose

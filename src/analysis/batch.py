@@ -28,7 +28,8 @@ import pandas as pd
 
 from analysis.errors import AnalysisError, InputFileError
 from analysis.io import TOMOGRAM_SUFFIXES, atomic_output, tomogram_stem
-from analysis.pipeline import OUTPUT_SUFFIXES, output_paths
+from analysis.pipeline import output_paths
+from analysis.postprocess import OUTPUT_SUFFIXES
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
 """The ``analysis`` command line: thin commands over the library.
 
-Bad input ends a command with one line on stderr (``error: <file>: <problem>``) and a non-zero
-exit code, never a traceback; outputs are written atomically, so a failed command leaves none
-behind.
+Bad input (:class:`analysis.errors.AnalysisError`) ends a command with one line on stderr
+(``error: <file>: <problem>``) and exit code 2, never a traceback; any other exception is a bug
+and ends it with one ``internal error:`` line and exit code 1 (``--verbose`` prints the
+traceback). Outputs are written atomically, so a failed command leaves none behind.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from analysis.errors import InputFileError
+from analysis.errors import AnalysisError, DataError, InputFileError, ParameterError
 
 app = typer.Typer(
     help="Find and measure synaptic vesicles in cryo-electron tomograms.",
@@ -25,8 +26,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-#: Exit code for bad input (a file that cannot be used as given).
+#: Exit code for bad input (:class:`analysis.errors.AnalysisError`: a file that cannot be used
+#: as given, a refused option value).
 EXIT_BAD_INPUT = 2
+#: Exit code for anything else: a bug (one line; ``--verbose`` adds the traceback).
+EXIT_INTERNAL_ERROR = 1
 
 # Options shared by several commands, declared once.
 TomogramArg = Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")]
@@ -85,7 +89,12 @@ def _output_folder(out: Path) -> None:
 @app.callback()
 def _options(
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Report each step and its time on stderr.")
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Report each step and its time on stderr (and an internal error's traceback).",
+        ),
     ] = False,
 ) -> None:
     """Find and measure synaptic vesicles in cryo-electron tomograms."""
@@ -272,8 +281,15 @@ def train_command(
 ) -> None:
     """Train a U-Net on annotated tomograms (or the synthetic set); resumable."""
     from analysis import train as tr
+    from analysis.augment import LEVELS
     from analysis.model import UNetConfig
 
+    if augment_level not in LEVELS:  # before any data is read
+        raise typer.BadParameter(
+            f"one of {LEVELS}, not {augment_level!r}", param_hint="--augment-level"
+        )
+    if resume and out.exists():
+        _check_resumable(out)
     if synthetic:
         from analysis.synthetic import sample_dataset
 
@@ -289,14 +305,14 @@ def train_command(
     else:
         tomogram, labels = tomogram or [], labels or []
         if not tomogram or len(tomogram) != len(labels):
-            raise ValueError(
+            raise ParameterError(
                 "give --tomogram and --labels the same number of times (or --synthetic)"
             )
         pairs = list(zip(tomogram, labels, strict=True))
         val_pairs = list(zip(val_tomogram or [], val_labels or [], strict=True))
     regions = list(region or [])
     if regions and len(regions) != len(pairs):
-        raise ValueError("give --region once per --tomogram, or not at all")
+        raise ParameterError("give --region once per --tomogram, or not at all")
     regions = regions or [None] * len(pairs)
     normalisation = None
     if init_from is not None:  # a fine-tuned network keeps its normalisation
@@ -312,7 +328,7 @@ def train_command(
     val = [tr.volume_from_files(t, lab, normalisation=normalisation)[0] for t, lab in val_pairs]
     sizes = {round(v, 4) for _, v in loaded}
     if len(sizes) != 1:
-        raise ValueError(
+        raise ParameterError(
             f"training tomograms have different voxel sizes {sorted(sizes)} nm; rescale them"
         )
     config = tr.TrainConfig(
@@ -346,6 +362,24 @@ def train_command(
     if history:
         typer.echo(
             f"{out}: epoch {history[-1]['epoch']}, validation Dice {history[-1]['val_dice']:.4f}"
+        )
+
+
+#: What a checkpoint needs for ``train --resume`` (analysis.train writes it every epoch); exported
+#: weights (analysis.model.export_weights, the shipped networks) have the network only.
+TRAINING_STATE_KEYS = ("epoch", "optimiser_state", "scheduler_state", "numpy_rng_state")
+
+
+def _check_resumable(checkpoint: Path) -> None:
+    """Refuse to resume from a checkpoint without training state, before any data is read."""
+    from analysis.model import read_checkpoint
+
+    state = read_checkpoint(checkpoint)
+    if not all(key in state for key in TRAINING_STATE_KEYS):
+        raise InputFileError(
+            checkpoint,
+            "holds a network without its training state (exported weights?), so --resume "
+            "cannot continue it; fine-tune from it with --init-from and another output file",
         )
 
 
@@ -449,7 +483,7 @@ def segment(
         try:
             threshold = float(threshold)
         except ValueError:
-            raise ValueError(
+            raise ParameterError(
                 f"--threshold must be a number or 'shell', not {threshold!r}"
             ) from None
     _output_folder(out)
@@ -563,20 +597,11 @@ def check(
 ) -> None:
     """Is this tomogram like the network's training data? One line per check (pass / warn,
     why, what to do); a warning is not an error (exit code 0)."""
-    import pandas as pd
-
     from analysis.inference.domain import check_tomogram
-    from analysis.io import read_tomogram
+    from analysis.io import read_tomogram, read_vesicle_table
 
     tomo = read_tomogram(tomogram, voxel_size_nm=voxel_size_nm, mmap=True)
-    table = None
-    if vesicles is not None:
-        try:
-            table = pd.read_csv(vesicles)
-        except (OSError, ValueError) as err:
-            raise InputFileError(vesicles, f"cannot be read as a vesicle table ({err})") from err
-        if not {"kept", "radius_nm"} <= set(table.columns):
-            raise InputFileError(vesicles, "is not a vesicle table (no kept, radius_nm columns)")
+    table = None if vesicles is None else read_vesicle_table(vesicles, ("kept", "radius_nm"))
     try:
         report = check_tomogram(
             tomo.data,
@@ -587,8 +612,8 @@ def check(
             name=tomogram,
             device=device,
         )
-    except ValueError as err:
-        raise InputFileError(tomogram, str(err)) from err
+    except DataError as err:
+        raise err.in_file(tomogram) from err
     if out is not None:
         report.write_json(out)
     if as_json:
@@ -742,12 +767,24 @@ def active_zone(
         bool,
         typer.Option(help="Test pairs along straight paths; --no-path-test keeps every piece."),
     ] = True,
+    merge_nm: Annotated[
+        float,
+        typer.Option(
+            help="Pieces of one pair of boundaries whose voxels come within this gap (nm) are "
+            "one filament, counted once; 0 joins only touching pieces. Default: every piece "
+            "of a pair."
+        ),
+    ] = float("inf"),
 ) -> None:
     """Distances to the active zone, layers, connectors and tethers (as Pyto measures them)."""
     import pandas as pd
 
     from analysis.active_zone import analyse_files
 
+    # merge_nm's default is the library's DEFAULT_MERGE_NM (tests/test_active_zone.py compares
+    # them): the library is not imported before a command runs, so that `--help` stays fast
+    if not merge_nm >= 0:
+        raise typer.BadParameter(f"a gap of at least 0 nm, not {merge_nm}", param_hint="--merge-nm")
     _output_folder(out)
     paths = analyse_files(
         tomogram,
@@ -766,6 +803,7 @@ def active_zone(
             if path_test
             else None
         ),
+        merge_nm=merge_nm,
     )
     filaments = pd.read_csv(paths["filaments"])
     kinds = filaments["kind"].value_counts()
@@ -928,7 +966,7 @@ def _run_app(argv: list[str] | None) -> int:
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of raising.
         code = app(args=argv, standalone_mode=False)
-    except ValueError as err:  # InputFileError, or an option value the library refused
+    except AnalysisError as err:  # bad input or a refused option value: the user can fix it
         typer.echo(f"error: {err}", err=True)
         return EXIT_BAD_INPUT
     except typer.Exit as err:
@@ -936,12 +974,28 @@ def _run_app(argv: list[str] | None) -> int:
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 1
-    except Exception as err:  # click's usage errors carry their own exit code
-        if isinstance(err, _usage_errors()):
+    except Exception as err:
+        if isinstance(err, _usage_errors()):  # click's usage errors carry their own exit code
             err.show()
             return err.exit_code
-        raise
+        return _internal_error(err)
     return code if isinstance(code, int) else 0
+
+
+def _internal_error(err: Exception) -> int:
+    """Report an exception that is not bad input: a bug, with the traceback under --verbose."""
+    import traceback
+
+    if logging.getLogger("analysis").isEnabledFor(logging.INFO):  # --verbose
+        traceback.print_exception(err, file=sys.stderr)
+    first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else ""
+    typer.echo(
+        f"internal error: {type(err).__name__}{': ' + first if first else ''}. This is a bug, "
+        "not a problem with your input; run the command again with --verbose for the traceback "
+        "and report it",
+        err=True,
+    )
+    return EXIT_INTERNAL_ERROR
 
 
 def _usage_errors() -> tuple[type, ...]:

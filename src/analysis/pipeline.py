@@ -18,29 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.errors import InputFileError
+from analysis.errors import DataError, InputFileError, ParameterError
 from analysis.inference import domain, predict, predict_file
 from analysis.io import atomic_output, read_mask, read_tomogram, tomogram_stem
 from analysis.io.memmap import map_slabs, work_array
-from analysis.postprocess import WORK_MEMORY_BYTES, segment_vesicles, write_outputs
+from analysis.postprocess import WORK_MEMORY_BYTES, output_files, segment_vesicles, write_outputs
 
 log = logging.getLogger(__name__)
 
-#: The output files of :func:`segment_file`, by role, as ``STEM`` + suffix.
-OUTPUT_SUFFIXES = {
-    "probability": "_probability.mrc",
-    "labels": "_labels.mrc",
-    "vesicles": "_vesicles.csv",
-    "model": "_vesicles.mod",
-    "pyto_labels": "_pyto_labels.mrc",
-    "check": "_check.json",
-}
-
 
 def output_paths(tomogram: str | os.PathLike, outdir: str | os.PathLike) -> dict[str, Path]:
-    """Where :func:`segment_file` writes its outputs for ``tomogram``, by role."""
-    stem = tomogram_stem(tomogram)
-    return {role: Path(outdir) / f"{stem}{suffix}" for role, suffix in OUTPUT_SUFFIXES.items()}
+    """Where :func:`segment_file` writes its outputs for ``tomogram``, by role
+    (:data:`analysis.postprocess.OUTPUT_SUFFIXES`)."""
+    return output_files(tomogram_stem(tomogram), outdir)
 
 
 def segment_file(
@@ -87,7 +77,7 @@ def segment_file(
     Returns
     -------
     dict of str to pathlib.Path
-        The files written, by role (:data:`OUTPUT_SUFFIXES`).
+        The files written, by role (:data:`analysis.postprocess.OUTPUT_SUFFIXES`).
     """
     outdir = Path(outdir)
     if not outdir.is_dir():
@@ -108,7 +98,7 @@ def segment_file(
         invert = domain.looks_inverted(tomo.data, tomo.voxel_size_nm, model)
         log.info("%s: contrast %s", tomogram, "inverted" if invert else "kept")
     elif not isinstance(invert, bool):
-        raise ValueError(f"invert must be True, False or 'auto', not {invert!r}")
+        raise ParameterError(f"invert must be True, False or 'auto', not {invert!r}")
     predict_options["invert"] = invert
     if not check:
         paths.pop("check")
@@ -123,8 +113,8 @@ def segment_file(
             paths.pop("probability")
             try:
                 probability = predict(tomo.data, tomo.voxel_size_nm, **predict_options)
-            except ValueError as err:
-                raise InputFileError(tomogram, str(err)) from err
+            except DataError as err:
+                raise err.in_file(tomogram) from err
         log.info("%s: probability map in %.1f s", tomogram, time.perf_counter() - start)
         data = tomo.data
         if invert:  # post-processing looks for dark membranes
@@ -137,8 +127,8 @@ def segment_file(
                 tomo.voxel_size_nm,
                 **(postprocess_options or {}),
             )
-        except ValueError as err:
-            raise InputFileError(tomogram, str(err)) from err
+        except DataError as err:
+            raise err.in_file(tomogram) from err
         log.info(
             "%s: %d vesicles kept, %d dropped, after %.1f s",
             tomogram,
