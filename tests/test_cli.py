@@ -117,7 +117,7 @@ def test_synth_varied_writes_tomograms_of_their_own_conditions(tmp_path, capsys)
 
 
 def test_train_then_resume_from_the_command_line(tmp_path, capsys):
-    from analysis.model import read_checkpoint
+    from analysis.models import read_checkpoint
     from analysis.synthetic import example_files
 
     files = example_files("cli", seed=4, quick=True, outdir=tmp_path)

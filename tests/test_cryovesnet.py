@@ -1,4 +1,7 @@
-"""CryoVesNet's Keras weights: layout, conversion, exactness against a numpy reference."""
+"""CryoVesNet's Keras weights: layout, conversion, exactness against a numpy reference.
+
+(:mod:`analysis.models.cryovesnet`, the network; :mod:`analysis.models.keras`, its file.)
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ import pytest
 import torch
 from scipy import ndimage, special
 
-from analysis.cryovesnet import (
-    CONVOLUTIONS,
+from analysis.errors import InputFileError
+from analysis.models import read_checkpoint
+from analysis.models.cryovesnet import CONVOLUTIONS
+from analysis.models.keras import (
     CRYOVESNET_NORMALISATION,
     CRYOVESNET_SHA256,
     LOCAL_WEIGHTS_VARIABLE,
@@ -20,7 +25,6 @@ from analysis.cryovesnet import (
     load_keras_weights,
     sha256,
 )
-from analysis.errors import InputFileError
 
 #: The published weights, where this machine has them (developers' and CI's shared folder,
 #: or a copy named by ANALYSIS_CRYOVESNET_H5); tests that need them skip elsewhere.
@@ -146,11 +150,11 @@ def test_the_converted_network_equals_the_keras_computation(tmp_path):
 
 def test_conversion_writes_a_checkpoint_the_pipeline_loads(tmp_path):
     from analysis.inference import predict
-    from analysis.model import inference_network, load_model
+    from analysis.models import Predictor, inference_network, load
 
     make_keras_h5(tmp_path / "weights.h5")
     checkpoint = convert_cryovesnet(tmp_path / "weights.h5", tmp_path / "cvn.pt")
-    net, meta = load_model(checkpoint)
+    net, meta = load(checkpoint)
     assert meta["voxel_size_nm"] == 2.2 and meta["normalisation"] == CRYOVESNET_NORMALISATION
     assert meta["config"]["architecture"] == "cryovesnet"
     assert meta["data"]["sha256"] == sha256(tmp_path / "weights.h5")
@@ -160,9 +164,15 @@ def test_conversion_writes_a_checkpoint_the_pipeline_loads(tmp_path):
         plain = net(x)
         assert (fast - plain).abs().max() < 1e-5 * plain.abs().max()
     tomogram = np.random.default_rng(2).normal(size=(20, 40, 40)).astype(np.float32)
-    probability = predict(tomogram, 2.2, model=tmp_path / "weights.h5", progress=False)
+    keras = Predictor.load(tmp_path / "weights.h5", precision="float32")
+    probability = predict(tomogram, 2.2, keras, progress=False)
     assert probability.shape == tomogram.shape
     assert probability.min() >= 0 and probability.max() <= 1
+    # converted once, into the cache, under the file's name and digest
+    cached = tmp_path / "cache" / f"weights_{sha256(tmp_path / 'weights.h5')[:12]}.pt"
+    assert keras.checkpoint["data"] == read_checkpoint(cached)["data"]
+    same = predict(tomogram, 2.2, Predictor(net, meta, precision="float32"), progress=False)
+    np.testing.assert_array_equal(same, probability)
 
 
 def test_download_is_checked_and_offline_is_one_clear_error(tmp_path):
@@ -198,7 +208,6 @@ def test_the_cli_runs_with_model_cryovesnet(tmp_path, monkeypatch):
 
 def test_fine_tuning_from_the_keras_weights_keeps_architecture_and_normalisation(tmp_path):
     from analysis.cli import main
-    from analysis.model import read_checkpoint
     from analysis.synthetic import example_files
 
     make_keras_h5(tmp_path / "weights.h5")
@@ -229,7 +238,7 @@ def test_fine_tuning_from_the_keras_weights_keeps_architecture_and_normalisation
 
 
 def test_availability_is_a_path_or_the_reason(tmp_path, monkeypatch):
-    from analysis import cryovesnet
+    from analysis.models import keras as cryovesnet
 
     monkeypatch.setattr(cryovesnet, "CRYOVESNET_URL", "http://127.0.0.1:9/weights.h5")
     monkeypatch.setattr(

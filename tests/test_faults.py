@@ -68,7 +68,7 @@ def test_training_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
         import os, signal, sys
         import numpy as np, torch
         from analysis.io import paint_ball
-        from analysis.model import UNetConfig
+        from analysis.models import UNetConfig
         from analysis.train import TrainConfig, TrainingVolume, train
 
         out, kill_at = sys.argv[1], int(sys.argv[2])

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from analysis.errors import InputFileError
-from analysis.model import (
+from analysis.models import (
     CHECKPOINT_FORMAT_VERSION,
     UNet3D,
     UNetConfig,
-    load_model,
+    load,
     save_checkpoint,
     select_device,
 )
@@ -68,7 +68,7 @@ def test_checkpoint_round_trip_keeps_outputs_and_metadata(tmp_path):
         data={"train": ["a.mrc"]},
         metrics={"val_dice": 0.9},
     )
-    loaded, meta = load_model(path)
+    loaded, meta = load(path)
     x = torch.randn(1, 1, 8, 8, 8)
     with torch.inference_mode():
         torch.testing.assert_close(loaded(x), net(x))
@@ -87,7 +87,7 @@ def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
 
     def message(path):
         with pytest.raises(InputFileError) as info:
-            load_model(path)
+            load(path)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
         return str(info.value)
 
@@ -98,6 +98,10 @@ def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
     incomplete = tmp_path / "incomplete.pt"
     torch.save({k: v for k, v in payload.items() if k != "voxel_size_nm"}, incomplete)
     assert "lacks voxel_size_nm" in message(incomplete)
+
+    alien = tmp_path / "alien.pt"
+    torch.save({**payload, "config": {**payload["config"], "architecture": "vnet"}}, alien)
+    assert "unknown architecture 'vnet'" in message(alien)
 
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
@@ -118,7 +122,7 @@ def test_device_selection_falls_back_to_cpu():
 
 
 def test_exported_weights_drop_training_state_and_keep_the_curve(tmp_path):
-    from analysis.model import export_weights, read_checkpoint
+    from analysis.models import export_weights, read_checkpoint
 
     net = UNet3D(TINY)
     history = [{"epoch": 1, "train_loss": 1.0, "val_dice": 0.5}]
@@ -142,7 +146,7 @@ def test_exported_weights_drop_training_state_and_keep_the_curve(tmp_path):
 
 
 def test_inference_network_folds_batchnorm_and_keeps_the_outputs():
-    from analysis.model import inference_network
+    from analysis.models import inference_network
 
     torch.manual_seed(1)
     net = UNet3D(UNetConfig(depth=2, base_channels=4))
@@ -173,3 +177,96 @@ def test_a_2d_network_segments_each_slice_on_its_own(tmp_path):
     assert same.tolist() == [True, True, True, False, True, True, True]
     with pytest.raises(ValueError, match="dims must be 2 or 3"):
         UNetConfig(dims=4)
+
+
+# --- one way to load a model ----------------------------------------------------------------
+
+
+def test_a_model_is_named_the_same_way_everywhere(tmp_path, monkeypatch):
+    from analysis.errors import ParameterError
+    from analysis.models import SHIPPED_2D_WEIGHTS, SHIPPED_WEIGHTS, checkpoint_path
+
+    monkeypatch.chdir(tmp_path)  # no file in the way of a name
+    assert checkpoint_path(None) == checkpoint_path("shipped") == SHIPPED_WEIGHTS
+    assert checkpoint_path("Shipped-2D") == SHIPPED_2D_WEIGHTS
+    net, meta = load("shipped-2d")
+    assert meta["config"]["dims"] == 2 and net.config.dims == 2 and not net.training
+    pair = (UNet3D(TINY), {"voxel_size_nm": 1.0, "normalisation": {}})
+    assert load(pair) is pair
+    with pytest.raises(InputFileError, match="shipped-3d: no such checkpoint file"):
+        load("shipped-3d")
+    with pytest.raises(InputFileError, match="missing.h5: no such file"):
+        load(tmp_path / "missing.h5")
+    with pytest.raises(ParameterError, match="not int"):
+        load(3)
+    # a file of that name is the file, not the shipped network
+    save_checkpoint("shipped", UNet3D(TINY), voxel_size_nm=1.0, normalisation={}, seed=0, data={})
+    assert load("shipped")[1]["voxel_size_nm"] == 1.0
+
+
+def test_models_imports_no_other_part_of_the_package():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, analysis.models; "
+        "print(sorted(m for m in sys.modules if m.startswith('analysis.') "
+        "and not m.startswith(('analysis.models', 'analysis.errors', 'analysis.io'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# --- the predictor --------------------------------------------------------------------------
+
+
+class _Dark(torch.nn.Module):
+    """Dark voxels are vesicles: ``logit = −4·x``."""
+
+    def forward(self, x):
+        return -4.0 * x
+
+
+class _LooksLeft(torch.nn.Module):
+    """Not equivariant to xy flips: sees the voxel to its left in x."""
+
+    def forward(self, x):
+        return torch.roll(x, 1, dims=-1) * -4.0
+
+
+def test_the_predictor_gives_probabilities_of_a_batch_of_tiles():
+    from analysis.models import Predictor
+
+    predictor = Predictor(_Dark(), {"voxel_size_nm": 2.2}, device="cpu", precision="float32")
+    tiles = np.zeros((3, 1, 4, 6, 6), np.float32)
+    tiles[1] = 1.0  # bright: probability sigmoid(-4)
+    prob = predictor(tiles)
+    assert prob.shape == (3, 1, 4, 6, 6) and prob.dtype == np.float32
+    np.testing.assert_allclose(prob[0], 0.5)
+    np.testing.assert_allclose(prob[1], 1 / (1 + np.exp(4.0)), rtol=1e-6)
+    assert predictor.voxel_size_nm == 2.2 and predictor.n_views == 1
+    with pytest.raises(ValueError, match="needs test-time augmentation"):
+        predictor(tiles, uncertainty=True)
+    with pytest.raises(ValueError, match=r"\(N, 1, z, y, x\)"):
+        predictor(tiles[:, 0])
+
+
+def test_the_predictor_averages_its_views_and_their_variance_is_the_uncertainty():
+    from analysis.models import Predictor
+
+    tiles = np.zeros((1, 1, 2, 4, 4), np.float32)
+    tiles[..., 0] = 1.0  # a bright first column: seen only by the views that do not flip x
+    lopsided = Predictor(_LooksLeft(), device="cpu", precision="float32", tta="flips")
+    out = lopsided(tiles, uncertainty=True)
+    assert out.shape == (1, 2, 2, 4, 4)
+    bright, dark = 1 / (1 + np.exp(4.0)), 0.5
+    # column 1 sees column 0 (bright) unflipped, column 2 (dark) flipped: half the views each
+    np.testing.assert_allclose(out[0, 0, :, :, 1], (bright + dark) / 2, rtol=1e-6)
+    np.testing.assert_allclose(out[0, 1, :, :, 1], ((dark - bright) / 2) ** 2, rtol=1e-5)
+    assert lopsided.with_tta("none").network is lopsided.network  # not prepared again
+    np.testing.assert_allclose(lopsided.with_tta("none")(tiles)[0, 0, :, :, 1], bright, rtol=1e-6)
+    equivariant = Predictor(_Dark(), device="cpu", precision="float32", tta="d4")
+    prob, var = equivariant(tiles, uncertainty=True)[0]
+    plain = Predictor(_Dark(), device="cpu", precision="float32")(tiles)[0, 0]
+    np.testing.assert_allclose(prob, plain, atol=1e-6)
+    assert var.max() < 1e-12

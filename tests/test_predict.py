@@ -13,7 +13,7 @@ from scipy import ndimage
 from analysis.errors import InputFileError
 from analysis.inference import check_voxel_size, predict, predict_file, resampling_matrix, rescale
 from analysis.io import read_tomogram, write_mrc
-from analysis.model import UNet3D, UNetConfig, load_shipped_model
+from analysis.models import Predictor, UNet3D, UNetConfig, resolve_precision
 from analysis.normalise import DEFAULT_NORMALISATION
 
 
@@ -107,16 +107,16 @@ def test_voxel_size_in_angstrom_is_refused_with_the_likely_cause():
 
 def test_predict_refuses_an_implausible_voxel_size(tiny_net, small_volume):
     with pytest.raises(ValueError, match="the 2.2 nm the network was trained at"):
-        predict(small_volume, 22.0, (tiny_net, _meta()))
+        predict(small_volume, 22.0, Predictor(tiny_net, _meta()))
 
 
 def test_the_network_sees_the_tomogram_at_its_training_voxel_size(small_volume):
     net = Recorder()
-    out = predict(small_volume, 4.4, (net, _meta(2.2)), tile=64)
+    out = predict(small_volume, 4.4, Predictor(net, _meta(2.2)), tile=64)
     assert net.shapes[0][2:] == (12, 14, 16)  # twice as many voxels per axis
     assert out.shape == small_volume.shape and out.dtype == np.float32
     same = Recorder()
-    predict(small_volume, 2.2, (same, _meta(2.2)), tile=64)
+    predict(small_volume, 2.2, Predictor(same, _meta(2.2)), tile=64)
     assert same.shapes[0][2:] == small_volume.shape
 
 
@@ -125,8 +125,8 @@ def test_rescaled_prediction_of_a_smooth_map_comes_back_on_the_input_grid():
     z, y, x = np.mgrid[:40, :40, :40]
     ball = (((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2) < 10**2).astype(np.float32)
     volume = 1.0 - ball
-    direct = predict(volume, 2.2, (Recorder(), _meta(2.2)), tile=32)
-    via = predict(volume, 2.9, (Recorder(), _meta(2.2)), tile=32)
+    direct = predict(volume, 2.2, Predictor(Recorder(), _meta(2.2)), tile=32)
+    via = predict(volume, 2.9, Predictor(Recorder(), _meta(2.2)), tile=32)
     assert via.shape == volume.shape
     assert np.mean((direct > 0.5) == (via > 0.5)) > 0.99
 
@@ -136,8 +136,8 @@ def test_rescaled_prediction_of_a_smooth_map_comes_back_on_the_input_grid():
 
 def test_intensity_scale_and_dtype_do_not_change_the_prediction(tiny_net, rng):
     volume = rng.normal(size=(20, 24, 24)).astype(np.float32)
-    model = (tiny_net, _meta())
-    exact = dict(tile=16, precision="float32")
+    model = Predictor(tiny_net, _meta(), precision="float32")
+    exact = dict(tile=16)
     ref = predict(volume, 2.2, model, **exact)
     # A float tomogram with a tiny range (the reference tool cast such data to int16 → blank)
     tiny_range = predict(volume * 1e-4 + 3.0, 2.2, model, **exact)
@@ -147,7 +147,7 @@ def test_intensity_scale_and_dtype_do_not_change_the_prediction(tiny_net, rng):
 
 
 def test_any_shape_including_smaller_than_a_tile(tiny_net, rng):
-    model = (tiny_net, _meta())
+    model = Predictor(tiny_net, _meta())
     for shape in [(3, 5, 7), (40, 9, 70), (17, 33, 33)]:
         volume = rng.normal(size=shape).astype(np.float32)
         out = predict(volume, 2.2, model, tile=16, overlap=0.5)
@@ -157,7 +157,7 @@ def test_any_shape_including_smaller_than_a_tile(tiny_net, rng):
 
 def test_an_empty_map_warns_to_check_the_voxel_size(small_volume):
     with pytest.warns(UserWarning, match="check the voxel size"):
-        predict(small_volume, 2.2, (Nothing(), _meta()))
+        predict(small_volume, 2.2, Predictor(Nothing(), _meta()))
 
 
 # --- test-time augmentation ------------------------------------------------------------------
@@ -165,10 +165,10 @@ def test_an_empty_map_warns_to_check_the_voxel_size(small_volume):
 
 def test_tta_of_an_equivariant_network_changes_nothing(rng):
     volume = rng.normal(size=(12, 20, 20)).astype(np.float32)
-    plain = predict(volume, 2.2, (Recorder(), _meta()), tile=16)
+    plain = predict(volume, 2.2, Predictor(Recorder(), _meta()), tile=16)
     for mode in ("flips", "d4"):
         prob, var = predict(
-            volume, 2.2, (Recorder(), _meta()), tile=16, tta=mode, return_uncertainty=True
+            volume, 2.2, Predictor(Recorder(), _meta(), tta=mode), tile=16, return_uncertainty=True
         )
         np.testing.assert_allclose(prob, plain, atol=1e-5)
         assert var.max() < 1e-8
@@ -177,19 +177,22 @@ def test_tta_of_an_equivariant_network_changes_nothing(rng):
 def test_tta_uncertainty_shows_where_views_disagree(rng):
     volume = rng.normal(size=(8, 16, 16)).astype(np.float32)
     net = Recorder()
-    _, var = predict(volume, 2.2, (Lopsided(), _meta()), tile=16, tta="d4", return_uncertainty=True)
+    lopsided = Predictor(Lopsided(), _meta(), tta="d4")
+    _, var = predict(volume, 2.2, lopsided, tile=16, return_uncertainty=True)
     assert var.mean() > 1e-3 and var.max() <= 0.25 + 1e-6  # a variance of values in [0, 1]
     with pytest.raises(ValueError, match="needs test-time augmentation"):
-        predict(volume, 2.2, (net, _meta()), return_uncertainty=True)
+        predict(volume, 2.2, Predictor(net, _meta()), return_uncertainty=True)
     with pytest.raises(ValueError, match="tta must be one of"):
-        predict(volume, 2.2, (net, _meta()), tta="all")
+        Predictor(net, _meta(), tta="all")
+    with pytest.raises(ValueError, match="takes an analysis.models.Predictor"):
+        predict(volume, 2.2, (net, _meta()))
 
 
 # --- files ---------------------------------------------------------------------------------
 
 
 def test_file_to_file_prediction_through_memory_maps(tmp_path, tiny_net, rng):
-    from analysis.model import save_checkpoint
+    from analysis.models import save_checkpoint
 
     volume = rng.normal(size=(20, 30, 26)).astype(np.float32)
     tomo = write_mrc(tmp_path / "tomo.mrc", volume, 2.2, origin_angstrom=(10.0, 20.0, 30.0))
@@ -204,12 +207,11 @@ def test_file_to_file_prediction_through_memory_maps(tmp_path, tiny_net, rng):
     out = predict_file(
         tomo,
         tmp_path / "prob.mrc",
-        model=ckpt,
+        Predictor.load(ckpt, tta="flips"),
         tile=16,
-        tta="flips",
         uncertainty_path=tmp_path / "var.mrc",
     )
-    expected = predict(volume, 2.2, (tiny_net, _meta()), tile=16, tta="flips")
+    expected = predict(volume, 2.2, Predictor(tiny_net, _meta(), tta="flips"), tile=16)
     written = read_tomogram(out)
     np.testing.assert_allclose(written.data, expected, atol=1e-6)
     assert written.voxel_size_nm == pytest.approx(2.2)
@@ -247,16 +249,14 @@ def test_shipped_network_finds_the_vesicles_of_a_held_out_tomogram():
 
 def test_bfloat16_and_planned_tiles_give_the_same_vesicle_mask():
     from analysis.evaluate import dice_score
-    from analysis.inference import resolve_precision
     from analysis.synthetic import example_files
 
     files = example_files("test", seed=301, quick=True)
     tomo = read_tomogram(files["tomogram"])
-    model = load_shipped_model()
     exact = predict(
-        tomo.data, tomo.voxel_size_nm, model, tile=64, overlap=0.25, precision="float32"
+        tomo.data, tomo.voxel_size_nm, Predictor.load(precision="float32"), tile=64, overlap=0.25
     )
-    fast = predict(tomo.data, tomo.voxel_size_nm, model, precision="bfloat16")
+    fast = predict(tomo.data, tomo.voxel_size_nm, Predictor.load(precision="bfloat16"))
     assert np.abs(fast - exact).mean() < 2e-3
     assert dice_score(fast > 0.5, exact > 0.5) > 0.995
     truth = read_tomogram(files["labels"]).data > 0
@@ -271,7 +271,7 @@ def test_bfloat16_and_planned_tiles_give_the_same_vesicle_mask():
 def test_overlap_needs_an_explicit_tile(tiny_net, rng):
     volume = rng.normal(size=(20, 24, 24)).astype(np.float32)
     with pytest.raises(ValueError, match="explicit tile"):
-        predict(volume, 2.2, (tiny_net, _meta()), overlap=0.5)
+        predict(volume, 2.2, Predictor(tiny_net, _meta()), overlap=0.5)
 
 
 _HEAP_PROBE = """

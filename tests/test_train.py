@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from analysis.errors import ParameterError
 from analysis.io import paint_ball
-from analysis.model import UNetConfig, load_model
+from analysis.models import UNet3D, UNetConfig, load, read_checkpoint, save_checkpoint
 from analysis.train import (
     TrainConfig,
     TrainingVolume,
@@ -51,7 +52,7 @@ def test_a_tiny_network_overfits_one_small_volume(tmp_path):
     assert history[-1]["val_dice"] > 0.9
     metrics = pd.read_csv(tmp_path / "m_metrics.csv")
     assert list(metrics.epoch) == [1, 2, 3, 4, 5, 6]
-    loaded, meta = load_model(tmp_path / "m.pt")
+    loaded, meta = load(tmp_path / "m.pt")
     assert meta["voxel_size_nm"] == 2.0 and meta["metrics"]["epoch"] == 6
     assert meta["normalisation"]["method"] == "percentile"
 
@@ -75,6 +76,24 @@ def _fit(path, config, **kwargs):
         progress=False,
         **kwargs,
     )
+
+
+def test_fine_tuning_keeps_the_normalisation_of_the_network_it_starts_from(tmp_path):
+    zscore = {"method": "zscore", "blur_sigma_vox": 1.0}
+    torch.manual_seed(0)
+    start = save_checkpoint(
+        tmp_path / "start.pt", UNet3D(NET), voxel_size_nm=2.0, normalisation=zscore, seed=0, data={}
+    )
+    one_step = _cfg(epochs=1, steps_per_epoch=1)
+    _fit(tmp_path / "tuned.pt", one_step, init_from=start, stop_after_epoch=1)
+    assert read_checkpoint(tmp_path / "tuned.pt")["normalisation"] == zscore
+    _fit(tmp_path / "tuned.pt", _cfg(epochs=2, steps_per_epoch=1), resume=True)
+    resumed = read_checkpoint(tmp_path / "tuned.pt")
+    assert resumed["epoch"] == 2 and resumed["normalisation"] == zscore
+    with pytest.raises(ParameterError, match="differs from"):
+        _fit(tmp_path / "x.pt", one_step, init_from=start, normalisation={"method": "percentile"})
+    _fit(tmp_path / "fresh.pt", one_step)
+    assert read_checkpoint(tmp_path / "fresh.pt")["normalisation"]["method"] == "percentile"
 
 
 def _weights(model):

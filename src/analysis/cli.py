@@ -36,7 +36,10 @@ EXIT_INTERNAL_ERROR = 1
 TomogramArg = Annotated[Path, typer.Argument(help="Tomogram: MRC, TIFF or OME-Zarr.")]
 ModelOpt = Annotated[
     Path | None,
-    typer.Option(help="Checkpoint (.pt), 'cryovesnet', or a Keras .h5; default: shipped."),
+    typer.Option(
+        help="Checkpoint (.pt), a Keras .h5, 'cryovesnet' (published; fetched on first use) "
+        "or 'shipped-2d'; default: the shipped network."
+    ),
 ]
 VoxelSizeOpt = Annotated[
     float | None, typer.Option(help="Override the voxel size in the header (nm).")
@@ -282,7 +285,7 @@ def train_command(
     """Train a U-Net on annotated tomograms (or the synthetic set); resumable."""
     from analysis import train as tr
     from analysis.augment import LEVELS
-    from analysis.model import UNetConfig
+    from analysis.models import UNetConfig
 
     if augment_level not in LEVELS:  # before any data is read
         raise typer.BadParameter(
@@ -315,12 +318,11 @@ def train_command(
         raise ParameterError("give --region once per --tomogram, or not at all")
     regions = regions or [None] * len(pairs)
     normalisation = None
-    if init_from is not None:  # a fine-tuned network keeps its normalisation
-        from analysis.cryovesnet import resolve_model_name
-        from analysis.model import read_checkpoint
+    if init_from is not None:  # the volumes are normalised as the network was trained
+        from analysis.models import load
 
-        init_from = resolve_model_name(init_from)
-        normalisation = read_checkpoint(init_from)["normalisation"]
+        init_from = load(init_from)
+        normalisation = init_from[1]["normalisation"]
     loaded = [
         tr.volume_from_files(t, lab, region=reg, normalisation=normalisation)
         for (t, lab), reg in zip(pairs, regions, strict=True)
@@ -409,21 +411,19 @@ def predict(
 ) -> None:
     """Vesicle probability map of a whole tomogram (memory-mapped, any size)."""
     from analysis.inference import predict_file
+    from analysis.models import Predictor
 
     predict_file(
         tomogram,
         out,
+        Predictor.load(model, device=device, precision=precision, tta=tta),
         voxel_size_nm=voxel_size_nm,
         uncertainty_path=uncertainty,
-        model=model,
         **_tiling(tile, overlap),
-        precision=precision,
         blend=blend,
-        tta=tta,
         batch_size=batch_size,
         max_rescale=max_rescale,
         invert=invert,
-        device=device,
         progress=not quiet,
     )
     typer.echo(f"{out}: probability map of {tomogram}")
@@ -492,17 +492,11 @@ def segment(
         out,
         voxel_size_nm=voxel_size_nm,
         model=model,
+        predictor_options=dict(device=device, precision=precision, tta=tta),
         write_probability=probability,
         az_mask=az_mask,
         region_mask=region_mask,
-        predict_options=dict(
-            **_tiling(tile, overlap),
-            precision=precision,
-            tta=tta,
-            batch_size=batch_size,
-            device=device,
-            progress=not quiet,
-        ),
+        predict_options=dict(**_tiling(tile, overlap), batch_size=batch_size, progress=not quiet),
         postprocess_options=dict(
             threshold=threshold,
             min_radius_nm=min_radius_nm,
@@ -720,7 +714,8 @@ def batch(
         model=str(model) if model else None,
         voxel_size_nm=voxel_size_nm,
         write_probability=probability,
-        predict_options=dict(tta=tta, progress=False),
+        predictor_options=dict(tta=tta),
+        predict_options=dict(progress=False),
     )
     summary = run_batch(tomograms, out, spec=spec, options=options, force=force, progress=not quiet)
     counts = summary["status"].value_counts()

@@ -22,6 +22,7 @@ from analysis.errors import DataError, InputFileError, ParameterError
 from analysis.inference import domain, predict, predict_file
 from analysis.io import atomic_output, read_mask, read_tomogram, tomogram_stem
 from analysis.io.memmap import map_slabs, work_array
+from analysis.models import Predictor
 from analysis.postprocess import WORK_MEMORY_BYTES, output_files, segment_vesicles, write_outputs
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def segment_file(
     *,
     voxel_size_nm: float | None = None,
     model=None,
+    predictor_options: dict | None = None,
     write_probability: bool = True,
     az_mask: str | os.PathLike | None = None,
     region_mask: str | os.PathLike | None = None,
@@ -57,8 +59,12 @@ def segment_file(
         Output folder; must exist.
     voxel_size_nm : float, optional
         Overrides the header's voxel size.
-    model : path or (network, metadata), optional
-        Checkpoint; the shipped network by default.
+    model : None, str, path, (network, checkpoint) or analysis.models.Predictor
+        The network, as :func:`analysis.models.load` takes it (the shipped one by default), or
+        a predictor ready to run.
+    predictor_options : dict, optional
+        ``device``, ``precision`` and ``tta`` of :meth:`analysis.models.Predictor.load` (not
+        with a predictor).
     write_probability : bool
         Also keep the network's probability map (``STEM_probability.mrc``).
     az_mask, region_mask : path, optional
@@ -82,7 +88,13 @@ def segment_file(
     outdir = Path(outdir)
     if not outdir.is_dir():
         raise InputFileError(outdir, "output folder does not exist")
-    predict_options = {"model": model, **(predict_options or {})}
+    if isinstance(model, Predictor):
+        if predictor_options:
+            raise ParameterError("predictor_options go with a model name, not a Predictor")
+        predictor = model
+    else:
+        predictor = Predictor.load(model, **(predictor_options or {}))
+    predict_options = dict(predict_options or {})
     paths = output_paths(tomogram, outdir)
     tomo = read_tomogram(tomogram, voxel_size_nm=voxel_size_nm, mmap=True)
     masks = {
@@ -107,12 +119,12 @@ def segment_file(
     with contextlib.ExitStack() as stack:
         if write_probability:
             tmp = stack.enter_context(atomic_output(paths["probability"]))
-            predict_file(tomogram, tmp, voxel_size_nm=voxel_size_nm, **predict_options)
+            predict_file(tomogram, tmp, predictor, voxel_size_nm=voxel_size_nm, **predict_options)
             probability = read_tomogram(tmp, mmap=True).data
         else:
             paths.pop("probability")
             try:
-                probability = predict(tomo.data, tomo.voxel_size_nm, **predict_options)
+                probability = predict(tomo.data, tomo.voxel_size_nm, predictor, **predict_options)
             except DataError as err:
                 raise err.in_file(tomogram) from err
         log.info("%s: probability map in %.1f s", tomogram, time.perf_counter() - start)
@@ -145,7 +157,7 @@ def segment_file(
                 vesicles=vesicles.table,
                 invert=invert,
                 name=tomogram,
-                device=predict_options.get("device", "auto"),
+                device=(predictor_options or {}).get("device", "auto"),
             )
             stack.enter_context(atomic_output(paths["check"])).write_text(report.to_json())
             log.info("%s: %s in %.1f s", tomogram, report.summary(), time.perf_counter() - started)

@@ -18,13 +18,14 @@ import torch
 from torch.nn import functional as F
 
 from analysis.augment import augment
-from analysis.errors import InputFileError
+from analysis.errors import InputFileError, ParameterError
 from analysis.evaluate.metrics import dice_score
-from analysis.model import (
+from analysis.models import (
+    Predictor,
     UNet3D,
     UNetConfig,
     build_network,
-    load_model,
+    load,
     read_checkpoint,
     save_checkpoint,
     select_device,
@@ -211,23 +212,39 @@ def predict_tiles(model, image: np.ndarray, tile: int, device, batch: int = 4) -
 
     The quick tiling used for validation during training; whole tomograms are predicted by
     :func:`analysis.inference.predict`, with overlaps, resampling and normalisation.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or analysis.models.Predictor
+        A network (a float32 copy prepared for prediction is run; ``model`` is left as it
+        is), or a predictor.
+    image : numpy.ndarray, float32, shape (z, y, x)
+    tile : int
+        Tile edge (voxels).
+    device : str or torch.device
+    batch : int
+        Tiles per forward pass.
     """
     from analysis.inference.tiling import sliding_window
 
-    model.eval()
-
-    @torch.inference_mode()
-    def run(cubes):
-        return torch.sigmoid(model(torch.from_numpy(cubes)[:, None].to(device)))[:, 0].cpu().numpy()
-
-    return sliding_window(image, run, tile, overlap=0.0, batch_size=batch, mode="constant")
+    if not isinstance(model, Predictor):
+        model = Predictor(model, device=device, precision="float32")
+    return sliding_window(
+        image,
+        lambda cubes: model(cubes[:, None])[:, 0],
+        tile,
+        overlap=0.0,
+        batch_size=batch,
+        mode="constant",
+    )
 
 
 def validation_dice(model, volumes, tile: int, device) -> float:
     """Mean Dice (probability > 0.5) over whole validation volumes."""
+    predictor = Predictor(model, device=device, precision="float32")
     scores = []
     for vol in volumes:
-        prob = predict_tiles(model, vol.image, tile, device)
+        prob = predict_tiles(predictor, vol.image, tile, device)
         valid = None if vol.ignore is None else ~vol.ignore
         scores.append(dice_score(prob > 0.5, vol.target, valid))
     return float(np.mean(scores)) if scores else float("nan")
@@ -252,6 +269,16 @@ def _schedule(cfg: TrainConfig):
 
 
 METRIC_COLUMNS = ["epoch", "step", "train_loss", "val_dice", "lr", "seconds"]
+
+
+def _inherited_normalisation(given: dict | None, recorded: dict | None) -> dict | None:
+    """The normalisation of a network trained on from one that recorded ``recorded``."""
+    if given is not None and recorded and dict(given) != dict(recorded):
+        raise ParameterError(
+            f"normalisation {given} differs from {recorded}, that of the network trained on: "
+            "normalise the volumes as it was trained (or leave normalisation out)"
+        )
+    return recorded or given
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
@@ -295,13 +322,16 @@ def train(
         Description of the training data, stored in the checkpoint.
     resume : bool
         Continue from ``checkpoint`` if it exists, bit-identically on the CPU.
-    init_from : path or "cryovesnet", optional
-        Start from the weights of this checkpoint (fine-tuning) instead of random ones; a
-        Keras ``.h5`` or ``"cryovesnet"`` starts from CryoVesNet's published network.
+    init_from : str, path or (network, checkpoint), optional
+        Start from the weights of this network (fine-tuning) instead of random ones, named as
+        :func:`analysis.models.load` takes it: a checkpoint, a shipped name, a Keras ``.h5``
+        or ``"cryovesnet"`` (CryoVesNet's published network).
     normalisation : dict, optional
-        How the volumes were normalised, recorded for inference (default
-        :data:`analysis.normalise.DEFAULT_NORMALISATION`); a fine-tuned network must keep
-        the normalisation of the one it starts from.
+        How the volumes were normalised, recorded for inference: by default that of the
+        network fine-tuned (``init_from``) or resumed, else
+        :data:`analysis.normalise.DEFAULT_NORMALISATION`. A fine-tuned network keeps the
+        normalisation of the one it starts from: normalise the volumes with it
+        (:func:`volume_from_files`); another one is refused.
     stop_after_epoch : int, optional
         Stop after this epoch, as an interruption would (used to test resuming).
     progress : bool
@@ -325,10 +355,10 @@ def train(
         state = read_checkpoint(checkpoint)
         model = build_network(state["config"])
         model.load_state_dict(state["model_state"])
+        normalisation = _inherited_normalisation(normalisation, state["normalisation"])
     elif init_from is not None:
-        from analysis.cryovesnet import resolve_model_name
-
-        model, _ = load_model(resolve_model_name(init_from))
+        model, start = load(init_from)
+        normalisation = _inherited_normalisation(normalisation, start["normalisation"])
     else:
         model = UNet3D(model_config)
     model.to(device)

@@ -502,17 +502,16 @@ def network_crop(tomogram: np.ndarray, voxel_size_nm: float, model_voxel_size_nm
 
 
 def model_voxel_size(model=None) -> float:
-    """The training voxel size (nm) of a model given as :func:`analysis.inference.predict`
-    takes it, read from its checkpoint without building the network."""
-    from analysis.cryovesnet import resolve_model_name
-    from analysis.model import read_checkpoint
+    """The training voxel size (nm) of a model (a :class:`analysis.models.Predictor`, or as
+    :func:`analysis.models.load` takes it), read from its checkpoint without building the
+    network."""
+    from analysis.models import Predictor, checkpoint_path, read_checkpoint
 
+    if isinstance(model, Predictor):
+        return model.voxel_size_nm
     if isinstance(model, tuple):
         return float(model[1]["voxel_size_nm"])
-    model = resolve_model_name(model)
-    if model is None:
-        model = resources.files("analysis").joinpath("weights/sv_unet3d.pt")
-    return float(read_checkpoint(model)["voxel_size_nm"])
+    return float(read_checkpoint(checkpoint_path(model))["voxel_size_nm"])
 
 
 def looks_inverted(
@@ -524,7 +523,7 @@ def looks_inverted(
     ----------
     tomogram : array-like, shape (z, y, x)
     voxel_size_nm : float
-    model : None, path or (network, metadata)
+    model : None, str, path, (network, checkpoint) or analysis.models.Predictor
         Whose voxel size the crop is taken at (the shipped network's by default).
     """
     crop = network_crop(tomogram, voxel_size_nm, model_voxel_size(model))
@@ -549,8 +548,9 @@ def domain_features(
     tomogram : array-like, shape (z, y, x)
         May be a memory map: only a central crop and a subsample are read.
     voxel_size_nm : float
-    model : None, path or (network, metadata)
-        As for :func:`analysis.inference.predict`; the shipped network by default.
+    model : None, str, path, (network, checkpoint) or analysis.models.Predictor
+        As :func:`analysis.models.load` takes it (the shipped network by default), or a
+        predictor, whose precision is then used (its TTA is replaced by ``"flips"``).
     vesicles : pandas.DataFrame, optional
         The vesicle table of a segmentation (adds the vesicle statistics).
     tta : bool
@@ -562,17 +562,22 @@ def domain_features(
     references : list of dict, optional
         :func:`load_references` by default.
     device : str
+        For a model that is not a predictor yet (its precision: ``"auto"``).
 
     Returns
     -------
     dict
         Floats (and ``log_amplitude``, a list; ``wedge_best`` and ``reference``, strings).
     """
-    from analysis.inference.predict import _resolve_model, predict, select_device
+    from analysis.inference.predict import predict
+    from analysis.models import Predictor
     from analysis.normalise import DEFAULT_NORMALISATION, centre_and_scale
 
-    torch_device = select_device(device)
-    net, meta = _resolve_model(model, torch_device)
+    if isinstance(model, Predictor):
+        predictor = model.with_tta("flips")
+    else:
+        predictor = Predictor.load(model, device=device, tta="flips")
+    meta = predictor.checkpoint
     model_vs = float(meta["voxel_size_nm"])
     centre, scale = centre_and_scale(tomogram, meta["normalisation"] or DEFAULT_NORMALISATION)
     raw = network_crop(tomogram, voxel_size_nm, model_vs)
@@ -593,13 +598,7 @@ def domain_features(
     if tta:
         view = -raw if invert else raw
         probability, variance = predict(
-            view,
-            model_vs,
-            (net, meta),
-            tta="flips",
-            return_uncertainty=True,
-            device=device,
-            max_rescale=np.inf,
+            view, model_vs, predictor, return_uncertainty=True, max_rescale=np.inf
         )
         features.update(tta_statistics(probability, variance))
     if vesicles is not None:
@@ -792,7 +791,7 @@ def check_tomogram(
     if model is None:
         model_name = "shipped"
     else:
-        model_name = "given" if isinstance(model, tuple) else str(model)
+        model_name = str(model) if isinstance(model, (str, os.PathLike)) else "given"
     info = {
         "tomogram": str(name),
         "shape": [int(n) for n in tomogram.shape],

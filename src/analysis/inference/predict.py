@@ -2,16 +2,18 @@
 
 :func:`predict` is the one entry point: it takes a (z, y, x) tomogram of any size and voxel
 size and a trained network with its checkpoint metadata, and returns a float32 probability map
-of the tomogram's shape. In order, it
+of the tomogram's shape. The network comes as a :class:`analysis.models.Predictor` (weights,
+device, precision, test-time augmentation; :meth:`~analysis.models.Predictor.load` makes one
+from a model name or file); :func:`predict` itself only rescales, normalises and tiles. In
+order, it
 
 1. checks that the voxel size is plausible for the network (a header in Å read as nm, or a
    tomogram binned far beyond what the network saw, gives an empty map, not an error — so it
    is refused here with a clear message);
 2. resamples the tomogram to the network's training voxel size (:mod:`.rescale`);
 3. normalises it as in training (:mod:`analysis.normalise`), tile by tile in float32;
-4. predicts overlapping tiles, several per forward pass, optionally under the 8 (or 4) flips
-   and 90° rotations in the xy plane (test-time augmentation, TTA), whose variance is an
-   uncertainty map; the missing wedge makes z different, so z is never flipped;
+4. has the predictor predict overlapping tiles, several per forward pass, optionally under its
+   test-time augmentation, whose variance is an uncertainty map;
 5. blends the tiles (:mod:`.tiling`) and resamples the map back to the input grid.
 """
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,21 +33,9 @@ from analysis.inference.heap import reuse_freed_memory
 from analysis.inference.rescale import rescale
 from analysis.inference.tiling import plan_tiles, sliding_window
 from analysis.io.memmap import slabs, work_array
-from analysis.model import (
-    UNet3D,
-    inference_network,
-    load_model,
-    load_shipped_model,
-    select_device,
-)
+from analysis.models import Predictor
 from analysis.normalise import DEFAULT_NORMALISATION, centre_and_scale
 
-CL = torch.channels_last_3d
-#: Arithmetic of the forward pass: "auto" takes bfloat16 where the hardware runs it natively
-#: (about 2× faster on CPUs with AVX-512 BF16 or AMX, and on recent GPUs), else float32.
-PRECISIONS = ("auto", "float32", "bfloat16")
-#: Test-time augmentation modes and the number of xy transforms each averages over.
-TTA_MODES = {"none": 1, "flips": 4, "d4": 8}
 #: Voxel sizes more than this factor away from the network's are refused by default.
 MAX_RESCALE = 3.0
 #: Relative voxel-size differences below this are not worth resampling for.
@@ -86,29 +76,6 @@ def check_voxel_size(
     return ratio
 
 
-def _resolve_model(
-    model, device: torch.device, dtype: torch.dtype = torch.float32
-) -> tuple[UNet3D, dict]:
-    from analysis.cryovesnet import resolve_model_name
-
-    model = resolve_model_name(model)  # "cryovesnet" or a Keras .h5 → a checkpoint path
-    if model is None:
-        net, meta = load_shipped_model(device)
-    elif isinstance(model, (str, os.PathLike)):
-        net, meta = load_model(model, device)
-    elif isinstance(model, tuple) and len(model) == 2:
-        net, meta = model
-    else:
-        raise TypeError(
-            "model must be None (the shipped network), a checkpoint path, or the "
-            "(network, checkpoint) pair returned by analysis.model.load_model"
-        )
-    for key in ("voxel_size_nm", "normalisation"):
-        if key not in meta:
-            raise ValueError(f"the checkpoint metadata lacks {key!r}; inference needs it")
-    return inference_network(net, device, dtype), meta
-
-
 @contextlib.contextmanager
 def _torch_threads(threads: int | None) -> Iterator[None]:
     """Use the CPUs this process may run on (containers and clusters often allow fewer)."""
@@ -124,75 +91,21 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype the network computes in for ``precision`` on ``device``.
+def tile_function(
+    predictor: Predictor, centre: float, scale: float, uncertainty: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The function of a batch of raw tiles (N, z, y, x) that :func:`sliding_window` calls.
 
-    bfloat16 keeps float32's range (no overflow, unlike float16) with an 8-bit mantissa; the
-    probability maps differ by ~1e-3 and the vesicle masks not measurably (chapter 3). It is
-    only chosen automatically where it is native: emulated, it is slower than float32.
-    """
-    if precision not in PRECISIONS:
-        raise ParameterError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if precision == "float32":
-        return torch.float32
-    native = (
-        torch.cuda.is_bf16_supported()
-        if device.type == "cuda"
-        else device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
-    if precision == "bfloat16" or native:
-        return torch.bfloat16
-    return torch.float32
-
-
-def _xy_transforms(mode: str) -> list[tuple[int, bool]]:
-    """(quarter turns in xy, flip x) pairs of a TTA mode."""
-    if mode not in TTA_MODES:
-        raise ParameterError(f"tta must be one of {tuple(TTA_MODES)}, not {mode!r}")
-    if mode == "none":
-        return [(0, False)]
-    if mode == "flips":  # identity, flip x, flip y (= rot 180 + flip x), flip both (= rot 180)
-        return [(0, False), (0, True), (2, True), (2, False)]
-    return [(k, flip) for k in range(4) for flip in (False, True)]
-
-
-def _apply(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    x = torch.rot90(x, k, dims=(-2, -1)) if k else x
-    return torch.flip(x, dims=(-1,)) if flip else x
-
-
-def _undo(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    x = torch.flip(x, dims=(-1,)) if flip else x
-    return torch.rot90(x, -k, dims=(-2, -1)) if k else x
-
-
-def _tile_predictor(net, device, centre, scale, transforms, uncertainty, dtype=torch.float32):
-    """The function of a tile batch that :func:`sliding_window` calls.
-
-    ``net`` holds its weights in ``dtype`` (:func:`analysis.model.inference_network`); the
-    tiles are normalised in float32 and only then rounded to ``dtype``.
+    Tiles are normalised as ``(x - centre) / scale`` in float32 on the predictor's device and
+    only then rounded to its precision. Returns (N, z, y, x) probabilities, or (N, 2, z, y, x)
+    probabilities and variances with ``uncertainty``.
     """
 
     @torch.inference_mode()
     def run(cubes: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(cubes).to(device)
-        x = ((x - centre) / scale).to(dtype)[:, None]
-        square = x.shape[-1] == x.shape[-2]
-        usable = [(k, f) for k, f in transforms if square or k % 2 == 0]
-        # one forward pass per view: a batch of all views at once is slower on a CPU (its
-        # activations fall out of cache) and needs more memory
-        views = torch.stack(
-            [
-                _undo(
-                    torch.sigmoid(net(_apply(x, k, f).contiguous(memory_format=CL)).float()), k, f
-                )
-                for k, f in usable
-            ]
-        )[:, :, 0]  # (views, b, z, y, x)
-        mean = views.mean(0)
-        if not uncertainty:
-            return mean.cpu().numpy()
-        return torch.stack([mean, views.var(0, unbiased=False)], 1).cpu().numpy()
+        x = torch.from_numpy(cubes).to(predictor.device)
+        result = predictor(((x - centre) / scale)[:, None], uncertainty=uncertainty)
+        return result if uncertainty else result[:, 0]
 
     return run
 
@@ -200,18 +113,15 @@ def _tile_predictor(net, device, centre, scale, transforms, uncertainty, dtype=t
 def predict(
     tomogram: np.ndarray,
     voxel_size_nm: float,
-    model=None,
+    predictor: Predictor | None = None,
     *,
     tile: int | tuple[int, int, int] | str = "auto",
     overlap: float | None = None,
     blend: str = "gaussian",
     batch_size: int | None = None,
-    tta: str = "none",
     return_uncertainty: bool = False,
-    device: str = "auto",
     threads: int | None = None,
     max_rescale: float = MAX_RESCALE,
-    precision: str = "auto",
     invert: bool = False,
     out: np.ndarray | None = None,
     uncertainty_out: np.ndarray | None = None,
@@ -226,10 +136,10 @@ def predict(
         Any real dtype and intensity scale; may be a memory map (read a slab at a time).
     voxel_size_nm : float
         Voxel size of ``tomogram`` in nm (``Tomogram.voxel_size_nm``).
-    model : None, path or (UNet3D, dict), optional
-        The shipped network (default), a checkpoint file, or the pair returned by
-        :func:`analysis.model.load_model`. The checkpoint's ``voxel_size_nm`` and
-        ``normalisation`` are always applied.
+    predictor : analysis.models.Predictor, optional
+        The network with its device, precision and test-time augmentation; by default the
+        shipped network as ``Predictor.load()`` gives it. Its checkpoint's
+        ``voxel_size_nm`` and ``normalisation`` are always applied.
     tile : "auto", int or tuple of int
         Tile shape (z, y, x) at the network's voxel size. ``"auto"`` (default) plans tiles of
         up to 96×192×192 voxels sharing 16 voxels with each neighbour, sized to the volume
@@ -242,18 +152,12 @@ def predict(
         Blending window for overlaps.
     batch_size : int, optional
         Tiles per forward pass (times the TTA views); 1 for ``"auto"`` tiles, else 2.
-    tta : {"none", "flips", "d4"}
-        Test-time augmentation over xy flips (4 views) or all flips and quarter turns (8).
     return_uncertainty : bool
-        Also return the variance of the probability across the TTA views.
-    device : {"auto", "cuda", "mps", "cpu"}
-        Where to run the network; ``"auto"`` takes CUDA when present.
+        Also return the variance of the probability across the predictor's TTA views.
     threads : int, optional
         CPU threads for torch; by default the CPUs this process may use.
     max_rescale : float
         Refuse voxel sizes more than this factor away from the network's.
-    precision : {"auto", "float32", "bfloat16"}
-        Arithmetic of the network (:func:`resolve_precision`); blending is always float32.
     invert : bool
         Invert the contrast (for tomograms with membranes bright): the normalised tomogram's
         sign is flipped, at no cost (see :mod:`analysis.inference.domain`'s polarity check).
@@ -274,13 +178,21 @@ def predict(
         raise DataError(f"a (z, y, x) tomogram is needed, not shape {shape}")
     if np.iscomplexobj(tomogram):
         raise DataError("complex tomograms cannot be segmented")
-    torch_device = select_device(device)
-    dtype = resolve_precision(precision, torch_device)
-    net, meta = _resolve_model(model, torch_device, dtype)
+    if predictor is None:
+        predictor = Predictor.load()
+    elif not isinstance(predictor, Predictor):
+        raise ParameterError(
+            "predict takes an analysis.models.Predictor, not a "
+            f"{type(predictor).__name__}: Predictor.load(model) makes one from a model name, "
+            "a file or a (network, checkpoint) pair"
+        )
+    meta = predictor.checkpoint
+    missing = [key for key in ("voxel_size_nm", "normalisation") if key not in meta]
+    if missing:
+        raise ParameterError(f"the predictor's checkpoint lacks {', '.join(missing)}")
     ratio = check_voxel_size(voxel_size_nm, meta["voxel_size_nm"], max_rescale)
     norm = meta["normalisation"] or DEFAULT_NORMALISATION
-    transforms = _xy_transforms(tta)
-    if return_uncertainty and len(transforms) == 1:
+    if return_uncertainty and predictor.n_views == 1:
         raise ParameterError(
             "an uncertainty map needs test-time augmentation (tta='flips' or 'd4')"
         )
@@ -313,9 +225,7 @@ def predict(
         centre, scale = centre_and_scale(source, norm)
         if invert:  # (x - c) / -s is the inverted tomogram normalised: same median and range
             scale = -scale
-        fn = _tile_predictor(
-            net, torch_device, centre, scale, transforms, return_uncertainty, dtype
-        )
+        fn = tile_function(predictor, centre, scale, return_uncertainty)
         with reuse_freed_memory():  # big tiles' activations: no page faults per pass
             sliding_window(
                 source,
@@ -348,6 +258,7 @@ def predict(
 def predict_file(
     tomogram_path: str | os.PathLike,
     out_path: str | os.PathLike,
+    predictor: Predictor | None = None,
     *,
     voxel_size_nm: float | None = None,
     uncertainty_path: str | os.PathLike | None = None,
@@ -364,10 +275,12 @@ def predict_file(
     tomogram_path : path
     out_path : path
         Output probability map (float32 MRC, same voxel size and origin as the input).
+    predictor : analysis.models.Predictor, optional
+        The shipped network by default.
     voxel_size_nm : float, optional
         Overrides the header's voxel size.
     uncertainty_path : path, optional
-        Also write the TTA variance map here (needs ``tta``).
+        Also write the TTA variance map here (needs a predictor with ``tta``).
     """
     from analysis.io import open_mrc_output, read_tomogram
 
@@ -382,6 +295,7 @@ def predict_file(
             predict(
                 tomo.data,
                 tomo.voxel_size_nm,
+                predictor,
                 out=prob,
                 uncertainty_out=unc,
                 return_uncertainty=unc is not None,

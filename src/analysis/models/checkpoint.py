@@ -1,0 +1,166 @@
+"""Checkpoints: a network's weights with what inference needs to use it without guessing.
+
+A checkpoint is a torch file holding (DESIGN.md) ``model_state``, ``config`` (the
+architecture), ``voxel_size_nm`` (training voxel size), ``normalisation``, ``seed``, ``data``,
+``metrics`` and ``format_version``; training checkpoints add optimiser, scheduler and RNG
+states. ``config`` names its architecture in :data:`ARCHITECTURES` (``"architecture"``;
+absent means ``"unet3d"``, as in every checkpoint written before the key existed).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from analysis.errors import InputFileError
+from analysis.models.cryovesnet import CryoVesNetConfig, CryoVesNetUNet
+from analysis.models.unet import UNet3D, UNetConfig
+
+#: Version of the checkpoint layout; loading refuses any other.
+CHECKPOINT_FORMAT_VERSION = 1
+REQUIRED_CHECKPOINT_KEYS = (
+    "model_state",
+    "config",
+    "voxel_size_nm",
+    "normalisation",
+    "seed",
+    "data",
+    "metrics",
+    "format_version",
+)
+#: The networks a checkpoint can hold: architecture name → (config class, network class).
+ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
+    "unet3d": (UNetConfig, UNet3D),
+    "cryovesnet": (CryoVesNetConfig, CryoVesNetUNet),
+}
+
+
+def build_network(config: dict) -> nn.Module:
+    """The untrained network a checkpoint's ``config`` describes (:data:`ARCHITECTURES`).
+
+    Raises
+    ------
+    KeyError
+        For an architecture this package does not know.
+    """
+    config = dict(config)
+    name = config.pop("architecture", "unet3d")
+    if name not in ARCHITECTURES:
+        raise KeyError(f"unknown architecture {name!r} (known: {', '.join(ARCHITECTURES)})")
+    config_class, network_class = ARCHITECTURES[name]
+    return network_class(config_class(**config))
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    voxel_size_nm: float,
+    normalisation: dict[str, Any],
+    seed: int,
+    data: dict[str, Any] | list,
+    metrics: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Path:
+    """Save a network with the metadata inference needs, atomically.
+
+    Parameters
+    ----------
+    path : path
+        Output ``.pt`` file.
+    model : torch.nn.Module
+        A network of :data:`ARCHITECTURES` (its ``config`` attribute is stored).
+    voxel_size_nm : float
+        Voxel size of the data the model was trained on; inference rescales to it.
+    normalisation : dict
+        How input patches were normalised (e.g. ``{"method": "percentile", ...}``).
+    seed : int
+        Seed of the training run.
+    data : dict or list
+        What the model was trained on (file names, seeds, …).
+    metrics : dict, optional
+        Validation figures at the time of saving.
+    **extra
+        Further entries, e.g. optimiser and scheduler states for resuming training.
+    """
+    from analysis.io.atomic import atomic_output
+
+    payload = {
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": asdict(model.config),
+        "voxel_size_nm": float(voxel_size_nm),
+        "normalisation": dict(normalisation),
+        "seed": int(seed),
+        "data": data,
+        "metrics": dict(metrics or {}),
+        **extra,
+    }
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read and check a checkpoint; one clear error for anything that is not ours."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        raise InputFileError(
+            path, f"is not a readable torch checkpoint ({type(err).__name__})"
+        ) from err
+    if not isinstance(payload, dict):
+        raise InputFileError(path, "is not a checkpoint of this package (not a dictionary)")
+    version = payload.get("format_version")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise InputFileError(
+            path,
+            f"has checkpoint format version {version}, this package reads version "
+            f"{CHECKPOINT_FORMAT_VERSION}; convert or retrain it",
+        )
+    missing = [k for k in REQUIRED_CHECKPOINT_KEYS if k not in payload]
+    if missing:
+        raise InputFileError(path, f"checkpoint lacks {', '.join(missing)}")
+    return payload
+
+
+def network_of(payload: dict, path: str | os.PathLike) -> nn.Module:
+    """The network of a checkpoint read from ``path``, its weights filled in (training mode).
+
+    Raises
+    ------
+    InputFileError
+        Naming ``path``, for an unknown architecture or weights that do not fit it.
+    """
+    try:
+        model = build_network(payload["config"])
+        model.load_state_dict(payload["model_state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        first = str(err).strip("'\"").splitlines()[0]
+        raise InputFileError(
+            path, f"weights do not fit the recorded configuration ({first})"
+        ) from err
+    return model
+
+
+def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, **metadata: Any) -> Path:
+    """Write a model-only copy of a training checkpoint (no optimiser or RNG state).
+
+    The learning curve (``history``) is kept in ``metrics``; ``metadata`` entries replace those
+    of the checkpoint (e.g. a portable ``data`` description).
+    """
+    payload = read_checkpoint(checkpoint)
+    model = network_of(payload, checkpoint)
+    metrics = {**payload["metrics"], "history": payload.get("history", [])}
+    fields = {k: payload[k] for k in ("voxel_size_nm", "normalisation", "seed", "data")}
+    fields.update(metadata)
+    extra = {"train_config": payload["train_config"]} if "train_config" in payload else {}
+    return save_checkpoint(out, model, metrics=metrics, **fields, **extra)
