@@ -43,7 +43,7 @@ import pandas as pd
 from analysis import testsim
 from analysis.evaluate import evaluate_segmentation, interior_mask
 from analysis.inference import predict
-from analysis.model import load_model
+from analysis.models import Predictor
 from analysis.postprocess import segment_vesicles
 from analysis.synthetic import GENERATOR_VERSION, SynapseGeometry, make_synapse
 from analysis.synthetic.imaging import Microscope
@@ -133,7 +133,7 @@ BORDER_NM = 10.0
 
 
 def score(model, tomogram, labels, voxel_size_nm) -> dict:
-    """Segment ``tomogram`` with ``model`` (network, metadata) and score it against ``labels``
+    """Segment ``tomogram`` with ``model`` (a Predictor) and score it against ``labels``
     away from the faces (:data:`BORDER_NM`)."""
     probability = predict(tomogram, voxel_size_nm, model)
     failure = ""
@@ -169,11 +169,9 @@ def first_network(cache: Path) -> Path:
     return out
 
 
-def load(path: Path):
-    """(network, metadata) of a checkpoint or a Keras .h5 (converted once, cached)."""
-    from analysis.cryovesnet import resolve_model_name
-
-    return load_model(resolve_model_name(path))
+def load(path: Path) -> Predictor:
+    """The predictor of a checkpoint or a Keras .h5 (converted once, cached)."""
+    return Predictor.load(path)
 
 
 def digest(path: Path) -> str:

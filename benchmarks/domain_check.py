@@ -103,9 +103,9 @@ def image_features_of(tomogram, voxel_size_nm: float, meta: dict) -> dict:
 
 
 def make_reference(name: str, path: Path, label: str | None = None) -> None:
-    from analysis.model import load_model
+    from analysis.models import load
 
-    _, meta = load_model(path, "cpu")
+    _, meta = load(path)
     files = training_files(meta)
     rows = []
     for i, file in enumerate(files):

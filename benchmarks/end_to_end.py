@@ -38,14 +38,14 @@ CHILD = textwrap.dedent(
     """
     import json, sys, threading, time
     from pathlib import Path
-    import numpy as np, torch
+    import numpy as np
 
     import importlib
     predict_module = importlib.import_module("analysis.inference.predict")  # the function shadows it
-    from analysis.inference import plan_tiles, predict_file, resolve_precision
+    from analysis.inference import plan_tiles, predict_file, tile_function
     from analysis.inference.tiling import tile_grid
     from analysis.io import read_tomogram
-    from analysis.model import load_shipped_model
+    from analysis.models import Predictor
     from analysis.postprocess import segment_vesicles, write_outputs
 
     source, outdir = Path(sys.argv[1]), Path(sys.argv[2])
@@ -73,8 +73,10 @@ CHILD = textwrap.dedent(
 
     predict_module.rescale = timed("rescale", predict_module.rescale)
     predict_module.sliding_window = timed("network + stitching", predict_module.sliding_window)
-    tile_predictor = predict_module._tile_predictor
-    predict_module._tile_predictor = lambda *a, **k: timed("network", tile_predictor(*a, **k))
+
+    class TimedPredictor(Predictor):  # the predictor, its forward passes timed
+        def __call__(self, tiles, **options):
+            return timed("network", super().__call__)(tiles, **options)
 
     # Bare-network limits in the same process and precision: the network alone (normalising,
     # forward pass, sigmoid) over every tile that covers the resampled volume without overlap,
@@ -86,10 +88,9 @@ CHILD = textwrap.dedent(
     from analysis.io.memmap import work_array
     from analysis.normalise import centre_and_scale
 
-    # The shipped network as predict prepares it, and the tiling predict plans for this volume.
-    device = torch.device("cpu")
-    dtype = resolve_precision("auto", device)
-    net, meta = predict_module._resolve_model(None, device, dtype)
+    # The shipped network as segment prepares it, and the tiling predict plans for this volume.
+    predictor = TimedPredictor.load(device="cpu")
+    dtype, meta = predictor.dtype, predictor.checkpoint
     header = read_tomogram(source, mmap=True)  # only its shape and voxel size are used
     work = tuple(round(n * header.voxel_size_nm / meta["voxel_size_nm"]) for n in header.shape)
     tile, overlap = plan_tiles(work)
@@ -100,7 +101,7 @@ CHILD = textwrap.dedent(
         volume = work_array(work, memory_limit_bytes=512 * 1024**2)
         rescale(read_tomogram(source, mmap=True).data, work, out=volume)
         centre, scale = centre_and_scale(volume, meta["normalisation"])
-        fn = predict_module._tile_predictor(net, device, centre, scale, [(0, False)], False, dtype)
+        fn = tile_function(predictor, centre, scale)
 
         def network_pass(shape, batch):
             shape, starts = tile_grid(work, shape, 0.0)
@@ -132,13 +133,13 @@ CHILD = textwrap.dedent(
 
     times = {}
     start = time.perf_counter()
-    model = load_shipped_model()
+    model = TimedPredictor.load(device="cpu")
     tomo = read_tomogram(source, mmap=True)
     times["load network, open tomogram"] = time.perf_counter() - start
 
     t = time.perf_counter()
     prob_path = outdir / f"{source.stem}_probability.mrc"
-    predict_file(source, prob_path, model=model, progress=False)
+    predict_file(source, prob_path, model, progress=False)
     network_stage = time.perf_counter() - t
     times["resample in and back (2 passes)"] = clock["rescale"]
     times["network + stitching"] = clock["network + stitching"]

@@ -27,17 +27,17 @@ CHILD = textwrap.dedent(
     """
     import sys, warnings
     from analysis.inference import predict_file
-    from analysis.model import load_shipped_model
+    from analysis.models import Predictor
 
     def rss_mib():
         for line in open("/proc/self/status"):
             if line.startswith("VmRSS"):
                 return int(line.split()[1]) / 1024
 
-    model = load_shipped_model()
+    model = Predictor.load()
     print(f"baseline {rss_mib():.0f}")
     warnings.simplefilter("ignore")  # random data hold no vesicles
-    predict_file(sys.argv[1], sys.argv[2], model=model, tile=64, overlap=0.0)
+    predict_file(sys.argv[1], sys.argv[2], model, tile=64, overlap=0.0)
     """
 )
 

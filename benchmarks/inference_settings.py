@@ -19,20 +19,23 @@ import pandas as pd
 from analysis.evaluate import dice_score
 from analysis.inference import predict
 from analysis.io import read_tomogram
-from analysis.model import load_shipped_model
+from analysis.models import Predictor
 from analysis.synthetic import sample_dataset
 
+#: Setting → (the network's precision, tiling options of predict).
 SETTINGS = {
-    "baseline: 64³, overlap 0.25, float32": dict(tile=64, overlap=0.25, precision="float32"),
-    "64³, overlap 0.25, bfloat16": dict(tile=64, overlap=0.25, precision="bfloat16"),
-    "planned tiles, float32": dict(precision="float32"),
-    "planned tiles, bfloat16": dict(precision="bfloat16"),
-    "default (planned, auto precision)": dict(),
+    "baseline: 64³, overlap 0.25, float32": ("float32", dict(tile=64, overlap=0.25)),
+    "64³, overlap 0.25, bfloat16": ("bfloat16", dict(tile=64, overlap=0.25)),
+    "planned tiles, float32": ("float32", {}),
+    "planned tiles, bfloat16": ("bfloat16", {}),
+    "default (planned, auto precision)": ("auto", {}),
 }
 
 
 def main() -> None:
-    model = load_shipped_model()
+    predictors = {
+        precision: Predictor.load(precision=precision) for precision, _ in SETTINGS.values()
+    }
     data = [
         (read_tomogram(f["tomogram"]), read_tomogram(f["labels"]).data > 0)
         for f in sample_dataset()["test"]
@@ -40,7 +43,8 @@ def main() -> None:
     best = dict.fromkeys(SETTINGS, np.inf)
     maps = {}
     for _ in range(2):
-        for name, options in SETTINGS.items():
+        for name, (precision, options) in SETTINGS.items():
+            model = predictors[precision]
             start = time.perf_counter()
             maps[name] = [predict(t.data, t.voxel_size_nm, model, **options) for t, _ in data]
             best[name] = min(best[name], time.perf_counter() - start)

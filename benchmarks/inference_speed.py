@@ -7,7 +7,7 @@ the already normalised tomogram as a tensor (its normalisation is not timed); ou
 from the raw tomogram. Each is run three times, alternating; the fastest run counts.
 
 MONAI runs twice: with the network as a user would pass it (the baseline), and with the
-network as ``predict`` prepares it (``analysis.model.inference_network``: BatchNorm folded
+network as ``predict`` prepares it (``analysis.models.inference_network``: BatchNorm folded
 into the convolutions, channels-last weights), which isolates the stitching itself.
 
 Overhead: our wall time ÷ (number of forward passes × median time of one bare forward pass of
@@ -29,7 +29,7 @@ import torch
 
 from analysis.inference import blend_window, predict, tile_grid
 from analysis.io import read_tomogram
-from analysis.model import inference_network, load_shipped_model
+from analysis.models import Predictor, inference_network, load
 from analysis.normalise import normalise
 from analysis.synthetic import sample_dataset
 
@@ -46,7 +46,7 @@ def main() -> None:
 
     files = sample_dataset(quick=False)["test"][0]
     tomo = read_tomogram(files["tomogram"])
-    net, meta = load_shipped_model()
+    net, meta = load()
     normalised = torch.from_numpy(normalise(tomo.data, meta["normalisation"]))[None, None]
     window = torch.from_numpy(blend_window((TILE,) * 3, MODE))
 
@@ -68,7 +68,7 @@ def main() -> None:
         return predict(
             tomo.data,
             tomo.voxel_size_nm,
-            (net, meta),
+            Predictor(net, meta),  # prepared in each run, as a call of predict did before
             tile=TILE,
             overlap=OVERLAP,
             batch_size=BATCH,

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from analysis.model import UNet3D, UNetConfig
+from analysis.models import UNet3D, UNetConfig
 from analysis.synthetic import sample_dataset
 from analysis.train import TrainConfig, dice_bce_loss, make_batch, volume_from_files
 
