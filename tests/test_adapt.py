@@ -10,7 +10,7 @@ from analysis import adapt as ad
 from analysis import augment as aug
 from analysis.errors import DataError, ParameterError
 from analysis.io import read_tomogram
-from analysis.model import UNet3D, UNetConfig, load_model, load_shipped_model
+from analysis.models import SHIPPED_WEIGHTS, UNet3D, UNetConfig, load
 
 TINY = ad.AdaptConfig(epochs=2, steps_per_epoch=2, batch_size=1, patch_size=32, seed=5)
 
@@ -71,15 +71,15 @@ def test_adapt_writes_a_checkpoint_segment_can_use(crop, adapted):
     out, _, history = adapted
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(0 < h["confident"] <= 1 and 0 < h["foreground"] < 1 for h in history)
-    net, meta = load_model(out)
-    _, shipped = load_shipped_model()
+    net, meta = load(out)
+    _, shipped = load()
     assert meta["voxel_size_nm"] == shipped["voxel_size_nm"]
     assert meta["normalisation"] == shipped["normalisation"]
     assert meta["data"]["target"] == ["crop"]
     assert meta["data"]["adapted_from"] == "sv_unet3d.pt"
     assert out.with_name("adapted_metrics.csv").read_text().startswith("epoch,step,loss")
     # the teacher moved, but only a little (EMA of a few small steps)
-    _, original = load_shipped_model()
+    _, original = load()
     moved = [
         float((meta["model_state"][k].float() - original["model_state"][k].float()).abs().max())
         for k in original["model_state"]
@@ -147,7 +147,7 @@ def test_cli_adapts_and_refuses_a_set_without_vesicles(crop, tmp_path, capsys):
     out = tmp_path / "adapted.pt"
     args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(out), "--quiet"]
     assert main([*args, "--epochs", "1", "--steps-per-epoch", "1"]) == 0
-    assert load_model(out)[1]["data"]["target"] == ["crop.mrc"]
+    assert load(out)[1]["data"]["target"] == ["crop.mrc"]
 
     write_mrc(tmp_path / "noise.mrc", np.random.default_rng(0).normal(size=(48, 64, 64)), vs)
     capsys.readouterr()
@@ -161,7 +161,6 @@ def test_resuming_from_a_network_that_is_not_an_adaptation_is_refused(crop, tmp_
     import shutil
 
     from analysis.errors import InputFileError
-    from analysis.model import SHIPPED_WEIGHTS
 
     tomo, vs = crop
     shutil.copy(SHIPPED_WEIGHTS, tmp_path / "x.pt")

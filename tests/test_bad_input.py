@@ -216,7 +216,7 @@ def empty_probability_map(d):
 
 
 def wrong_checkpoint_version(d):
-    from analysis.model import SHIPPED_WEIGHTS
+    from analysis.models import SHIPPED_WEIGHTS
 
     payload = torch.load(SHIPPED_WEIGHTS, weights_only=True)
     payload["format_version"] = 99
@@ -296,7 +296,7 @@ def check_table_not_a_vesicle_table(d):
 def train_resume_from_exported_weights(d):
     import shutil
 
-    from analysis.model import SHIPPED_WEIGHTS
+    from analysis.models import SHIPPED_WEIGHTS
 
     weights = Path(shutil.copy(SHIPPED_WEIGHTS, d / "shipped.pt"))
     tomo = _tomogram(d)

@@ -41,7 +41,14 @@ from analysis.errors import DataError, InputFileError, ParameterError
 from analysis.inference.predict import RESCALE_TOLERANCE, check_voxel_size
 from analysis.inference.rescale import rescale
 from analysis.io.atomic import atomic_output
-from analysis.model import UNet3D, load_model, read_checkpoint, save_checkpoint, select_device
+from analysis.models import (
+    UNet3D,
+    checkpoint_path,
+    load,
+    read_checkpoint,
+    save_checkpoint,
+    select_device,
+)
 from analysis.normalise import DEFAULT_NORMALISATION, normalise
 from analysis.train import TrainingVolume, dice_bce_loss, predict_tiles, sample_patch
 
@@ -264,9 +271,6 @@ def adapt(
     """
     from tqdm.auto import tqdm
 
-    from analysis.cryovesnet import resolve_model_name
-    from analysis.model import SHIPPED_WEIGHTS
-
     cfg = config or AdaptConfig()
     if len(tomograms) != len(voxel_sizes_nm) or not tomograms:
         raise ParameterError("give one voxel size per tomogram, and at least one tomogram")
@@ -276,8 +280,8 @@ def adapt(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    source = Path(resolve_model_name(model) or SHIPPED_WEIGHTS)
-    teacher, meta = load_model(source, device)
+    source = checkpoint_path(model)
+    teacher, meta = load(source, device=device)
     check_memory([t.shape for t in tomograms], voxel_sizes_nm, meta["voxel_size_nm"])
     volumes = []
     for tomo, vs, name in zip(tomograms, voxel_sizes_nm, names, strict=True):

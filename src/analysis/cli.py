@@ -368,13 +368,13 @@ def train_command(
 
 
 #: What a checkpoint needs for ``train --resume`` (analysis.train writes it every epoch); exported
-#: weights (analysis.model.export_weights, the shipped networks) have the network only.
+#: weights (analysis.models.export_weights, the shipped networks) have the network only.
 TRAINING_STATE_KEYS = ("epoch", "optimiser_state", "scheduler_state", "numpy_rng_state")
 
 
 def _check_resumable(checkpoint: Path) -> None:
     """Refuse to resume from a checkpoint without training state, before any data is read."""
-    from analysis.model import read_checkpoint
+    from analysis.models import read_checkpoint
 
     state = read_checkpoint(checkpoint)
     if not all(key in state for key in TRAINING_STATE_KEYS):
