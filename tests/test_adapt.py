@@ -127,17 +127,6 @@ def test_bad_settings_are_refused():
         ad.AdaptConfig(ema_decay=1.0)
 
 
-def test_cli_defaults_are_the_library_defaults():
-    import inspect
-
-    from analysis.cli import adapt as command
-
-    defaults = {k: p.default for k, p in inspect.signature(command).parameters.items()}
-    library = ad.AdaptConfig()
-    for name in ("epochs", "steps_per_epoch", "lr", "confidence", "ema_decay", "seed"):
-        assert defaults[name] == getattr(library, name), name
-
-
 def test_cli_adapts_and_refuses_a_set_without_vesicles(crop, tmp_path, capsys):
     from analysis.cli import main
     from analysis.io import write_mrc

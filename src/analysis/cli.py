@@ -4,6 +4,10 @@ Bad input (:class:`analysis.errors.AnalysisError`) ends a command with one line 
 (``error: <file>: <problem>``) and exit code 2, never a traceback; any other exception is a bug
 and ends it with one ``internal error:`` line and exit code 1 (``--verbose`` prints the
 traceback). Outputs are written atomically, so a failed command leaves none behind.
+
+Option defaults are the library's, spelled out as literals: the library (torch, pandas,
+scipy) is imported only when a command runs, so that ``analysis --help`` stays fast.
+tests/test_cli_defaults.py compares every option's default with the library's.
 """
 
 from __future__ import annotations
@@ -199,7 +203,7 @@ def synth(
     """
     from tqdm import tqdm
 
-    from analysis.synthetic import Microscope, SynapseGeometry, make_synapse, write_synapse
+    from analysis.synthetic import Microscope, make_synapse, scaled_geometry, write_synapse
 
     if not outdir.parent.exists():
         raise InputFileError(outdir, f"parent folder {outdir.parent} does not exist")
@@ -213,11 +217,7 @@ def synth(
             variety.write_varied_synapse(synapse, outdir, stem)
             typer.echo(f"{outdir / stem}.mrc")
         return
-    # scale the vesicle count with the volume so that the packing density stays the same
-    scale = (shape[0] * shape[1] * shape[2]) / (128 * 256 * 256)
-    geometry = SynapseGeometry(
-        shape=shape, voxel_size_nm=voxel_size_nm, n_vesicles=max(1, round(n_vesicles * scale))
-    )
+    geometry = scaled_geometry(shape, voxel_size_nm, n_vesicles)
     microscope = Microscope(snr=snr, defocus_um=defocus_um)
     for i in tqdm(range(n), desc="synthetic tomograms", disable=n == 1):
         stem = f"{name}_{i + 1:02d}"
@@ -546,8 +546,6 @@ def adapt(
     """Adapt a network to unlabelled tomograms (mean teacher); then segment with --model OUT."""
     from analysis.adapt import AdaptConfig, adapt_files
 
-    # the defaults above are AdaptConfig's (tests/test_adapt.py compares them): the library
-    # is not imported before a command runs, so that `--help` stays fast
     config = AdaptConfig(
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
@@ -776,8 +774,6 @@ def active_zone(
 
     from analysis.active_zone import analyse_files
 
-    # merge_nm's default is the library's DEFAULT_MERGE_NM (tests/test_active_zone.py compares
-    # them): the library is not imported before a command runs, so that `--help` stays fast
     if not merge_nm >= 0:
         raise typer.BadParameter(f"a gap of at least 0 nm, not {merge_nm}", param_hint="--merge-nm")
     _output_folder(out)

@@ -17,7 +17,7 @@ from analysis.synthetic.files import (
     synapse_paths,
     write_synapse,
 )
-from analysis.synthetic.geometry import Phantom, SynapseGeometry, make_phantom
+from analysis.synthetic.geometry import Phantom, SynapseGeometry, make_phantom, scaled_geometry
 from analysis.synthetic.imaging import Microscope
 from analysis.synthetic.synapse import Synapse, make_synapse
 
@@ -36,5 +36,6 @@ __all__ = [
     "SynapseGeometry",
     "make_phantom",
     "make_synapse",
+    "scaled_geometry",
     "write_synapse",
 ]

@@ -84,6 +84,37 @@ class SynapseGeometry:
         return value_nm / self.voxel_size_nm
 
 
+def scaled_geometry(
+    shape: tuple[int, int, int],
+    voxel_size_nm: float = SynapseGeometry.voxel_size_nm,
+    n_vesicles: int = SynapseGeometry.n_vesicles,
+) -> SynapseGeometry:
+    """The default phantom in a volume of another shape, as packed with vesicles.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Volume shape (z, y, x) in voxels.
+    voxel_size_nm : float
+        Voxel size (nm).
+    n_vesicles : int
+        Vesicles in a volume of the default shape (128 × 256 × 256 voxels); the count placed
+        scales with the number of voxels, so the packing per voxel stays the same (at least 1).
+
+    Returns
+    -------
+    SynapseGeometry
+        Every other parameter at its default.
+    """
+    default_voxels = int(np.prod(SynapseGeometry.shape))
+    scale = int(np.prod(shape)) / default_voxels
+    return SynapseGeometry(
+        shape=tuple(shape),
+        voxel_size_nm=voxel_size_nm,
+        n_vesicles=max(1, round(n_vesicles * scale)),
+    )
+
+
 @dataclass
 class Phantom:
     """Density and truth of one synthetic synapse (all arrays (z, y, x))."""
