@@ -411,12 +411,31 @@ def test_boundary_images_are_removed_also_where_the_volume_cuts_the_vesicle():
     labels, r, tomogram = blurred_vesicle(shape, [9.5, 30.0, 30.0], 8.0)
     az = np.zeros(shape, bool)
     az[:, -1, :] = True
-    cleaned = remove_boundary_profiles(tomogram, labels, az)
+    cleaned = remove_boundary_profiles(tomogram, labels, az, 1.0, reach_nm=10.0)
     near = (r > 6) & (r < 12)
     assert np.abs(tomogram[near] - 5.0).max() > 0.9  # the membrane was there …
     # … and is gone (but for the 0.5-voxel binning of its steep edges); the background stays
     assert np.abs(cleaned[near] - 5.0).max() < 0.25
     assert abs(np.median(cleaned[near]) - 5.0) < 0.02
+
+
+def test_the_boundary_images_reach_a_length_in_nm():
+    from analysis.active_zone import remove_boundary_profiles
+
+    shape = (30, 40, 40)
+    labels, r, tomogram = blurred_vesicle(shape, [15.0, 20.0, 20.0], 6.0)
+    az = np.zeros(shape, bool)
+    az[:, -1, :] = True
+    # the default 22 nm is 11 voxels of 2 nm, 10 of 2.2 nm
+    at_2nm = remove_boundary_profiles(tomogram, labels, az, 2.0)
+    np.testing.assert_array_equal(
+        at_2nm, remove_boundary_profiles(tomogram, labels, az, 1.0, reach_nm=11.0)
+    )
+    assert not np.array_equal(at_2nm, remove_boundary_profiles(tomogram, labels, az, 2.2))
+    np.testing.assert_array_equal(
+        remove_boundary_profiles(tomogram, labels, az, 2.2),
+        remove_boundary_profiles(tomogram, labels, az, 1.0, reach_nm=10.0),
+    )
 
 
 def test_the_membrane_profile_is_measured_in_the_cytoplasm_alone():
@@ -435,8 +454,8 @@ def test_the_membrane_profile_is_measured_in_the_cytoplasm_alone():
     tomogram[labels > 0] = 4.0
     x = np.arange(shape[2])[None, None, :]
     far = np.broadcast_to((x < 6) | (x > 42), shape)  # out of the vesicle's own reach
-    cleaned = remove_boundary_profiles(tomogram, labels, az, region_mask=region)
-    both_sides = remove_boundary_profiles(tomogram, labels, az)
+    cleaned = remove_boundary_profiles(tomogram, labels, az, 1.0, reach_nm=10.0, region_mask=region)
+    both_sides = remove_boundary_profiles(tomogram, labels, az, 1.0, reach_nm=10.0)
     assert tomogram[far & (np.broadcast_to(y, shape) == 20)].mean() < 4.6  # its image was there
     for depth in range(1, 11):  # shells of the cytoplasm, one voxel each: it is gone
         shell = far & (np.broadcast_to(y, shape) == 19 + depth)
@@ -488,7 +507,7 @@ def test_without_a_membrane_within_reach_only_the_vesicle_images_are_removed():
     shape = (30, 40, 40)
     labels, r, tomogram = blurred_vesicle(shape, [15.0, 20.0, 20.0], 6.0)
     no_membrane = np.zeros(shape, bool)  # this crashed (an empty distance profile)
-    cleaned = remove_boundary_profiles(tomogram, labels, no_membrane)
+    cleaned = remove_boundary_profiles(tomogram, labels, no_membrane, 1.0, reach_nm=10.0)
     near = (r > 4) & (r < 10)
     assert np.abs(cleaned[near] - 5.0).max() < 0.25
 

@@ -311,6 +311,13 @@ def train_labels_missing(d):
     return argv, d / "absent.mrc", "no such file"
 
 
+def train_labels_of_another_shape(d):
+    tomo = _tomogram(d)
+    labels = write_mrc(d / "l.mrc", np.zeros((8, 8, 8), np.uint8), VS)
+    argv = ["train", str(d / "n.pt"), "--tomogram", str(tomo), "--labels", str(labels)]
+    return argv, labels, "labels of shape (8, 8, 8) differs from the tomogram's"
+
+
 def train_unpaired_tomograms(d):
     tomo = _tomogram(d)
     argv = ["train", str(d / "n.pt"), "--tomogram", str(tomo)]
@@ -381,6 +388,7 @@ CASES = [
     check_table_not_a_vesicle_table,
     train_resume_from_exported_weights,
     train_labels_missing,
+    train_labels_of_another_shape,
     train_unpaired_tomograms,
     batch_missing_input_folder,
     compare_missing_study_table,

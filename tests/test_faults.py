@@ -104,13 +104,15 @@ def test_training_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
 
 def test_segmenting_twice_gives_byte_identical_files(tmp_path):
     from analysis.cli import main
+    from analysis.postprocess import OUTPUT_SUFFIXES
     from analysis.synthetic import example_files
 
     tomogram = example_files("test", seed=301, quick=True)["tomogram"]
     for run in ("a", "b"):
         assert main(["segment", str(tomogram), "--out", str(tmp_path / run), "--quiet"]) == 0
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "b").iterdir()) and len(names) == 6
+    assert names == sorted(tomogram.stem + suffix for suffix in OUTPUT_SUFFIXES.values())
+    assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 

@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 from analysis.augment import augment
-from analysis.errors import InputFileError, ParameterError
+from analysis.errors import ParameterError
 from analysis.evaluate.metrics import dice_score
 from analysis.models import (
     Predictor,
@@ -90,20 +90,17 @@ def volume_from_files(
     -------
     (TrainingVolume, voxel_size_nm)
     """
-    from analysis.io import read_annotation, read_tomogram
+    from analysis.io import read_annotation, read_like, read_tomogram
 
     tomo = read_tomogram(tomogram)
 
-    def mask_of(path):
+    def mask_of(path, role):
         if Path(path).suffix.lower() == ".mod":
             return read_annotation(path, tomo).labels > 0
-        data = read_tomogram(path, voxel_size_nm=tomo.voxel_size_nm, check_finite=False).data
-        if data.shape != tomo.shape:
-            raise InputFileError(path, f"has shape {data.shape}, the tomogram {tomo.shape}")
-        return data > 0
+        return read_like(path, tomo, role, check_finite=False).data > 0
 
-    target = mask_of(labels).astype(np.uint8)
-    ignore = None if region is None else ~mask_of(region)
+    target = mask_of(labels, "labels").astype(np.uint8)
+    ignore = None if region is None else ~mask_of(region, "region")
     image = normalise(tomo.data, normalisation)
     return TrainingVolume(image, target, ignore, Path(tomogram).name), tomo.voxel_size_nm
 
