@@ -63,7 +63,14 @@ def test_notebook_conventions(path):
     install = cells[1]
     assert install.cell_type == "code"
     assert 'if "google.colab" in sys.modules:' in install.source
-    assert f"git+{REPO_URL}" in install.source
+    # pinned to a tag or commit, pip's output shown (a failure is not silent), widgets drawn
+    assert f'git+{REPO_URL}@{{COMPANION_REF}}"' in install.source
+    assert 'COMPANION_REF = "' in install.source
+    assert "    %pip install " in install.source and "subprocess" not in install.source
+    assert " -q" not in install.source and "--quiet" not in install.source
+    assert "output.enable_custom_widget_manager()" in install.source
+    # the book shows results, not the Colab set-up
+    assert "remove-cell" in install.metadata.get("tags", [])
     params = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(params) == 1 and "ANALYSIS_QUICK" in params[0].source
     headings = [
