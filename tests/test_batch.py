@@ -106,6 +106,15 @@ def test_the_slurm_job_script_carries_the_options():
         assert line in script
 
 
+def test_slurm_without_its_extra_says_what_to_install(monkeypatch):
+    from analysis.batch import ClusterSpec, slurm_cluster
+    from analysis.errors import ParameterError
+
+    monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # as if it were not installed
+    with pytest.raises(ParameterError, match=r"pip install 'sv-analysis\[cluster\]'"):
+        slurm_cluster(ClusterSpec(scheduler="slurm"))
+
+
 def test_an_empty_input_folder_is_one_clear_error(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()

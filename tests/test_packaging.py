@@ -34,35 +34,71 @@ def _environment(path: Path) -> dict[str, str]:
     return out
 
 
+def _extras() -> dict[str, list[str]]:
+    return _pyproject()["project"]["optional-dependencies"]
+
+
+def _conda_names(requirement: str) -> list[str]:
+    name = _name(requirement)
+    return CONDA_NAMES.get(name, [name.split("[")[0]])
+
+
+# environment.yml: the package's dependencies and the extras a user of the conda environment
+# needs to build the book and to run on a cluster
+ENVIRONMENT_EXTRAS = ("book", "cluster")
+
+
 def test_environment_yml_lists_every_dependency_with_the_same_bounds():
     env = _environment(ROOT / "environment.yml")
-    for requirement in _pyproject()["project"]["dependencies"]:
-        name, spec = _name(requirement), _spec(requirement)
-        for conda_name in CONDA_NAMES.get(name, [name.split("[")[0]]):
-            assert conda_name in env, f"{conda_name} (for {name}) missing from environment.yml"
+    wanted = list(_pyproject()["project"]["dependencies"])
+    wanted += [r for extra in ENVIRONMENT_EXTRAS for r in _extras()[extra]]
+    for requirement in wanted:
+        spec = _spec(requirement)
+        for conda_name in _conda_names(requirement):
+            assert conda_name in env, (
+                f"{conda_name} (for {requirement}) missing from environment.yml"
+            )
             assert env[conda_name] == spec.split("]")[-1], (
                 f"{conda_name}: {env[conda_name]} vs {spec}"
             )
-    wanted = {"python", "pip"} | {
-        c
-        for r in _pyproject()["project"]["dependencies"]
-        for c in CONDA_NAMES.get(_name(r), [_name(r).split("[")[0]])
-    }
-    assert set(env) == wanted, f"extra packages in environment.yml: {set(env) - wanted}"
+    names = {"python", "pip"} | {c for r in wanted for c in _conda_names(r)}
+    assert set(env) == names, f"extra packages in environment.yml: {set(env) - names}"
 
 
-def test_binder_uses_the_same_environment():
-    assert _environment(ROOT / "binder" / "environment.yml") == _environment(
-        ROOT / "environment.yml"
-    )
+def _binder_pins() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "binder" / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith(("#", "-")):
+            name, version = line.split("==")
+            pins[name.split("[")[0].lower()] = version
+    return pins
+
+
+def test_binder_pins_every_dependency_within_its_bounds():
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    pins = _binder_pins()
+    for requirement in _pyproject()["project"]["dependencies"]:
+        req = Requirement(requirement)
+        assert req.name in pins, f"{req.name} not pinned in binder/requirements.txt"
+        assert req.specifier.contains(Version(pins[req.name]), prereleases=True), (
+            f"{req.name}=={pins[req.name]} outside {req.specifier}"
+        )
+    # the CPU build of torch, from PyTorch's CPU index (Binder has no GPU)
+    assert Version(pins["torch"]).local == "cpu"
+    text = (ROOT / "binder" / "requirements.txt").read_text()
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text
+    # nothing the notebooks do not need: no book build, no SLURM
+    assert not {"jupyter-book", "jupyterlab", "dask-jobqueue"} & set(pins)
     assert "pip install --no-deps -e ." in (ROOT / "binder" / "postBuild").read_text()
+    # Binder reads environment.yml before requirements.txt: there must be none in binder/
+    assert not (ROOT / "binder" / "environment.yml").exists()
 
 
-def test_named_packages_are_dependencies():
+def test_the_core_package_leaves_the_book_and_the_cluster_to_extras():
     names = {_name(r) for r in _pyproject()["project"]["dependencies"]}
     for package in [
-        "jupyter-book",
-        "jupyterlab",
         "torch",
         "mrcfile",
         "numpy",
@@ -80,6 +116,14 @@ def test_named_packages_are_dependencies():
         "dask[distributed]",
     ]:
         assert package in names, package
+    # Colab and pip users get what the notebooks need, not a book builder or a SLURM client
+    for package in ["jupyter-book", "jupyterlab", "dask-jobqueue", "sphinxcontrib-bibtex"]:
+        assert package not in names, package
+    extras = {extra: {_name(r) for r in reqs} for extra, reqs in _extras().items()}
+    assert {"jupyter-book", "sphinxcontrib-bibtex", "jupyterlab"} <= extras["book"]
+    assert "dask-jobqueue" in extras["cluster"]
+    # make test installs the test extra: it must bring the book and the cluster extras along
+    assert "sv-analysis[book,cluster]" in _extras()["test"]
 
 
 def test_torch_is_never_installed_unpinned_by_the_make_targets():

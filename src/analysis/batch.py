@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.errors import AnalysisError, InputFileError
+from analysis.errors import AnalysisError, InputFileError, ParameterError
 from analysis.io import TOMOGRAM_SUFFIXES, atomic_output, tomogram_stem
 from analysis.pipeline import output_paths
 from analysis.postprocess import OUTPUT_SUFFIXES
@@ -144,7 +144,12 @@ def slurm_cluster(spec: ClusterSpec):
     One Dask worker per SLURM job, with all the job's cores as threads (the network uses
     them); ``cluster.job_script()`` shows the batch script it will submit.
     """
-    from dask_jobqueue import SLURMCluster
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError:  # the package's `cluster` extra, not one of its own dependencies
+        raise ParameterError(
+            "--scheduler slurm needs dask-jobqueue: pip install 'sv-analysis[cluster]'"
+        ) from None
 
     extra = list(spec.job_extra)
     if spec.gpus:
