@@ -337,13 +337,13 @@ def find_filaments(
     if vesicle_labels.shape != shape or az_mask.shape != shape:
         raise ValueError("tomogram, vesicle labels and AZ mask differ in shape")
     az_id = int(vesicle_labels.max()) + 1
-    boundaries = vesicle_labels.copy()
-    boundaries[az_mask] = az_id
-    exact = boundaries
+    exact = vesicle_labels.copy()
+    exact[az_mask] = az_id
+    boundaries = exact
     if contact_nm > 0:
         from skimage.segmentation import expand_labels
 
-        boundaries = expand_labels(boundaries, contact_nm / voxel_size_nm)
+        boundaries = expand_labels(exact, contact_nm / voxel_size_nm)
     near = edt.edt(vesicle_labels == 0, black_border=False, parallel=1) <= (
         max_distance_nm / voxel_size_nm
     )
@@ -375,43 +375,10 @@ def find_filaments(
     if smooth_nm > 0:
         values = ndimage.gaussian_filter(values, smooth_nm / voxel_size_nm)
     grey = (values - values[region].mean()) / (values[region].std() + 1e-12)
-    max_volume_vox = max_volume_nm3 / voxel_size_nm**3
 
-    selected: list[dict] = []  # each: voxels (flat, sorted), boundaries, threshold
-    for level in sorted(thresholds):
-        pieces = cc3d.connected_components(region & (grey < level), connectivity=6)
-        if pieces.max() == 0:
-            continue
-        flat = pieces.ravel()
-        sizes = np.bincount(flat)
-        # voxels of every piece at once: flat indices sorted by piece
-        taken = np.flatnonzero(flat)
-        order = taken[np.argsort(flat[taken], kind="stable")]
-        start = np.concatenate([[0], np.cumsum(sizes[1:])])
-        touching: dict[int, set] = {}
-        for piece, b in _contacts(pieces, boundaries):
-            touching.setdefault(int(piece), set()).add(int(b))
-        # The earlier filaments inside each piece (pieces only grow with the threshold).
-        inside: dict[int, list[int]] = {}
-        for k, fil in enumerate(selected):
-            inside.setdefault(int(pieces.flat[fil["voxels"][0]]), []).append(k)
-        added = []
-        for piece, bset in touching.items():
-            if len(bset) < 2 or sizes[piece] > max_volume_vox or bset == {az_id}:
-                continue
-            children = inside.get(piece, [])
-            if len(children) > 1:
-                continue  # would merge filaments: keep them apart
-            if children:
-                continue  # already found at a darker threshold: keep that, the tighter one
-            record = {
-                "voxels": np.sort(order[start[piece - 1] : start[piece]]),
-                "boundaries": bset,
-                "threshold": float(level),
-            }
-            added.append(record)
-        selected += added
-
+    selected = _hierarchy(
+        grey, region, boundaries, az_id, thresholds, max_volume_nm3 / voxel_size_nm**3
+    )
     for fil in selected:
         # the pair it is reported as: with the membrane a tether, else its first two vesicles
         vesicles = sorted(b for b in fil["boundaries"] if b != az_id)
@@ -436,42 +403,106 @@ def find_filaments(
     selected = merge_pieces(selected, shape, None if merge_nm is None else merge_nm / voxel_size_nm)
 
     labels = np.zeros(shape, np.int32)
-    rows = []
     for i, fil in enumerate(selected, start=1):
         labels.flat[fil["voxels"]] = i
-        a, other = fil["pair"]
-        kind = "tether" if other == az_id else "connector"
-        b = 0 if kind == "tether" else other
-        # its length is the darkest piece's: the contacts of all would average pieces apart
-        ends = _contact_centres(fil["core"], boundaries, shape)
-        reach = int(np.ceil(contact_nm / voxel_size_nm)) + 2
-        first = _nearest_voxel(exact, ends[a], a, reach)
-        second = _nearest_voxel(exact, ends[other], other, reach)
-        centre = np.column_stack(np.unravel_index(fil["voxels"], shape)).mean(axis=0)
-        rows.append(
-            {
-                "filament_id": i,
-                "kind": kind,
-                "vesicle_a": a,
-                "vesicle_b": b,
-                "n_boundaries": len(fil["boundaries"]),
-                "n_pieces": fil["n_pieces"],
-                "piece_gap_nm": fil["piece_gap_vox"] * voxel_size_nm,
-                "threshold": fil["threshold"],
-                "mean_grey": float(grey.flat[fil["voxels"]].mean()),
-                "path_grey": fil["path_grey"],
-                "volume_nm3": len(fil["voxels"]) * voxel_size_nm**3,
-                # between the facing surfaces of the two boundary voxels: one voxel less
-                "length_nm": max(np.linalg.norm(first - second) - 1.0, 0.0) * voxel_size_nm,
-                "z_vox": centre[0],
-                "y_vox": centre[1],
-                "x_vox": centre[2],
-                "path_cut": np.nan if cut is None else cut[kind],
-            }
-        )
+    ends = _Ends(exact, boundaries, int(np.ceil(contact_nm / voxel_size_nm)) + 2)
+    rows = [
+        _filament_row(i, fil, az_id, grey, ends, voxel_size_nm, cut)
+        for i, fil in enumerate(selected, start=1)
+    ]
     table = pd.DataFrame(rows, columns=FILAMENT_COLUMNS)
     per_vesicle = count_per_vesicle(table, vesicle_labels)
     return Filaments(table, labels, per_vesicle, contrast, cut)
+
+
+def _hierarchy(
+    grey: np.ndarray,
+    region: np.ndarray,
+    boundaries: np.ndarray,
+    az_id: int,
+    thresholds,
+    max_volume_vox: float,
+) -> list[dict]:
+    """The filament pieces of the hierarchy of thresholds (see the module notes).
+
+    Each record: ``voxels`` (flat indices, sorted), ``boundaries`` (the set of ids it
+    touches) and ``threshold`` (where it was first found); in rising threshold.
+    """
+    selected: list[dict] = []
+    for level in sorted(thresholds):
+        pieces = cc3d.connected_components(region & (grey < level), connectivity=6)
+        if pieces.max() == 0:
+            continue
+        flat = pieces.ravel()
+        sizes = np.bincount(flat)
+        # voxels of every piece at once: flat indices sorted by piece
+        taken = np.flatnonzero(flat)
+        order = taken[np.argsort(flat[taken], kind="stable")]
+        start = np.concatenate([[0], np.cumsum(sizes[1:])])
+        touching: dict[int, set] = {}
+        for piece, b in _contacts(pieces, boundaries):
+            touching.setdefault(int(piece), set()).add(int(b))
+        # The earlier filaments inside each piece (pieces only grow with the threshold).
+        inside: dict[int, list[int]] = {}
+        for k, fil in enumerate(selected):
+            inside.setdefault(int(pieces.flat[fil["voxels"][0]]), []).append(k)
+        added = []
+        for piece, bset in touching.items():
+            if len(bset) < 2 or sizes[piece] > max_volume_vox or bset == {az_id}:
+                continue
+            if inside.get(piece):
+                # one earlier filament: found at a darker threshold, keep that, the tighter
+                # one; several: taking the piece would merge them, keep them apart
+                continue
+            record = {
+                "voxels": np.sort(order[start[piece - 1] : start[piece]]),
+                "boundaries": bset,
+                "threshold": float(level),
+            }
+            added.append(record)
+        selected += added
+    return selected
+
+
+@dataclass
+class _Ends:
+    """What a filament's two ends are looked up in: the exact and the widened boundaries, and
+    how far (voxels) from a contact the exact boundary voxel is searched."""
+
+    exact: np.ndarray
+    boundaries: np.ndarray
+    reach: int
+
+
+def _filament_row(i, fil, az_id, grey, ends: _Ends, voxel_size_nm, cut) -> dict:
+    """The :data:`FILAMENT_COLUMNS` of one merged filament record (:func:`merge_pieces`)."""
+    shape = ends.exact.shape
+    a, other = fil["pair"]
+    kind = "tether" if other == az_id else "connector"
+    # its length is the darkest piece's: the contacts of all would average pieces apart
+    contacts = _contact_centres(fil["core"], ends.boundaries, shape)
+    first = _nearest_voxel(ends.exact, contacts[a], a, ends.reach)
+    second = _nearest_voxel(ends.exact, contacts[other], other, ends.reach)
+    centre = np.column_stack(np.unravel_index(fil["voxels"], shape)).mean(axis=0)
+    return {
+        "filament_id": i,
+        "kind": kind,
+        "vesicle_a": a,
+        "vesicle_b": 0 if kind == "tether" else other,
+        "n_boundaries": len(fil["boundaries"]),
+        "n_pieces": fil["n_pieces"],
+        "piece_gap_nm": fil["piece_gap_vox"] * voxel_size_nm,
+        "threshold": fil["threshold"],
+        "mean_grey": float(grey.flat[fil["voxels"]].mean()),
+        "path_grey": fil["path_grey"],
+        "volume_nm3": len(fil["voxels"]) * voxel_size_nm**3,
+        # between the facing surfaces of the two boundary voxels: one voxel less
+        "length_nm": max(np.linalg.norm(first - second) - 1.0, 0.0) * voxel_size_nm,
+        "z_vox": centre[0],
+        "y_vox": centre[1],
+        "x_vox": centre[2],
+        "path_cut": np.nan if cut is None else cut[kind],
+    }
 
 
 def piece_gaps(pieces: list[np.ndarray], shape) -> np.ndarray:

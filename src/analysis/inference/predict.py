@@ -178,18 +178,8 @@ def predict(
         raise DataError(f"a (z, y, x) tomogram is needed, not shape {shape}")
     if np.iscomplexobj(tomogram):
         raise DataError("complex tomograms cannot be segmented")
-    if predictor is None:
-        predictor = Predictor.load()
-    elif not isinstance(predictor, Predictor):
-        raise ParameterError(
-            "predict takes an analysis.models.Predictor, not a "
-            f"{type(predictor).__name__}: Predictor.load(model) makes one from a model name, "
-            "a file or a (network, checkpoint) pair"
-        )
+    predictor = _checked_predictor(predictor)
     meta = predictor.checkpoint
-    missing = [key for key in ("voxel_size_nm", "normalisation") if key not in meta]
-    if missing:
-        raise ParameterError(f"the predictor's checkpoint lacks {', '.join(missing)}")
     ratio = check_voxel_size(voxel_size_nm, meta["voxel_size_nm"], max_rescale)
     norm = meta["normalisation"] or DEFAULT_NORMALISATION
     if return_uncertainty and predictor.n_views == 1:
@@ -198,15 +188,7 @@ def predict(
         )
     resample = abs(ratio - 1) > RESCALE_TOLERANCE
     work_shape = tuple(max(1, round(n * ratio)) for n in shape) if resample else shape
-    if isinstance(tile, str):
-        if tile != "auto":
-            raise ParameterError(f"tile must be 'auto', an int or 3 ints, not {tile!r}")
-        if overlap is not None:
-            raise ParameterError("overlap goes with an explicit tile; 'auto' tiles plan their own")
-        tile, overlap = plan_tiles(work_shape)
-        batch_size = batch_size or 1
-    overlap = 0.25 if overlap is None else overlap
-    batch_size = batch_size or 2
+    tile, overlap, batch_size = _tiling(tile, overlap, batch_size, work_shape)
     channels = 2 if return_uncertainty else 1
     if out is None:
         out = np.empty(shape, np.float32)
@@ -241,11 +223,7 @@ def predict(
         if resample:
             for small, final in zip(maps, finals, strict=True):
                 rescale(small, shape, out=final)
-    highest = 0.0
-    for planes in slabs(out):  # slab-wise, so that a memory-mapped output stays on disk
-        np.clip(planes, 0.0, 1.0, out=planes)  # resampling can overshoot by rounding
-        highest = max(highest, float(planes.max()))
-    if highest < 0.5:
+    if _clip_probability(out) < 0.5:
         warnings.warn(
             f"no voxel has a vesicle probability above 0.5 (voxel size {voxel_size_nm:g} nm, "
             f"network {meta['voxel_size_nm']:g} nm): check the voxel size and that this "
@@ -253,6 +231,47 @@ def predict(
             stacklevel=2,
         )
     return (out, uncertainty_out) if return_uncertainty else out
+
+
+def _checked_predictor(predictor: Predictor | None) -> Predictor:
+    """The predictor of :func:`predict` (the shipped network's by default), with the metadata
+    prediction needs."""
+    if predictor is None:
+        predictor = Predictor.load()
+    elif not isinstance(predictor, Predictor):
+        raise ParameterError(
+            "predict takes an analysis.models.Predictor, not a "
+            f"{type(predictor).__name__}: Predictor.load(model) makes one from a model name, "
+            "a file or a (network, checkpoint) pair"
+        )
+    missing = [key for key in ("voxel_size_nm", "normalisation") if key not in predictor.checkpoint]
+    if missing:
+        raise ParameterError(f"the predictor's checkpoint lacks {', '.join(missing)}")
+    return predictor
+
+
+def _tiling(tile, overlap, batch_size, work_shape) -> tuple:
+    """The tile, overlap and batch size of :func:`predict` (its defaults filled in) for a
+    volume of ``work_shape`` at the network's voxel size."""
+    if isinstance(tile, str):
+        if tile != "auto":
+            raise ParameterError(f"tile must be 'auto', an int or 3 ints, not {tile!r}")
+        if overlap is not None:
+            raise ParameterError("overlap goes with an explicit tile; 'auto' tiles plan their own")
+        tile, overlap = plan_tiles(work_shape)
+        batch_size = batch_size or 1
+    overlap = 0.25 if overlap is None else overlap
+    return tile, overlap, batch_size or 2
+
+
+def _clip_probability(out: np.ndarray) -> float:
+    """Clip a probability map to [0, 1] in place (resampling can overshoot by rounding),
+    slab-wise so that a memory-mapped map stays on disk; returns its highest value."""
+    highest = 0.0
+    for planes in slabs(out):
+        np.clip(planes, 0.0, 1.0, out=planes)
+        highest = max(highest, float(planes.max()))
+    return highest
 
 
 def predict_file(

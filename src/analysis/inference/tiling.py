@@ -209,15 +209,7 @@ def sliding_window(
         )
     ).astype(np.float32)
 
-    if out is None:
-        outputs = [np.empty(shape, np.float32) for _ in range(channels)]
-    elif isinstance(out, (list, tuple)):
-        outputs = list(out)
-    else:
-        outputs = [out]
-    if len(outputs) != channels or any(tuple(o.shape) != shape for o in outputs):
-        raise ValueError(f"out must be {channels} array(s) of shape {shape}")
-
+    outputs = _output_arrays(out, shape, channels)
     corners = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
     zeroed = 0  # planes [0, zeroed) have been initialised to 0 in the outputs
     finished = 0  # planes [0, finished) are final
@@ -225,27 +217,9 @@ def sliding_window(
     for i in range(0, len(corners), batch_size):
         group = corners[i : i + batch_size]
         end = max(z for z, _, _ in group) + tile[0]
-        for k in range(zeroed, end, 8):  # a few planes at a time: memory maps stay on disk
-            for o in outputs:
-                o[k : min(k + 8, end)] = 0
-                release_pages(o)
+        _zero_planes(outputs, zeroed, end)
         zeroed = max(zeroed, end)
-        cubes = np.stack(
-            [
-                np.asarray(volume[z : z + tile[0], y : y + tile[1], x : x + tile[2]])
-                for z, y, x in group
-            ]
-        ).astype(np.float32, copy=False)
-        result = np.asarray(fn(cubes), dtype=np.float32)
-        expected = cubes.shape if channels == 1 else (len(group), channels, *tile)
-        if result.shape != expected:
-            raise ValueError(f"fn returned shape {result.shape}, expected {expected}")
-        result = result.reshape(len(group), channels, *tile)
-        for (z, y, x), maps in zip(group, result, strict=True):
-            sl = np.s_[z : z + tile[0], y : y + tile[1], x : x + tile[2]]
-            for o, m in zip(outputs, maps, strict=True):
-                m *= window
-                o[sl] += m
+        _add_tiles(volume, fn, group, tile, channels, window, outputs)
         bar.update(len(group))
         # Memory-mapped input and output hold only the current tiles in memory.
         release_pages(volume)
@@ -254,12 +228,59 @@ def sliding_window(
         # Planes before the next tile's start receive nothing more: normalise and release them.
         following = corners[i + batch_size][0] if i + batch_size < len(corners) else shape[0]
         if following > finished:
-            for k in range(finished, following):  # plane by plane: no slab-sized temporary
-                norm = np.float32(cover_z[k]) * cover_yx
-                for o in outputs:
-                    o[k] /= norm
-                    if k % 8 == 7:
-                        release_pages(o)
+            _normalise_planes(outputs, finished, following, cover_z, cover_yx)
             finished = following
     bar.close()
     return outputs[0] if channels == 1 else tuple(outputs)
+
+
+def _output_arrays(out, shape: tuple, channels: int) -> list[np.ndarray]:
+    """The ``out`` of :func:`sliding_window` as a list of ``channels`` arrays (checked), or
+    new ones in memory."""
+    if out is None:
+        outputs = [np.empty(shape, np.float32) for _ in range(channels)]
+    elif isinstance(out, (list, tuple)):
+        outputs = list(out)
+    else:
+        outputs = [out]
+    if len(outputs) != channels or any(tuple(o.shape) != shape for o in outputs):
+        raise ValueError(f"out must be {channels} array(s) of shape {shape}")
+    return outputs
+
+
+def _zero_planes(outputs: list[np.ndarray], start: int, stop: int) -> None:
+    """Set planes [start, stop) of the outputs to 0, a few at a time (memory maps stay on
+    disk)."""
+    for k in range(start, stop, 8):
+        for o in outputs:
+            o[k : min(k + 8, stop)] = 0
+            release_pages(o)
+
+
+def _add_tiles(volume, fn, group, tile, channels, window, outputs) -> None:
+    """Run ``fn`` on the tiles at the corners ``group`` and add its maps, weighted by
+    ``window``, to the outputs."""
+    cubes = np.stack(
+        [np.asarray(volume[z : z + tile[0], y : y + tile[1], x : x + tile[2]]) for z, y, x in group]
+    ).astype(np.float32, copy=False)
+    result = np.asarray(fn(cubes), dtype=np.float32)
+    expected = cubes.shape if channels == 1 else (len(group), channels, *tile)
+    if result.shape != expected:
+        raise ValueError(f"fn returned shape {result.shape}, expected {expected}")
+    result = result.reshape(len(group), channels, *tile)
+    for (z, y, x), maps in zip(group, result, strict=True):
+        sl = np.s_[z : z + tile[0], y : y + tile[1], x : x + tile[2]]
+        for o, m in zip(outputs, maps, strict=True):
+            m *= window
+            o[sl] += m
+
+
+def _normalise_planes(outputs, start: int, stop: int, cover_z, cover_yx) -> None:
+    """Divide planes [start, stop) of the outputs by the sum of the weights there, plane by
+    plane (no slab-sized temporary)."""
+    for k in range(start, stop):
+        norm = np.float32(cover_z[k]) * cover_yx
+        for o in outputs:
+            o[k] /= norm
+            if k % 8 == 7:
+                release_pages(o)
