@@ -1,7 +1,8 @@
 """End to end on a full-size tomogram: 261 × 1024 × 1024 voxels at 1.469 nm.
 
-This is the size CryoVesNet's authors timed (about 27.5 minutes on an 8-core laptop CPU, about
-200 s on a GPU). A seeded synthetic synapse of that size is generated once and cached in
+This is the size CryoVesNet's authors timed: about 27.5 minutes on a MacBook Pro M1 without its
+GPU, about 200 s on one A4000-class GPU (the CryoVesNet repository's README, section "Runtime
+efficiency of the pipeline"; book/references.bib: cryovesnet_readme). A seeded synthetic synapse of that size is generated once and cached in
 ``data/cache/`` (about 1 GiB). The segmentation then runs in a fresh process, from file to
 files as ``analysis segment`` does, and reports
 

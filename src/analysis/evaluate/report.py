@@ -33,7 +33,9 @@ SCORE_KEYS = (
     "n_pred",
 )
 
-#: CryoVesNet's test-set results on real tomograms (Khosrozadeh et al., J Cell Biol 2024).
+#: CryoVesNet's published means on real tomograms, against the authors' manual segmentations
+#: (Khosrozadeh et al., J Cell Biol 224(1) e202402169; book/references.bib): its test set of nine
+#: rat-synaptosome tomograms and its generalisation set of twelve mouse-neuron tomograms.
 REFERENCE = pd.DataFrame(
     {
         "data": ["rat synaptosomes", "mouse neurons"],
