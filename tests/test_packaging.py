@@ -131,6 +131,12 @@ def test_torch_is_never_installed_unpinned_by_the_make_targets():
     assert re.search(r"^TORCH_SPEC \?= torch==\d+\.\d+\.\d+$", makefile, re.M)
     # torch is installed (pinned) before the package, so pip never resolves torch on its own
     assert makefile.index("$(TORCH_SPEC)") < makefile.index('pip install -e ".[test]"')
+    # from PyTorch's CPU index first (PyPI's Linux wheel is the CUDA build), the plain pin after
+    assert re.search(r"^TORCH_INDEX \?= https://download\.pytorch\.org/whl/cpu$", makefile, re.M)
+    first = makefile.index("pip install $(TORCH_SPEC) --index-url $(TORCH_INDEX)")
+    assert first < makefile.index("|| {", first) < makefile.index("pip install $(TORCH_SPEC) 2>&1")
+    # pip's exit status survives the filter of its output (pipefail), so a failure fails make
+    assert re.search(r"^QUIET_PIP := \{ grep .* \|\| true; \}$", makefile, re.M)
 
 
 def test_ci_runs_exactly_the_readme_test_command():
