@@ -66,7 +66,8 @@ HISTORY_COLUMNS = ["epoch", "step", "loss", "confident", "foreground", "agreemen
 class AdaptConfig:
     """Settings of a mean-teacher adaptation (numbers of steps are per tomogram set).
 
-    The defaults take about 6 min on two CPU cores (300 steps of 2 patches of 48³).
+    The defaults (300 steps of 2 patches of 48³) took about 6.5 min for two 96×192×192
+    tomograms on one CPU core (`benchmarks/adaptation.py`).
     """
 
     epochs: int = 6
