@@ -184,6 +184,7 @@ LIBRARY = {
     "portal": {
         "voxel_size_nm": (fetch_run, "voxel_size_nm", _same),
         "annotations": (fetch_run, "annotations", _same),
+        "tomogram_format": (fetch_run, "tomogram_format", _same),
     },
 }
 

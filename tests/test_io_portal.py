@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.errors import InputFileError
+from analysis.errors import InputFileError, ParameterError
 from analysis.io import portal
 
 # the client (the [portal] extra, also in [test]) for the queries; downloads need none
@@ -294,3 +294,127 @@ def test_runs_of_a_deposition_by_their_tomograms_or_annotations():
         {"tomograms": {"depositionId": {"_eq": 10330}}},
         {"annotations": {"depositionId": {"_eq": 10330}}},
     ]
+
+
+# --- the tomogram as OME-Zarr ------------------------------------------------------------------
+
+
+@needs_client
+def test_the_zarr_choice_is_the_store_at_the_spacing_and_a_run_without_one_is_refused():
+    tomogram = portal.select_files(_metadata(), tomogram_format="zarr", annotations=False)[0]
+    assert tomogram.name == "syn_01_1.568nm.zarr" and tomogram.size_bytes == 114567890
+    assert tomogram.url.endswith("VoxelSpacing15.680/Tomograms/100/syn_01.zarr")
+    assert tomogram.listing_url.startswith("s3://portal-bucket/") and "OME-Zarr" in (
+        tomogram.description
+    )
+    # the annotations are those of the MRC choice: the store is the same tomogram
+    assert (
+        portal.select_files(_metadata(), tomogram_format="zarr")[1:]
+        == (portal.select_files(_metadata())[1:])
+    )
+    metadata = _metadata()
+    for t in metadata["tomograms"]:
+        t["https_omezarr_dir"] = None
+    with pytest.raises(InputFileError, match="has no tomogram in OME-Zarr format"):
+        portal.select_files(metadata, tomogram_format="zarr")
+    with pytest.raises(ParameterError, match="choose one of mrc, zarr"):
+        portal.fetch_run(RUN_ID, "unused", tomogram_format="tif", client=RecordedPortal())
+
+
+def _ome_zarr_files(folder, data, scale_angstrom):
+    """The files of an OME-NGFF 0.4 store as the portal serves it (zarr v2, axes in Å, two
+    levels), as (relative path, bytes)."""
+    import zarr
+
+    root = zarr.open_group(str(folder), mode="w", zarr_format=2)
+    root.create_array("0", data=data, chunks=(4, 8, 8))
+    root.create_array("1", data=data[::2, ::2, ::2], chunks=(4, 8, 8))
+    levels = [
+        {"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": [s] * 3}]}
+        for i, s in enumerate((scale_angstrom, 2 * scale_angstrom))
+    ]
+    axes = [{"name": n, "type": "space", "unit": "angstrom"} for n in "zyx"]
+    root.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": levels}]
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@needs_client
+def test_a_zarr_store_is_fetched_resumably_and_read_with_its_voxel_size(tmp_path):
+    from analysis.io import read_tomogram
+
+    data = np.random.default_rng(0).normal(size=(8, 16, 16)).astype(np.float32)
+    files = _ome_zarr_files(tmp_path / "source", data, 15.68)
+    assert len(files) > 10  # metadata and several chunks per level
+    tomogram = portal.select_files(_metadata(), tomogram_format="zarr")[0]
+    base = tomogram.url + "/"
+    listed = []
+
+    def listing(s3_url):
+        listed.append(s3_url)
+        return [(name, len(content)) for name, content in files.items()]
+
+    served = []
+
+    def server(url, start, broken=False):
+        if broken and len(served) == 5:
+            raise urllib.error.URLError("connection reset by peer")
+        served.append(url)
+        content = files[url.removeprefix(base)]
+        return iter([content[start:]]), len(content), start > 0
+
+    out = tmp_path / "run"
+    fetch = dict(annotations=False, tomogram_format="zarr", client=RecordedPortal(), progress=False)
+    with pytest.raises(InputFileError, match="could not be downloaded"):
+        portal.fetch_run(
+            RUN_ID, out, open_url=lambda u, s: server(u, s, True), list_store=listing, **fetch
+        )
+    assert listed == [tomogram.listing_url]
+    # half a store never looks like one (zarr would read its missing chunks as zeros)
+    assert not (out / "syn_01_1.568nm.zarr").exists()
+    assert (out / ".syn_01_1.568nm.zarr.part").is_dir()
+
+    result = portal.fetch_run(RUN_ID, out, open_url=server, list_store=listing, **fetch)
+    assert result["tomogram"] == out / "syn_01_1.568nm.zarr"
+    assert len(served) == len(files)  # the five complete files were not fetched again
+    assert not (out / ".syn_01_1.568nm.zarr.part").exists()
+    tomo = read_tomogram(result["tomogram"])
+    np.testing.assert_array_equal(tomo.data, data)
+    assert tomo.voxel_size_nm == pytest.approx(1.568)
+    assert read_tomogram(result["tomogram"], zarr_level=1).voxel_size_nm == pytest.approx(3.136)
+
+    portal.fetch_run(RUN_ID, out, open_url=server, list_store=listing, **fetch)
+    assert len(served) == len(files)  # complete: nothing fetched again
+
+    # a file of another size than listed is refused, and the store stays unfinished
+    last = sorted(files)[-1]
+
+    def wrong_listing(s3_url):
+        return [(n, len(c) + (n == last)) for n, c in files.items()]
+
+    with pytest.raises(InputFileError, match=r"arrived with \d+ bytes, \d+ expected"):
+        portal.fetch_run(
+            RUN_ID, tmp_path / "other", open_url=server, list_store=wrong_listing, **fetch
+        )
+    assert not (tmp_path / "other" / "syn_01_1.568nm.zarr").exists()
+
+
+def test_a_store_listing_cannot_write_outside_its_folder(tmp_path):
+    remote = portal.RemoteFile(
+        "https://files.example.org/s.zarr", "s.zarr", None, "tomogram", "", "s3://b/s.zarr"
+    )
+    with pytest.raises(InputFileError, match=r"names \.\./escape"):
+        portal.download_store(
+            remote, tmp_path, run_id=RUN_ID, progress=False, list_store=lambda u: [("../escape", 1)]
+        )
+
+    def unreachable(url):
+        raise OSError("Network is unreachable")
+
+    with pytest.raises(InputFileError, match="aws s3 cp --no-sign-request --recursive s3://b/s"):
+        portal.download_store(
+            remote, tmp_path, run_id=RUN_ID, progress=False, list_store=unreachable
+        )

@@ -922,9 +922,17 @@ def fetch_portal(
     annotations: Annotated[
         bool, typer.Option(help="Also the run's vesicle and membrane annotations.")
     ] = True,
+    tomogram_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="The tomogram as one MRC file (mrc) or its multiscale OME-Zarr folder (zarr).",
+        ),
+    ] = "mrc",
     quiet: QuietOpt = False,
 ) -> None:
-    """Fetch a run's tomogram (MRC) and its vesicle and membrane annotations; resumable.
+    """Fetch a run's tomogram (MRC or OME-Zarr) and its vesicle and membrane annotations;
+    resumable.
 
     Needs internet and the portal's client (the package's portal extra, or pip install
     cryoet-data-portal). Running the same command again skips complete files and continues
@@ -933,7 +941,12 @@ def fetch_portal(
     from analysis.io.portal import fetch_run
 
     files = fetch_run(
-        run_id, out, voxel_size_nm=voxel_size_nm, annotations=annotations, progress=not quiet
+        run_id,
+        out,
+        voxel_size_nm=voxel_size_nm,
+        annotations=annotations,
+        tomogram_format=tomogram_format,
+        progress=not quiet,
     )
     typer.echo(f"{files['tomogram']}: tomogram of portal run {run_id}")
     for path in files["annotations"]:

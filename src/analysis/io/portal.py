@@ -10,7 +10,10 @@ Fetching a run goes in three steps, so that all but the network calls can be tes
    and the vesicle and membrane annotations drawn on it (pure: no network);
 3. :func:`download` fetches each file over HTTPS, resumably: a complete file is skipped, a
    partial one (``.NAME.part``) continued with an HTTP range request, and renamed into place
-   only when its size is the one the portal lists.
+   only when its size is the one the portal lists. A tomogram in OME-Zarr is a folder of many
+   files: :func:`download_store` lists them (with their sizes) in the portal's S3 bucket and
+   fetches each so into ``.NAME.zarr.part``, renamed to ``NAME.zarr`` only when all are there
+   (zarr would read a missing chunk as zeros, without a word).
 
 :func:`fetch_run` does all three. Without internet the error says where to download by hand.
 """
@@ -27,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.errors import InputFileError
+from analysis.errors import InputFileError, ParameterError
 
 #: The portal's web site; a run's page is ``{PORTAL_URL}/runs/{run_id}``.
 PORTAL_URL = "https://cryoetdataportal.czscience.com"
@@ -40,6 +43,9 @@ ANNOTATION_FORMATS = ("mrc", "ndjson")
 SPACING_TOLERANCE = 0.01
 #: Bytes read from the network at a time.
 CHUNK_BYTES = 1 << 20
+#: Formats in which a run's tomogram can be fetched: one MRC file, or its multiscale OME-Zarr
+#: store (a folder; full resolution and the binned levels, voxel size in the OME metadata).
+TOMOGRAM_FORMATS = ("mrc", "zarr")
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,9 @@ class RemoteFile:
         ``"tomogram"`` or ``"annotation"``.
     description : str
         One line for the user: what the file holds.
+    listing_url : str or None
+        For a folder (an OME-Zarr store): its S3 address, where its files are listed; ``url``
+        is then the folder's HTTPS address and ``size_bytes`` the size of all its files.
     """
 
     url: str
@@ -65,6 +74,7 @@ class RemoteFile:
     size_bytes: int | None
     role: str
     description: str
+    listing_url: str | None = None
 
 
 def manual_download_hint(run_id: int) -> str:
@@ -173,14 +183,15 @@ def _client_module(what):
     return cryoet_data_portal
 
 
-def _ask(run_id: int, query: Callable):
+def _ask(run_id: int, query: Callable, store: str | None = None):
     try:
         return query()
-    except Exception as err:  # requests, urllib3 and gql each raise their own types
+    except Exception as err:  # requests, urllib3, gql and botocore each raise their own types
+        hint = manual_download_hint(run_id)
+        if store:
+            hint += f", or copy the store with: aws s3 cp --no-sign-request --recursive {store} DIR"
         raise _portal_error(
-            run_id,
-            f"the portal could not be reached ({type(err).__name__}: {err}); "
-            + manual_download_hint(run_id),
+            run_id, f"the portal could not be reached ({type(err).__name__}: {err}); " + hint
         ) from None
 
 
@@ -194,6 +205,7 @@ def select_files(
     *,
     voxel_size_nm: float | None = None,
     annotations: bool = True,
+    tomogram_format: str = "mrc",
 ) -> list[RemoteFile]:
     """Which files to fetch for a run: one tomogram and the annotations drawn on it.
 
@@ -206,6 +218,8 @@ def select_files(
         (``is_visualization_default``), else the coarsest spacing (the smallest file).
     annotations : bool
         Also the vesicle and membrane annotations (:data:`ANNOTATION_WORDS`) at that spacing.
+    tomogram_format : {"mrc", "zarr"}
+        The tomogram as one MRC file, or as its OME-Zarr store (a folder, ``listing_url`` set).
 
     Returns
     -------
@@ -217,26 +231,43 @@ def select_files(
     Raises
     ------
     InputFileError
-        When the run has no tomogram, or none at ``voxel_size_nm`` (the message lists the
-        spacings it has).
+        When the run has no tomogram in that format, or none at ``voxel_size_nm`` (the message
+        lists the spacings it has).
     """
     run = metadata["runs"][0]
     run_id, run_name = int(run["id"]), str(run["name"])
-    tomograms = [t for t in metadata["tomograms"] if t.get("https_mrc_file")]
+    zarr = _checked_format(tomogram_format) == "zarr"
+    keys = ("https_omezarr_dir", "s3_omezarr_dir") if zarr else ("https_mrc_file",)
+    tomograms = [t for t in metadata["tomograms"] if all(t.get(k) for k in keys)]
     if not tomograms:
-        raise _portal_error(run_id, "has no tomogram in MRC format on the portal")
+        what = "OME-Zarr" if zarr else "MRC"
+        raise _portal_error(run_id, f"has no tomogram in {what} format on the portal")
     tomogram = _choose_tomogram(run_id, tomograms, voxel_size_nm, metadata)
     spacing_nm = tomogram["voxel_spacing"] / 10.0
     shape = f"{tomogram['size_z']}×{tomogram['size_y']}×{tomogram['size_x']}"
     how = f"{tomogram.get('reconstruction_method') or '?'}, {tomogram.get('processing') or '?'}"
     about = f"tomogram {tomogram['id']} of run {run_name} ({run_id}), {shape} voxels of "
-    size = _size(tomogram.get("file_size_mrc"))
-    name = f"{run_name}_{spacing_nm:.4g}nm.mrc"
-    url = tomogram["https_mrc_file"]
-    files = [RemoteFile(url, name, size, "tomogram", f"{about}{spacing_nm:.4g} nm, {how}")]
+    about = f"{about}{spacing_nm:.4g} nm, {how}"
+    if zarr:
+        size = _size(tomogram.get("file_size_omezarr"))
+        name = f"{run_name}_{spacing_nm:.4g}nm.zarr"
+        url, listing = tomogram["https_omezarr_dir"], tomogram["s3_omezarr_dir"]
+        files = [RemoteFile(url, name, size, "tomogram", f"{about}, OME-Zarr", listing)]
+    else:
+        size = _size(tomogram.get("file_size_mrc"))
+        name = f"{run_name}_{spacing_nm:.4g}nm.mrc"
+        files = [RemoteFile(tomogram["https_mrc_file"], name, size, "tomogram", about)]
     if annotations:
         files += _annotation_files(metadata, tomogram, run_name)
     return files
+
+
+def _checked_format(tomogram_format: str) -> str:
+    if tomogram_format not in TOMOGRAM_FORMATS:
+        raise ParameterError(
+            f"tomogram format {tomogram_format!r}: choose one of {', '.join(TOMOGRAM_FORMATS)}"
+        )
+    return tomogram_format
 
 
 def _size(value) -> int | None:
@@ -379,7 +410,9 @@ def download(
         remote.size_bytes is None or target.stat().st_size == remote.size_bytes
     ):
         return target
-    part = folder / f".{remote.name}.part"
+    # a name may hold folders (a file of an OME-Zarr store): the part file sits beside it
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(f".{target.name}.part")
     start = part.stat().st_size if part.exists() else 0
     if remote.size_bytes is not None and start > remote.size_bytes:
         start = 0  # not the same file: start again
@@ -422,17 +455,124 @@ def download(
     return target
 
 
+ListStore = Callable[[str], list[tuple[str, int]]]
+
+
+def list_s3(s3_url: str) -> list[tuple[str, int]]:
+    """The files under an S3 folder (``s3://bucket/prefix``) and their sizes, anonymously.
+
+    Listing a folder needs S3's API (HTTPS serves files, not listings), as the portal's client
+    does for its own ``download_omezarr``; ``boto3`` comes with the client.
+
+    Returns
+    -------
+    list of (str, int)
+        Each file's path relative to the folder, and its size in bytes.
+    """
+    from urllib.parse import urlparse
+
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    parsed = urlparse(s3_url)
+    prefix = parsed.path.lstrip("/").rstrip("/") + "/"
+    s3 = boto3.client("s3", config=Config(signature_version=UNSIGNED))
+    files = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if not item["Key"].endswith("/"):  # folder markers
+                files.append((item["Key"][len(prefix) :], int(item["Size"])))
+    return files
+
+
+def download_store(
+    remote: RemoteFile,
+    folder: str | os.PathLike,
+    *,
+    run_id: int,
+    progress: bool = True,
+    open_url: OpenUrl | None = None,
+    list_store: ListStore | None = None,
+) -> Path:
+    """Fetch a folder (an OME-Zarr store) into ``folder / remote.name``, resumably.
+
+    Its files are listed at ``remote.listing_url`` with their sizes and each is fetched by
+    :func:`download` (complete files kept, partial ones continued, each size checked against
+    the listing) into ``.NAME.part``, which is renamed to ``NAME`` only when every file is
+    there: zarr reads a missing chunk as its fill value (zeros), so a half-fetched store must
+    never look like a store.
+
+    Parameters
+    ----------
+    remote : RemoteFile
+        With ``listing_url`` (S3) and ``url`` (the same folder over HTTPS).
+    folder : path
+        Must exist.
+    run_id : int
+        For the messages.
+    progress : bool
+        One tqdm progress bar over the store's bytes.
+    open_url : callable, optional
+        As for :func:`download`.
+    list_store : callable, optional
+        ``list_store(s3_url) -> [(relative path, size in bytes), …]``; :func:`list_s3` by
+        default (tests pass a stand-in).
+
+    Returns
+    -------
+    pathlib.Path
+        The complete store.
+    """
+    from tqdm import tqdm
+
+    folder = Path(folder)
+    target = folder / remote.name
+    listing = _ask(run_id, lambda: (list_store or list_s3)(remote.listing_url), remote.listing_url)
+    if not listing:
+        raise _portal_error(run_id, f"the portal lists no files in {remote.listing_url}")
+    for relative, _ in listing:
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            raise _portal_error(run_id, f"the listing of {remote.listing_url} names {relative}")
+    if target.is_dir() and _complete(target, listing):
+        return target
+    staging = folder / f".{remote.name}.part"
+    if target.is_dir() and not staging.exists():
+        os.replace(target, staging)  # the portal's store changed since: complete it
+    total = sum(size for _, size in listing)
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc=remote.name, disable=not progress
+    ) as bar:
+        for relative, size in listing:
+            url = f"{remote.url.rstrip('/')}/{relative}"
+            part = RemoteFile(url, relative, size, remote.role, remote.description)
+            download(part, staging, run_id=run_id, progress=False, open_url=open_url)
+            bar.update(size)
+    os.replace(staging, target)
+    return target
+
+
+def _complete(store: Path, listing: list[tuple[str, int]]) -> bool:
+    return all(
+        (store / relative).is_file() and (store / relative).stat().st_size == size
+        for relative, size in listing
+    )
+
+
 def fetch_run(
     run_id: int,
     out: str | os.PathLike,
     *,
     voxel_size_nm: float | None = None,
     annotations: bool = True,
+    tomogram_format: str = "mrc",
     progress: bool = True,
     client=None,
     open_url: OpenUrl | None = None,
+    list_store: ListStore | None = None,
 ) -> dict[str, list[Path] | Path]:
-    """Fetch a run's tomogram (MRC) and its vesicle and membrane annotations into ``out``.
+    """Fetch a run's tomogram (MRC or OME-Zarr) and its vesicle and membrane annotations into
+    ``out``.
 
     Parameters
     ----------
@@ -445,10 +585,13 @@ def fetch_run(
         The tomogram's voxel spacing; see :func:`select_files`.
     annotations : bool
         Also fetch the annotations.
+    tomogram_format : {"mrc", "zarr"}
+        The tomogram as one MRC file (``NAME.mrc``) or as its OME-Zarr store (``NAME.zarr``,
+        all resolution levels; :func:`analysis.io.read_tomogram` reads it with its voxel size).
     progress : bool
         Progress bars.
-    client, open_url
-        Stand-ins for the portal client and the HTTPS download (for tests).
+    client, open_url, list_store
+        Stand-ins for the portal client, the HTTPS download and the S3 listing (for tests).
 
     Returns
     -------
@@ -459,8 +602,14 @@ def fetch_run(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputFileError(out, "is a file; the output must be a folder")
+    _checked_format(tomogram_format)  # before any network call
     metadata = run_metadata(run_id, client=client)
-    files = select_files(metadata, voxel_size_nm=voxel_size_nm, annotations=annotations)
+    files = select_files(
+        metadata,
+        voxel_size_nm=voxel_size_nm,
+        annotations=annotations,
+        tomogram_format=tomogram_format,
+    )
     out.mkdir(parents=True, exist_ok=True)
     from analysis.io.atomic import atomic_output
 
@@ -468,7 +617,14 @@ def fetch_run(
     with atomic_output(record) as tmp:
         chosen = [f.__dict__ for f in files]
         tmp.write_text(json.dumps({"chosen": chosen, "metadata": metadata}, indent=1))
-    paths = [download(f, out, run_id=run_id, progress=progress, open_url=open_url) for f in files]
+    paths = [
+        download_store(
+            f, out, run_id=run_id, progress=progress, open_url=open_url, list_store=list_store
+        )
+        if f.listing_url
+        else download(f, out, run_id=run_id, progress=progress, open_url=open_url)
+        for f in files
+    ]
     return {"tomogram": paths[0], "annotations": paths[1:], "metadata": record}
 
 
