@@ -19,6 +19,7 @@ from analysis.io.labels import VESICLE_COLUMNS, centre_voxels, label_table, read
 from analysis.io.rasterise import GROUPINGS, paint_ball, points_to_labels, points_to_sheet
 from analysis.io.tomogram import (
     MRCHeaderWarning,
+    TiltSeriesWarning,
     Tomogram,
     open_mrc_output,
     read_like,
@@ -33,6 +34,7 @@ __all__ = [
     "VESICLE_COLUMNS",
     "Annotation",
     "MRCHeaderWarning",
+    "TiltSeriesWarning",
     "Tomogram",
     "atomic_output",
     "atomic_outputs",

@@ -20,7 +20,7 @@ import mrcfile
 import numpy as np
 
 from analysis.errors import InputFileError
-from analysis.io import mrc_header
+from analysis.io import mrc_header, tilt_series
 from analysis.io.atomic import atomic_output
 from analysis.io.formats import TIFF_SUFFIXES
 from analysis.io.memmap import map_slabs, slabs
@@ -54,6 +54,17 @@ _UNIT_IN_NM = {
 
 class MRCHeaderWarning(UserWarning):
     """An MRC header broke the MRC2014 standard but the file could still be read."""
+
+
+class TiltSeriesWarning(UserWarning):
+    """A stack read as a tomogram looks like a tilt series (:mod:`analysis.io.tilt_series`)."""
+
+
+#: What to do with a tilt series, for the messages.
+RECONSTRUCT_FIRST = (
+    "Reconstruct it first (IMOD's etomo, AreTomo, Warp) and give the reconstructed volume "
+    "(.rec, .mrc)"
+)
 
 
 @dataclass
@@ -94,6 +105,7 @@ def read_tomogram(
     mmap: bool = False,
     check_finite: bool = True,
     zarr_level: int = 0,
+    check_tilt_series: bool = True,
 ) -> Tomogram:
     """Read a tomogram from MRC, TIFF or OME-Zarr as float32 (z, y, x) with its voxel size.
 
@@ -113,6 +125,11 @@ def read_tomogram(
         Refuse volumes with NaN or infinite voxels (checked slab by slab, in bounded memory).
     zarr_level : int
         Which resolution level of an OME-Zarr multiscale image to read (0 = full resolution).
+    check_tilt_series : bool
+        Look for a tilt series without header evidence (:mod:`analysis.io.tilt_series`): a
+        ``.tlt``/``.rawtlt`` file beside it with one angle per image is refused; images alike
+        as projections of one object give a :class:`TiltSeriesWarning`. The header's evidence
+        (MRC) is always refused.
 
     Returns
     -------
@@ -122,7 +139,8 @@ def read_tomogram(
     ------
     InputFileError
         With one line naming the file and the problem: missing file, not a tomogram, truncated
-        data, 2-D image, complex or RGB data, NaN/Inf voxels, zero or anisotropic voxel size.
+        data, 2-D image, complex or RGB data, NaN/Inf voxels, zero or anisotropic voxel size,
+        a tilt series.
     """
     path = Path(path)
     if not path.exists():
@@ -145,6 +163,8 @@ def read_tomogram(
         )
     if check_finite:
         _check_finite(path, data)
+    if check_tilt_series:
+        _check_tilt_series(path, data)
     size = _resolve_voxel_size(path, spacing_nm, voxel_size_nm)
     decisions.setdefault("data", str(data.dtype))
     decisions["origin"] = "(x, y, z) = ({:.6g}, {:.6g}, {:.6g}) Å".format(*origin) + decisions.pop(
@@ -192,8 +212,13 @@ def read_like(
     InputFileError
         For a volume of another shape (and whatever :func:`read_tomogram` refuses).
     """
+    # a mask or label volume can be alike slice to slice as a tilt series' images are
     volume = read_tomogram(
-        path, voxel_size_nm=like.voxel_size_nm, mmap=mmap, check_finite=check_finite
+        path,
+        voxel_size_nm=like.voxel_size_nm,
+        mmap=mmap,
+        check_finite=check_finite,
+        check_tilt_series=False,
     )
     if volume.shape != like.shape:
         raise InputFileError(
@@ -324,9 +349,7 @@ def _interpret_mrc(path: Path, mrc, decisions: dict) -> tuple[np.ndarray, tuple]
     evidence = mrc_header.tilt_series_evidence(path.suffix.lower(), imod, angles, kind)
     if evidence:
         raise InputFileError(
-            path,
-            f"is a tilt series, not a tomogram: {evidence}. Reconstruct it first (IMOD's "
-            "etomo, AreTomo, Warp) and give the reconstructed volume (.rec, .mrc)",
+            path, f"is a tilt series, not a tomogram: {evidence}. {RECONSTRUCT_FIRST}"
         )
     try:
         axes, axis_note = mrc_header.axis_permutation(header.mapc, header.mapr, header.maps)
@@ -471,6 +494,24 @@ def _read_ome_zarr(path: Path, level: int):
                 return data, None, (0.0, 0.0, 0.0)
             spacing[n] = scale[i] * factor
     return data, (spacing["x"], spacing["y"], spacing["z"]), (0.0, 0.0, 0.0)
+
+
+def _check_tilt_series(path: Path, data: np.ndarray) -> None:
+    evidence = tilt_series.angle_file_evidence(path, data.shape[0])
+    if evidence:
+        raise InputFileError(
+            path,
+            f"is a tilt series, not a tomogram: {evidence}. {RECONSTRUCT_FIRST} (if it is a "
+            "reconstruction, move the angle file away)",
+        )
+    evidence = tilt_series.statistics_evidence(data)
+    if evidence:
+        warnings.warn(
+            f"{path}: looks like a tilt series, not a tomogram: {evidence}. {RECONSTRUCT_FIRST}; "
+            "if it is a tomogram, ignore this warning",
+            TiltSeriesWarning,
+            stacklevel=3,
+        )
 
 
 def _check_finite(path: Path, data: np.ndarray, slab: int = 16) -> None:
