@@ -31,6 +31,7 @@ import cross_domain as cd  # noqa: E402
 
 from analysis.adapt import AdaptConfig, adapt  # noqa: E402
 from analysis.evaluate import cross_domain_scores  # noqa: E402
+from analysis.models import read_checkpoint  # noqa: E402
 
 ADAPT_SEEDS = (9201, 9202)
 SHIPPED = cd.ROOT / "src/analysis/weights/sv_unet3d.pt"
@@ -50,7 +51,8 @@ def adapted_network(network: Path, sim: str, row: str, cfg: AdaptConfig, cache: 
     """The network adapted on the unlabelled tomograms of a row (made once, cached)."""
     key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:8]
     out = cache / "adapted" / f"{sim}_{row}_{cd.digest(network)}_{key}.pt"
-    if not out.exists() or "student_state" not in _keys(out):
+    # an interrupted run is resumed; a finished one is used as it is
+    if not out.exists() or read_checkpoint(out)["epoch"] < cfg.epochs:
         tomos, sizes, names = [], [], []
         for seed in ADAPT_SEEDS:
             tomo, _, vs = cd.tomogram(sim, row, seed, False, cache)  # labels never used
@@ -60,12 +62,6 @@ def adapted_network(network: Path, sim: str, row: str, cfg: AdaptConfig, cache: 
         out.parent.mkdir(parents=True, exist_ok=True)
         adapt(tomos, sizes, out, model=network, names=names, config=cfg, resume=True)
     return out
-
-
-def _keys(path: Path) -> set:
-    import torch
-
-    return set(torch.load(path, map_location="cpu", weights_only=True))
 
 
 def main(argv=None) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import subprocess
 import time
@@ -44,6 +43,7 @@ from analysis import testsim
 from analysis.evaluate import evaluate_segmentation, interior_mask
 from analysis.inference import predict
 from analysis.models import Predictor
+from analysis.models.keras import sha256
 from analysis.postprocess import segment_vesicles
 from analysis.synthetic import GENERATOR_VERSION, SynapseGeometry, make_synapse
 from analysis.synthetic.imaging import Microscope
@@ -175,7 +175,7 @@ def load(path: Path) -> Predictor:
 
 
 def digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    return sha256(path)[:12]
 
 
 def tomogram(sim: str, row: str, seed: int, quick: bool, cache: Path):

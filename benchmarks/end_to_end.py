@@ -85,7 +85,7 @@ CHILD = textwrap.dedent(
     # one tile scaled up, and is taken before and after the run above and averaged, so that
     # the machine's slow minutes weigh on both sides alike.
     from analysis.inference.heap import reuse_freed_memory
-    from analysis.inference.rescale import rescale
+    from analysis.inference.rescale import rescale, rescaled_shape
     from analysis.io.memmap import work_array
     from analysis.normalise import centre_and_scale
 
@@ -93,7 +93,7 @@ CHILD = textwrap.dedent(
     predictor = TimedPredictor.load(device="cpu")
     dtype, meta = predictor.dtype, predictor.checkpoint
     header = read_tomogram(source, mmap=True)  # only its shape and voxel size are used
-    work = tuple(round(n * header.voxel_size_nm / meta["voxel_size_nm"]) for n in header.shape)
+    work = rescaled_shape(header.shape, header.voxel_size_nm / meta["voxel_size_nm"])
     tile, overlap = plan_tiles(work)
 
     def bare_network():

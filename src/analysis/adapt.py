@@ -26,7 +26,6 @@ tomograms of the same domain (``benchmarks/adaptation.py`` does it on simulated 
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -38,8 +37,8 @@ import torch
 
 from analysis.augment import LEVELS, geometric, intensity
 from analysis.errors import DataError, InputFileError, ParameterError
-from analysis.inference.predict import RESCALE_TOLERANCE, check_voxel_size
-from analysis.inference.rescale import rescale
+from analysis.inference.predict import check_voxel_size
+from analysis.inference.rescale import to_network_grid
 from analysis.io.atomic import atomic_output
 from analysis.models import (
     UNet3D,
@@ -49,6 +48,7 @@ from analysis.models import (
     save_checkpoint,
     select_device,
 )
+from analysis.models.keras import sha256
 from analysis.normalise import DEFAULT_NORMALISATION, normalise
 from analysis.train import TrainingVolume, dice_bce_loss, predict_tiles, sample_patch
 
@@ -149,8 +149,7 @@ def prepare(tomogram: np.ndarray, voxel_size_nm: float, meta: dict, invert: bool
     numpy.ndarray, float32, (z, y, x) at ``meta["voxel_size_nm"]``
     """
     ratio = check_voxel_size(voxel_size_nm, meta["voxel_size_nm"])
-    if abs(ratio - 1) > RESCALE_TOLERANCE:
-        tomogram = rescale(tomogram, tuple(max(1, round(n * ratio)) for n in tomogram.shape))
+    tomogram = to_network_grid(tomogram, ratio)
     image = normalise(
         np.asarray(tomogram, np.float32), meta["normalisation"] or DEFAULT_NORMALISATION
     )
@@ -211,10 +210,6 @@ def check_memory(shapes, voxel_sizes_nm, network_voxel_size_nm: float) -> None:
 def _dice(a: torch.Tensor, b: torch.Tensor) -> float:
     total = float(a.sum() + b.sum())
     return 1.0 if total == 0 else 2 * float((a * b).sum()) / total
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def adapt(
@@ -325,7 +320,7 @@ def adapt(
 
     data = {
         "adapted_from": source.name,
-        "adapted_from_sha256": _sha256(source),
+        "adapted_from_sha256": sha256(source),
         "target": names,
         "target_voxel_size_nm": [float(v) for v in voxel_sizes_nm],
         "target_foreground_at_start": found,

@@ -492,13 +492,11 @@ def image_features(crop: np.ndarray, voxel_size_nm: float) -> dict:
 def network_crop(tomogram: np.ndarray, voxel_size_nm: float, model_voxel_size_nm: float):
     """The central crop of :data:`CROP_SHAPE` network voxels, rescaled to the network's
     voxel size (as :func:`analysis.inference.predict` would), not normalised."""
-    from analysis.inference.rescale import rescale
+    from analysis.inference.rescale import to_network_grid
 
     ratio = voxel_size_nm / model_voxel_size_nm
     crop = central_crop(tomogram, tuple(int(round(n / ratio)) for n in CROP_SHAPE))
-    if abs(ratio - 1) > 0.005:
-        crop = rescale(crop, tuple(max(1, round(n * ratio)) for n in crop.shape))
-    return crop
+    return to_network_grid(crop, ratio)
 
 
 def model_voxel_size(model=None) -> float:

@@ -30,7 +30,7 @@ import torch
 
 from analysis.errors import DataError, ParameterError
 from analysis.inference.heap import reuse_freed_memory
-from analysis.inference.rescale import rescale
+from analysis.inference.rescale import needs_rescale, rescale, rescaled_shape
 from analysis.inference.tiling import plan_tiles, sliding_window
 from analysis.io.memmap import slabs, work_array
 from analysis.models import Predictor
@@ -38,8 +38,6 @@ from analysis.normalise import DEFAULT_NORMALISATION, centre_and_scale
 
 #: Voxel sizes more than this factor away from the network's are refused by default.
 MAX_RESCALE = 3.0
-#: Relative voxel-size differences below this are not worth resampling for.
-RESCALE_TOLERANCE = 0.005
 # In-memory work arrays above this size go to a temporary memory-mapped file instead.
 # (the resampled tomogram and map: 2 × 1.3 GB for a 4 GiB tomogram would not fit in 3 GB).
 _SCRATCH_MEMORY_BYTES = 512 * 1024**2
@@ -186,8 +184,8 @@ def predict(
         raise ParameterError(
             "an uncertainty map needs test-time augmentation (tta='flips' or 'd4')"
         )
-    resample = abs(ratio - 1) > RESCALE_TOLERANCE
-    work_shape = tuple(max(1, round(n * ratio)) for n in shape) if resample else shape
+    resample = needs_rescale(ratio)
+    work_shape = rescaled_shape(shape, ratio) if resample else shape
     tile, overlap, batch_size = _tiling(tile, overlap, batch_size, work_shape)
     channels = 2 if return_uncertainty else 1
     if out is None:

@@ -18,6 +18,26 @@ from torch.nn import functional as F
 
 from analysis.io.memmap import release_pages
 
+#: Relative voxel-size differences below this are not worth resampling for.
+RESCALE_TOLERANCE = 0.005
+
+
+def needs_rescale(ratio: float) -> bool:
+    """Whether a volume whose voxel size is ``ratio`` × the network's is resampled."""
+    return abs(ratio - 1) > RESCALE_TOLERANCE
+
+
+def rescaled_shape(shape, ratio: float) -> tuple[int, ...]:
+    """The (z, y, x) shape of a volume of ``shape`` resampled by ``ratio`` (its voxel size ÷
+    the target voxel size), at least one voxel an axis."""
+    return tuple(max(1, round(n * ratio)) for n in shape)
+
+
+def to_network_grid(volume: np.ndarray, ratio: float) -> np.ndarray:
+    """``volume`` resampled by ``ratio`` as :func:`analysis.inference.predict` does, or as it
+    is where :func:`needs_rescale` says no."""
+    return rescale(volume, rescaled_shape(volume.shape, ratio)) if needs_rescale(ratio) else volume
+
 
 def resampling_matrix(n_in: int, n_out: int, antialias: bool = True) -> np.ndarray:
     """Weights (n_out, n_in) of 1-D linear resampling between voxel centres.
