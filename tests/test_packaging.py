@@ -90,7 +90,7 @@ def test_binder_pins_every_dependency_within_its_bounds():
     text = (ROOT / "binder" / "requirements.txt").read_text()
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in text
     # nothing the notebooks do not need: no book build, no SLURM
-    assert not {"jupyter-book", "jupyterlab", "dask-jobqueue"} & set(pins)
+    assert not {"jupyter-book", "sphinx-exercise", "jupyterlab", "dask-jobqueue"} & set(pins)
     assert "pip install --no-deps -e ." in (ROOT / "binder" / "postBuild").read_text()
     # Binder reads environment.yml before requirements.txt: there must be none in binder/
     assert not (ROOT / "binder" / "environment.yml").exists()
@@ -117,10 +117,18 @@ def test_the_core_package_leaves_the_book_and_the_cluster_to_extras():
     ]:
         assert package in names, package
     # Colab and pip users get what the notebooks need, not a book builder or a SLURM client
-    for package in ["jupyter-book", "jupyterlab", "dask-jobqueue", "sphinxcontrib-bibtex"]:
+    for package in [
+        "jupyter-book",
+        "jupyterlab",
+        "dask-jobqueue",
+        "sphinxcontrib-bibtex",
+        "sphinx-exercise",
+    ]:
         assert package not in names, package
     extras = {extra: {_name(r) for r in reqs} for extra, reqs in _extras().items()}
-    assert {"jupyter-book", "sphinxcontrib-bibtex", "jupyterlab"} <= extras["book"]
+    assert {"jupyter-book", "sphinxcontrib-bibtex", "sphinx-exercise", "jupyterlab"} <= extras[
+        "book"
+    ]
     assert "dask-jobqueue" in extras["cluster"]
     # make test installs the test extra: it must bring the book and the cluster extras along
     assert "sv-analysis[book,cluster]" in _extras()["test"]
