@@ -265,7 +265,7 @@ def test_the_predictor_averages_its_views_and_their_variance_is_the_uncertainty(
     np.testing.assert_allclose(out[0, 1, :, :, 1], ((dark - bright) / 2) ** 2, rtol=1e-5)
     assert lopsided.with_tta("none").network is lopsided.network  # not prepared again
     np.testing.assert_allclose(lopsided.with_tta("none")(tiles)[0, 0, :, :, 1], bright, rtol=1e-6)
-    equivariant = Predictor(_Dark(), device="cpu", precision="float32", tta="d4")
+    equivariant = Predictor(_Dark(), device="cpu", precision="float32", tta="flips")
     prob, var = equivariant(tiles, uncertainty=True)[0]
     plain = Predictor(_Dark(), device="cpu", precision="float32")(tiles)[0, 0]
     np.testing.assert_allclose(prob, plain, atol=1e-6)

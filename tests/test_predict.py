@@ -166,24 +166,25 @@ def test_an_empty_map_warns_to_check_the_voxel_size(small_volume):
 def test_tta_of_an_equivariant_network_changes_nothing(rng):
     volume = rng.normal(size=(12, 20, 20)).astype(np.float32)
     plain = predict(volume, 2.2, Predictor(Recorder(), _meta()), tile=16)
-    for mode in ("flips", "d4"):
-        prob, var = predict(
-            volume, 2.2, Predictor(Recorder(), _meta(), tta=mode), tile=16, return_uncertainty=True
-        )
-        np.testing.assert_allclose(prob, plain, atol=1e-5)
-        assert var.max() < 1e-8
+    prob, var = predict(
+        volume, 2.2, Predictor(Recorder(), _meta(), tta="flips"), tile=16, return_uncertainty=True
+    )
+    np.testing.assert_allclose(prob, plain, atol=1e-5)
+    assert var.max() < 1e-8
 
 
 def test_tta_uncertainty_shows_where_views_disagree(rng):
     volume = rng.normal(size=(8, 16, 16)).astype(np.float32)
     net = Recorder()
-    lopsided = Predictor(Lopsided(), _meta(), tta="d4")
+    lopsided = Predictor(Lopsided(), _meta(), tta="flips")
     _, var = predict(volume, 2.2, lopsided, tile=16, return_uncertainty=True)
     assert var.mean() > 1e-3 and var.max() <= 0.25 + 1e-6  # a variance of values in [0, 1]
     with pytest.raises(ValueError, match="needs test-time augmentation"):
         predict(volume, 2.2, Predictor(net, _meta()), return_uncertainty=True)
     with pytest.raises(ValueError, match="tta must be one of"):
         Predictor(net, _meta(), tta="all")
+    with pytest.raises(ValueError, match="move the tilt axis"):
+        Predictor(net, _meta(), tta="d4")  # quarter turns put the missing wedge elsewhere
     with pytest.raises(ValueError, match="takes an analysis.models.Predictor"):
         predict(volume, 2.2, (net, _meta()))
 

@@ -64,7 +64,7 @@ PrecisionOpt = Annotated[
     typer.Option(help="Network arithmetic: auto (bfloat16 where native), float32, bfloat16."),
 ]
 TtaOpt = Annotated[
-    str, typer.Option(help="Test-time augmentation: none, flips (4 views), d4 (8 views).")
+    str, typer.Option(help="Test-time augmentation: none, or flips (4 views in xy).")
 ]
 BatchSizeOpt = Annotated[
     int | None, typer.Option(help="Tiles per forward pass (default: 1 planned, 2 given tiles).")
@@ -683,7 +683,9 @@ def batch(
         float | None, typer.Option(help="Override the voxel size of every tomogram (nm).")
     ] = None,
     probability: Annotated[bool, typer.Option(help="Also keep the probability maps.")] = True,
-    tta: Annotated[str, typer.Option(help="Test-time augmentation: none, flips, d4.")] = "none",
+    tta: Annotated[
+        str, typer.Option(help="Test-time augmentation: none, or flips (4 views in xy).")
+    ] = "none",
     force: Annotated[bool, typer.Option(help="Redo tomograms whose outputs exist.")] = False,
     quiet: QuietOpt = False,
 ) -> None:

@@ -181,9 +181,7 @@ def predict(
     ratio = check_voxel_size(voxel_size_nm, meta["voxel_size_nm"], max_rescale)
     norm = meta["normalisation"] or DEFAULT_NORMALISATION
     if return_uncertainty and predictor.n_views == 1:
-        raise ParameterError(
-            "an uncertainty map needs test-time augmentation (tta='flips' or 'd4')"
-        )
+        raise ParameterError("an uncertainty map needs test-time augmentation (tta='flips')")
     resample = needs_rescale(ratio)
     work_shape = rescaled_shape(shape, ratio) if resample else shape
     tile, overlap, batch_size = _tiling(tile, overlap, batch_size, work_shape)
