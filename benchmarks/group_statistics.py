@@ -5,8 +5,8 @@ Tables-level simulation (no tomograms are imaged or segmented):
 1. Calibration. ``--calibration`` synapses of one group are drawn by the study generator
    (:func:`analysis.stats.phantom_tables`: generator v3, full-size 128 × 256 × 256 phantoms
    at 2.2 nm, synapse-to-synapse variation of :class:`analysis.stats.GroupSpec`'s defaults,
-   seed 2027), and a :class:`analysis.stats.SynapseModel` is fitted to their exact vesicle and
-   filament tables.
+   ``--calibration-seed`` 2027), and a :class:`analysis.stats.SynapseModel` is fitted to
+   their exact vesicle and filament tables.
 2. Two scenarios: ``generator`` (the fitted model as it is) and ``variable`` (synapses that
    differ more, as real ones do: log-odds SD of tethering 0.7, of connectors 0.4, count SD
    0.25, and a between-synapse SD of mean filament length of 1 nm where the generator has
@@ -17,10 +17,20 @@ Tables-level simulation (no tomograms are imaged or segmented):
    :func:`analysis.stats.experiment_tests` runs on each: the fraction of null experiments
    with p < 0.05 is its false-positive rate; with the effect, the fraction of 95 %
    intervals holding the true effect (:func:`analysis.stats.population_effects`, 20 000
-   synapses per group) is its coverage, and the fraction rejected its power.
+   synapses per group) is its coverage, and the fraction rejected its power. Each rate comes
+   with its 95 % Wilson interval (``*_low``, ``*_high``): with 1000 experiments a true 5 %
+   is measured within about ±1.4 %, a true 95 % coverage within about ±1.4 %.
+
+Seeds. The experiments of scenario ``generator`` use ``--seed`` (null) and ``--seed`` + 1
+(effect), those of ``variable`` ``--seed`` + 10 and + 11. Seeds 2027-2038 (the first run,
+400 experiments) and 70000-80999 (the diagnosis of its misses, while the studentized
+bootstrap was written) were used while developing; the reported run
+(``results/group_statistics/error_rates_n6_e1000.csv``) is the default ``--seed`` 31000,
+run once after the code was fixed.
 
 Prints one table per scenario and writes them to benchmarks/results/group_statistics/.
-Run:  .venv/bin/python benchmarks/group_statistics.py   (about 15 minutes on two cores)
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/group_statistics.py
+(about 25 minutes on one free core: 0.31 s of CPU an experiment)
 """
 
 from __future__ import annotations
@@ -63,11 +73,16 @@ def scenario(name, model, n, experiments, seed) -> pd.DataFrame:
     _, effect = stats.error_rates(
         model, changed, n, experiments, seed=seed + 1, truth=truth, progress=False
     )
-    table = null[["test", "measure", "experiments", "rejected", "rejected_se"]].rename(
-        columns={"rejected": "false_positive_rate", "rejected_se": "fpr_se"}
-    )
+    names = {
+        "rejected": "false_positive_rate",
+        "rejected_se": "fpr_se",
+        "rejected_low": "fpr_low",
+        "rejected_high": "fpr_high",
+    }
+    table = null[["test", "measure", "experiments", *names]].rename(columns=names)
+    coverage = [c for c in effect.columns if c.startswith("coverage")]
     table = table.merge(
-        effect[["test", "measure", "rejected", "coverage"]].rename(columns={"rejected": "power"}),
+        effect[["test", "measure", "rejected", *coverage]].rename(columns={"rejected": "power"}),
         on=["test", "measure"],
     )
     print(
@@ -80,12 +95,14 @@ def scenario(name, model, n, experiments, seed) -> pd.DataFrame:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments", type=int, default=400)
+    parser.add_argument("--experiments", type=int, default=1000)
     parser.add_argument("--n", type=int, default=6, help="synapses per group")
     parser.add_argument("--calibration", type=int, default=16, help="synapses to calibrate on")
-    parser.add_argument("--seed", type=int, default=2027)
+    parser.add_argument("--calibration-seed", type=int, default=2027)
+    parser.add_argument("--seed", type=int, default=31000, help="of the experiments (docstring)")
     args = parser.parse_args(argv)
-    model = calibrated_model(args.calibration, args.seed)
+    start = time.perf_counter()
+    model = calibrated_model(args.calibration, args.calibration_seed)
     print("calibrated on", args.calibration, "generated synapses:", model)
     tables = [
         scenario("generator", model, args.n, args.experiments, args.seed),
@@ -94,7 +111,7 @@ def main(argv=None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"error_rates_n{args.n}_e{args.experiments}.csv"
     pd.concat(tables).to_csv(out, index=False)
-    print("written", out)
+    print(f"written {out} ({time.perf_counter() - start:.0f} s in all)")
 
 
 if __name__ == "__main__":

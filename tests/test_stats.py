@@ -10,6 +10,7 @@ import pytest
 from scipy.special import logit
 
 from analysis import stats
+from analysis.errors import ParameterError
 
 
 def _vesicles(rows):
@@ -115,7 +116,54 @@ def test_hierarchical_bootstrap_of_synapses_that_differ_only_between_groups():
     )
     r = stats.hierarchical_bootstrap(rows, "value", n_boot=200, seed=1)
     assert r["effect"] == r["ci_low"] == r["ci_high"] == 2.0
-    assert r["p_boot"] == 0.0
+    assert r["p_boot"] == pytest.approx(1 / 201)  # the smallest p of 200 replicates
+    r = stats.hierarchical_bootstrap(rows, "value", n_boot=200, interval="percentile")
+    assert r["effect"] == r["ci_low"] == r["ci_high"] == 2.0 and r["p_boot"] == 0.0
+    with pytest.raises(ParameterError, match="interval"):
+        stats.hierarchical_bootstrap(rows, "value", interval="bca")
+
+
+def _one_value_per_synapse(values_a, values_b):
+    table = _per_synapse(values_a, values_b, column="value")
+    return table.assign(tomogram=table["group"] + table["tomogram"])
+
+
+def test_studentized_bootstrap_of_six_synapses_is_as_wide_as_students_interval():
+    """Six synapses per group, one value each: the bootstrap-t interval is about Welch's
+    (t on about 10 df), the percentile interval too narrow by about z / t * sqrt(5/6)."""
+    table = _one_value_per_synapse([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [2.5, 3.5, 4.5, 5.5, 6.5, 7.5])
+    welch = stats.synapse_test(table, "value", n_permutations=None)
+    # SD of 1..6 is 1.871: standard error of the difference 1.080, t(0.975, 10 df) = 2.228
+    assert welch["ci_high"] - welch["ci_low"] == pytest.approx(2 * 2.228 * 1.080, abs=0.01)
+    boot = {
+        interval: stats.hierarchical_bootstrap(
+            table, "value", n_boot=4000, within=False, interval=interval, seed=2
+        )
+        for interval in ("studentized", "percentile")
+    }
+    width = {k: r["ci_high"] - r["ci_low"] for k, r in boot.items()}
+    assert width["studentized"] == pytest.approx(2 * 2.228 * 1.080, rel=0.1)
+    assert width["percentile"] == pytest.approx(2 * 1.96 * 1.080 * np.sqrt(5 / 6), rel=0.1)
+    assert boot["studentized"]["p_boot"] == pytest.approx(welch["p_welch"], abs=0.03)  # 0.195
+
+
+def test_studentized_bootstrap_keeps_five_percent_where_percentile_does_not():
+    """400 null experiments of 6 + 6 synapses that differ (SD 1) with 5 vesicles each
+    (SD 1): the percentile bootstrap of synapses rejects about 10 %, the studentized 5 %."""
+    rng = np.random.default_rng(11)
+    rejected = {"studentized": 0, "percentile": 0}
+    for k in range(400):
+        values = np.repeat(rng.normal(0, 1, 12), 5) + rng.normal(0, 1, 60)
+        rows = pd.DataFrame(
+            {"group": np.repeat(["a", "b"], 30), "tomogram": np.repeat(np.arange(12), 5)}
+        ).assign(value=values)
+        for interval in rejected:
+            r = stats.hierarchical_bootstrap(
+                rows, "value", n_boot=400, within=False, interval=interval, seed=k
+            )
+            rejected[interval] += r["p_boot"] < 0.05
+    assert 0.02 <= rejected["studentized"] / 400 <= 0.08
+    assert rejected["percentile"] / 400 >= 0.08
 
 
 def test_hierarchical_bootstrap_interval_widens_with_the_spread_between_synapses():
@@ -245,3 +293,14 @@ def test_compare_study_writes_every_table(tmp_path):
     paths = stats.write_report(report, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
     assert len(pd.read_csv(paths["per_synapse"])) == 10
+
+
+def test_error_rates_give_each_rate_its_wilson_interval():
+    from analysis.stats.power import _rate
+
+    # 50 of 1000: 5 % within 3.81-6.53 % (Wilson), standard error 0.69 %
+    r = _rate("rejected", 50, 1000)
+    assert r["rejected"] == 0.05 and r["rejected_se"] == pytest.approx(0.00689, abs=1e-5)
+    assert (r["rejected_low"], r["rejected_high"]) == pytest.approx((0.0381, 0.0653), abs=1e-4)
+    # none of 4: up to z^2 / (n + z^2) = 0.49
+    assert _rate("coverage", 0, 4)["coverage_high"] == pytest.approx(0.490, abs=1e-3)

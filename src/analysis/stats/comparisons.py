@@ -11,7 +11,8 @@ here respect the synapse:
     one value per synapse (:mod:`.measures`), Welch's t-test and its confidence interval,
     and a permutation test of the synapses' group labels (exact for small groups);
 :func:`hierarchical_bootstrap`
-    confidence intervals that resample synapses, then vesicles within each;
+    confidence intervals that resample synapses, then vesicles within each, studentized
+    (bootstrap-t) so that six synapses per group keep their 95 %;
 :func:`cluster_glm`
     a binomial GLM of a per-vesicle yes/no (tethered, connected) with bias-reduced
     cluster-robust errors by synapse and t-tests on synapses − 1 degrees of freedom;
@@ -31,6 +32,8 @@ import warnings
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+from analysis.errors import ParameterError
 
 _UNIT = "tomogram"
 _GROUP = "group"
@@ -132,6 +135,7 @@ def hierarchical_bootstrap(
     n_boot: int = 2000,
     confidence: float = 0.95,
     within: bool = True,
+    interval: str = "studentized",
     seed: int = 0,
 ) -> dict:
     """Confidence intervals of two groups' means of per-synapse means, and of their difference.
@@ -139,7 +143,18 @@ def hierarchical_bootstrap(
     Each replicate resamples, within each group, the synapses with replacement and then the
     rows (vesicles, filaments) of each drawn synapse with replacement (``within=False``
     keeps a drawn synapse's rows as they are), and takes the mean over synapses of the rows'
-    mean. Percentile intervals.
+    mean.
+
+    ``interval="studentized"`` (bootstrap-t, the default) divides each replicate's distance
+    from the estimate by the replicate's own standard error (the spread of its synapse means,
+    as in Welch's t) and scales the quantiles of that ratio by the data's standard error.
+    ``"percentile"`` takes the quantiles of the replicates themselves: with six synapses per
+    group those intervals are too narrow (the resampled spread lacks the (n − 1)/n
+    correction and the width of Student's t; Hesterberg 2015) and resampling
+    vesicles as well adds their noise a second time, so the percentile interval is too narrow
+    where synapses differ and too wide where they do not (``benchmarks/group_statistics.py``).
+    Studentising corrects both, because the replicate's own standard error grows with the
+    noise that resampling adds.
 
     Parameters
     ----------
@@ -151,6 +166,7 @@ def hierarchical_bootstrap(
     n_boot : int
     confidence : float
     within : bool
+    interval : {"studentized", "percentile"}
     seed : int
 
     Returns
@@ -158,38 +174,111 @@ def hierarchical_bootstrap(
     dict
         ``measure, group_a, group_b, mean_a, mean_b, effect`` (b − a of the means of the
         per-synapse means), their intervals ``a_low, a_high, b_low, b_high, ci_low,
-        ci_high`` and ``p_boot`` (twice the smaller tail of the replicates' differences
-        about 0).
+        ci_high`` and ``p_boot``: studentized, the fraction of replicates whose
+        absolute t reaches the data's effect / standard error (counting the data as one
+        replicate); percentile, twice the smaller tail of the replicates' differences about 0.
+        Studentized intervals need two synapses with a value in each group (NaN otherwise).
     """
+    if interval not in ("studentized", "percentile"):
+        raise ParameterError(f"interval must be 'studentized' or 'percentile', not {interval!r}")
     a, b = groups or group_order(rows, group)
     rng = np.random.default_rng(seed)
     tail = (1 - confidence) / 2
     out = {"measure": value, "group_a": a, "group_b": b}
-    replicates = {}
+    estimate, replicate = {}, {}
     for key, name in (("a", a), ("b", b)):
-        part = rows[rows[group] == name]
-        synapses = [v[~np.isnan(v)] for _, v in part.groupby(unit, sort=False)[value]]
-        synapses = [np.asarray(v, float) for v in synapses if len(v)]
-        n = len(synapses)
-        if n == 0:
+        synapses = _synapse_values(rows[rows[group] == name], value, unit)
+        if not synapses:
             raise ValueError(f"group {name!r} has no synapse with a value of {value!r}")
-        out[f"mean_{key}"] = float(np.mean([v.mean() for v in synapses]))
-        drawn = rng.integers(0, n, size=(n_boot, n))
-        means = np.empty((n_boot, n))
-        for i, v in enumerate(synapses):
-            slots = drawn == i
-            if within:
-                resampled = v[rng.integers(0, len(v), size=(int(slots.sum()), len(v)))]
-                means[slots] = resampled.mean(axis=1)
-            else:
-                means[slots] = v.mean()
-        replicates[key] = means.mean(axis=1)
-        out[f"{key}_low"], out[f"{key}_high"] = np.quantile(replicates[key], [tail, 1 - tail])
-    difference = replicates["b"] - replicates["a"]
+        estimate[key] = _mean_and_se(np.array([v.mean() for v in synapses]))
+        replicate[key] = _mean_and_se(_resampled_means(synapses, n_boot, within, rng))
+        out[f"mean_{key}"] = estimate[key][0]
+    estimate["d"] = _difference(estimate["a"], estimate["b"])
+    replicate["d"] = _difference(replicate["a"], replicate["b"])
     out["effect"] = out["mean_b"] - out["mean_a"]
-    out["ci_low"], out["ci_high"] = np.quantile(difference, [tail, 1 - tail])
-    out["p_boot"] = float(min(1.0, 2 * min(np.mean(difference <= 0), np.mean(difference >= 0))))
+    names = {"a": ("a_low", "a_high"), "b": ("b_low", "b_high"), "d": ("ci_low", "ci_high")}
+    for key, (low, high) in names.items():
+        if interval == "percentile":
+            out[low], out[high] = np.quantile(replicate[key][0], [tail, 1 - tail])
+        else:
+            out[low], out[high] = _studentized(estimate[key], replicate[key], tail)
+    difference = replicate["d"][0]
+    if interval == "percentile":
+        tails = min(np.mean(difference <= 0), np.mean(difference >= 0))
+        out["p_boot"] = float(min(1.0, 2 * tails))
+    else:
+        out["p_boot"] = _studentized_p(estimate["d"], replicate["d"])
     return out
+
+
+def _synapse_values(part, value, unit) -> list[np.ndarray]:
+    """The non-NaN values of each synapse, in order of first appearance (none left empty)."""
+    values = part[value].to_numpy(float)
+    codes = pd.factorize(part[unit])[0]
+    keep = ~np.isnan(values)
+    values, codes = values[keep], codes[keep]
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes)  # a synapse whose values are all NaN counts 0
+    pieces = np.split(values[order], np.cumsum(counts)[:-1])
+    return [v for v in pieces if len(v)]
+
+
+def _resampled_means(synapses, n_boot, within, rng) -> np.ndarray:
+    """(n_boot, synapses) means of the drawn synapses' (resampled) rows."""
+    n = len(synapses)
+    drawn = rng.integers(0, n, size=(n_boot, n))
+    means = np.empty((n_boot, n))
+    for i, v in enumerate(synapses):
+        slots = drawn == i
+        if within:
+            resampled = v[rng.integers(0, len(v), size=(int(slots.sum()), len(v)))]
+            means[slots] = resampled.mean(axis=1)
+        else:
+            means[slots] = v.mean()
+    return means
+
+
+def _mean_and_se(synapse_means):
+    """Mean over the last axis and its standard error (NaN with one synapse)."""
+    n = synapse_means.shape[-1]
+    if n < 2:
+        return synapse_means.mean(axis=-1), np.full(synapse_means.shape[:-1], np.nan)
+    return synapse_means.mean(axis=-1), synapse_means.std(axis=-1, ddof=1) / np.sqrt(n)
+
+
+def _difference(a, b):
+    return b[0] - a[0], np.hypot(a[1], b[1])
+
+
+def _t_ratios(estimate, replicate):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (replicate[0] - estimate[0]) / replicate[1]
+    # a replicate that neither moves nor spreads (all drawn synapses alike) says 0
+    return np.where((replicate[0] == estimate[0]) & (replicate[1] == 0), 0.0, t)
+
+
+def _studentized(estimate, replicate, tail):
+    """Bootstrap-t interval: the estimate minus the replicates' t quantiles times its SE."""
+    value, se = estimate
+    if not np.isfinite(se):
+        return np.nan, np.nan
+    if se == 0:  # every synapse of the group(s) alike: no spread to scale
+        return float(value), float(value)
+    t = _t_ratios(estimate, replicate)
+    t = t[~np.isnan(t)]
+    # quantiles that are replicates (no interpolation towards an infinite ratio)
+    low, high = np.quantile(t, [tail, 1 - tail], method="inverted_cdf")
+    return float(value - high * se), float(value - low * se)
+
+
+def _studentized_p(estimate, replicate) -> float:
+    """Symmetric bootstrap-t p-value of 'no difference', the data counted as a replicate."""
+    value, se = estimate
+    if not np.isfinite(se) or (se == 0 and value == 0):
+        return np.nan if not np.isfinite(se) else 1.0
+    observed = abs(value) / se if se > 0 else np.inf
+    t = np.abs(_t_ratios(estimate, replicate))
+    return float((1 + np.sum(t >= observed)) / (1 + len(t)))
 
 
 def _units(rows, unit, group):

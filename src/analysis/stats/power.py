@@ -267,6 +267,16 @@ def simulate_experiment(
 
 #: The measures :func:`experiment_tests` compares.
 TESTED_MEASURES = ("tethered", "connectors_per_vesicle", "n_proximal", "connector_length_nm")
+#: The hierarchical bootstraps :func:`experiment_tests` runs: name, (``within``,
+#: ``interval``) of :func:`~analysis.stats.hierarchical_bootstrap`. ``bootstrap`` is the
+#: package's (:func:`analysis.stats.compare_study`); the others show why it is studentized and
+#: whether resampling vesicles matters.
+BOOTSTRAP_VARIANTS = {
+    "bootstrap": (True, "studentized"),
+    "bootstrap_synapses": (False, "studentized"),
+    "bootstrap_percentile": (True, "percentile"),
+    "bootstrap_synapses_percentile": (False, "percentile"),
+}
 
 
 def experiment_tests(
@@ -281,9 +291,10 @@ def experiment_tests(
     """Every test of :mod:`.comparisons` on one experiment, as a flat dict.
 
     Keys are ``TEST:MEASURE:FIELD`` with FIELD ``p``, ``effect``, ``ci_low``, ``ci_high``:
-    ``welch`` and ``permutation`` on the per-synapse :data:`TESTED_MEASURES`, ``bootstrap``
-    (synapses, then vesicles) and ``bootstrap_synapses`` (synapses only) on three of them,
-    ``glm`` (log odds ratio) and ``chi2`` (pooled, ignoring the synapse) on proximal
+    ``welch`` and ``permutation`` on the per-synapse :data:`TESTED_MEASURES`; on three of
+    them the :func:`~analysis.stats.hierarchical_bootstrap` as the package runs it,
+    ``bootstrap`` (synapses, then vesicles; studentized), and :data:`BOOTSTRAP_VARIANTS`
+    beside it; ``glm`` (log odds ratio) and ``chi2`` (pooled, ignoring the synapse) on proximal
     vesicles being tethered, ``mixed`` on connector lengths, and ``holm:tethered_bins:p``,
     the smallest Holm-adjusted p over the proximal bins (for the family-wise error).
     """
@@ -304,9 +315,15 @@ def experiment_tests(
         ("connectors_per_vesicle", near, "n_connectors"),
         ("connector_length_nm", filaments[filaments["kind"] == "connector"], "length_nm"),
     ):
-        for test, within in (("bootstrap", True), ("bootstrap_synapses", False)):
+        for test, (within, interval) in BOOTSTRAP_VARIANTS.items():
             r = comparisons.hierarchical_bootstrap(
-                rows, column, groups=groups, n_boot=n_boot, within=within, seed=seed
+                rows,
+                column,
+                groups=groups,
+                n_boot=n_boot,
+                within=within,
+                interval=interval,
+                seed=seed,
             )
             out |= _fields(test, measure, r, "p_boot")
     out |= _fields(
@@ -363,8 +380,10 @@ def error_rates(
         One row per experiment, the :func:`experiment_tests` columns.
     summary : pandas.DataFrame
         Per test and measure: ``rejected`` (fraction with p < alpha; the false-positive
-        rate on null experiments, the power otherwise), its binomial standard error, and
-        ``coverage`` of the intervals where a truth is given.
+        rate on null experiments, the power otherwise), its binomial standard error
+        ``rejected_se`` and 95 % Wilson interval ``rejected_low, rejected_high``; where a
+        truth is given, ``coverage`` of the intervals (over the experiments that gave one,
+        ``coverage_experiments``), ``coverage_se``, ``coverage_low`` and ``coverage_high``.
     """
     rows = []
     indices = range(n_experiments)
@@ -380,21 +399,33 @@ def error_rates(
     for column in (c for c in experiments.columns if c.endswith(":p")):
         test, measure, _ = column.split(":")
         p = experiments[column].dropna()
-        rate = float((p < alpha).mean()) if len(p) else np.nan
-        row = {
-            "test": test,
-            "measure": measure,
-            "experiments": len(p),
-            "rejected": rate,
-            "rejected_se": float(np.sqrt(rate * (1 - rate) / len(p))) if len(p) else np.nan,
-        }
+        row = {"test": test, "measure": measure, "experiments": len(p)}
+        row |= _rate("rejected", int((p < alpha).sum()), len(p))
         key = f"{test}:{measure}"
         if truth is not None and key in truth and f"{key}:ci_low" in experiments:
             low, high = experiments[f"{key}:ci_low"], experiments[f"{key}:ci_high"]
             valid = low.notna() & high.notna()
-            row["coverage"] = float(((low <= truth[key]) & (truth[key] <= high))[valid].mean())
+            covered = ((low <= truth[key]) & (truth[key] <= high))[valid]
+            row["coverage_experiments"] = int(valid.sum())
+            row |= _rate("coverage", int(covered.sum()), int(valid.sum()))
         summary.append(row)
     return experiments, pd.DataFrame(summary)
+
+
+def _rate(name: str, count: int, total: int) -> dict:
+    """A binomial proportion, its standard error and its 95 % Wilson interval."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    if total == 0:
+        return {name: np.nan, f"{name}_se": np.nan, f"{name}_low": np.nan, f"{name}_high": np.nan}
+    rate = count / total
+    low, high = proportion_confint(count, total, alpha=0.05, method="wilson")
+    return {
+        name: rate,
+        f"{name}_se": float(np.sqrt(rate * (1 - rate) / total)),
+        f"{name}_low": float(low),
+        f"{name}_high": float(high),
+    }
 
 
 def population_effects(
@@ -416,7 +447,7 @@ def population_effects(
     truth = {}
     for measure in TESTED_MEASURES:
         effect = float(means["b"][measure] - means["a"][measure])
-        for test in ("welch", "bootstrap", "bootstrap_synapses"):
+        for test in ("welch", *BOOTSTRAP_VARIANTS):
             truth[f"{test}:{measure}"] = effect
     truth["mixed:connector_length_nm"] = truth["welch:connector_length_nm"]
     truth["glm:tethered"] = float(logit(pooled["b"]) - logit(pooled["a"]))
