@@ -30,7 +30,7 @@ run once after the code was fixed.
 
 Prints one table per scenario and writes them to benchmarks/results/group_statistics/.
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/group_statistics.py
-(about 25 minutes on one free core: 0.31 s of CPU an experiment)
+(35 min on one core shared with another job, 18 min of CPU: 0.27 s an experiment)
 """
 
 from __future__ import annotations

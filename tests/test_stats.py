@@ -288,6 +288,8 @@ def test_compare_study_writes_every_table(tmp_path):
     }
     assert (tests.xs("chi2", level="test")["role"] == "comparison only").all()
     assert (tests.xs("welch", level="test")["role"] == "recommended").all()
+    assert (tests.xs("bootstrap", level="test")["role"] == "recommended").all()
+    assert (tests.xs("mixed", level="test")["role"] == "alternative").all()
     welch = tests.loc[("n_proximal", "welch")]
     assert welch["p"] < 0.05 and welch["effect"] > 10
     paths = stats.write_report(report, tmp_path)
