@@ -168,3 +168,54 @@ def test_score_heatmap_names_rows_by_simulator_and_description():
     names = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert names == ["testsim: 100 e/Å²", "generator: SNR 0.5"]
     plt.close(fig)
+
+
+def test_scale_bar_is_its_length_over_the_voxel_size():
+    fig, ax = plt.subplots()
+    ax.imshow(np.zeros((100, 200)))
+    bar = plotting.add_scale_bar(ax, voxel_size_nm=2.0, length_nm=50)
+    assert bar.size_bar.get_children()[0].get_width() == 25.0  # 50 nm / 2 nm a voxel
+    assert bar.txt_label.get_text() == "50 nm"
+    # by default the longest round length within a quarter of the width: 400 nm / 4 = 100 nm
+    bar = plotting.add_scale_bar(ax, voxel_size_nm=2.0)
+    assert bar.size_bar.get_children()[0].get_width() == 50.0
+    assert bar.txt_label.get_text() == "100 nm"
+    plt.close(fig)
+
+
+def test_image_figures_get_a_scale_bar_when_the_voxel_size_is_known():
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    def bars(ax):
+        return [a for a in ax.artists if isinstance(a, AnchoredSizeBar)]
+
+    volume = np.zeros((8, 40, 40), np.float32)
+    fig = plotting.label_panels(volume[4], {"a": None}, voxel_size_nm=2.0)
+    (bar,) = bars(fig.axes[0])  # 80 nm wide: 20 nm, 10 voxels
+    assert bar.size_bar.get_children()[0].get_width() == 10.0
+    fig = plotting.label_panels(volume[4], {"a": None})
+    assert not bars(fig.axes[0])
+    # orthoslices draw in nm: the bar is as many axis units long as it has nm
+    fig = plotting.orthoslices(volume, voxel_size_nm=2.0)
+    assert [bars(ax)[0].size_bar.get_children()[0].get_width() for ax in fig.axes] == [20.0] * 3
+    plt.close("all")
+
+
+def test_t_interval_of_six_values():
+    values = [1, 2, 3, 4, 5, 6]
+    # 3.5 ± t(0.975, 5) · sd / √6 = 3.5 ± 2.5706 · 1.8708 / 2.4495
+    low, high = plotting.t_interval(values)
+    assert np.isclose(low, 1.536686, atol=1e-6) and np.isclose(high, 5.463314, atol=1e-6)
+    assert np.isnan(plotting.t_interval([1.0])).all()
+
+
+def test_group_figures_draw_the_t_interval_over_synapses():
+    import pandas as pd
+
+    per_synapse = pd.DataFrame({"group": ["a"] * 6 + ["b"] * 6, "m": [1, 2, 3, 4, 5, 6] + [9] * 6})
+    fig = plotting.synapse_points(per_synapse, {"m": "measure (unit)"})
+    ax = fig.axes[0]
+    ends = [np.nanmin(line.get_ydata()) for line in ax.lines if len(line.get_ydata()) > 2]
+    assert np.isclose(ends[0], 1.536686, atol=1e-6)
+    assert ax.get_ylabel() == "measure (unit)"
+    plt.close(fig)

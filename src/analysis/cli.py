@@ -868,7 +868,7 @@ def compare(
     report |= {f"pooled_{role}": t for role, t in pooled.items()}
     stats.write_report(report, out)
     if figures:
-        _compare_figures(report, out, seed)
+        _compare_figures(report, out)
     tests = report["statistics"].set_index(["measure", "test"])
     for measure in ("n_proximal", "tethered", "connected"):
         r = tests.loc[(measure, "welch")]
@@ -883,7 +883,7 @@ def compare(
     )
 
 
-def _compare_figures(report: dict, out: Path, seed: int) -> None:
+def _compare_figures(report: dict, out: Path) -> None:
     """The figures of ``analysis compare``, each written atomically."""
     import matplotlib.pyplot as plt
 
@@ -893,13 +893,12 @@ def _compare_figures(report: dict, out: Path, seed: int) -> None:
 
     shown = {m: MEASURES[m] for m in ("n_proximal", "tethered", "connected")}
     figures = {
-        "per_synapse.png": plotting.synapse_points(report["per_synapse"], shown, seed=seed),
+        "per_synapse.png": plotting.synapse_points(report["per_synapse"], shown),
         "by_distance.png": plotting.fractions_by_distance(
             report["per_synapse_bins"],
             {"tethered": "fraction tethered", "connected": "fraction connected"},
-            seed=seed,
         ),
-        "density.png": plotting.density_profiles(report["per_synapse_density"], seed=seed),
+        "density.png": plotting.density_profiles(report["per_synapse_density"]),
     }
     for name, fig in figures.items():
         with atomic_output(out / name) as tmp:
