@@ -540,7 +540,7 @@ def radial_profiles(profiles, radii_vox, *, bin_vox: float = 0.5, kept=None, ax=
         ax.legend()
     ax.axvline(1.0, color="lime", ls="--", lw=1)
     ax.set_xlabel("distance from centre / radius")
-    ax.set_ylabel("tomogram density (normalised)")
+    ax.set_ylabel("tomogram density (a.u.)")
     return ax.figure
 
 
