@@ -347,3 +347,23 @@ def test_usage_errors_are_one_message_without_a_traceback(tmp_path):
         assert result.returncode == 2, result.stderr
         assert phrase in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.mrc"]
+
+
+def test_average_weights_command_writes_the_mean_network(tmp_path, capsys):
+    import torch
+
+    from analysis.models import UNet3D, UNetConfig, read_checkpoint, save_checkpoint
+
+    config = UNetConfig(depth=2, base_channels=4)
+    kw = dict(voxel_size_nm=2.2, normalisation={}, seed=0, data={})
+    paths = [str(save_checkpoint(tmp_path / f"{i}.pt", UNet3D(config), **kw)) for i in range(2)]
+    out = tmp_path / "soup.pt"
+    assert main(["average-weights", *paths, "--out", str(out)]) == 0
+    assert "mean of 2 networks" in capsys.readouterr().out
+    soup = read_checkpoint(out)["model_state"]
+    key = next(k for k, v in soup.items() if v.is_floating_point())
+    parts = [read_checkpoint(p)["model_state"][key] for p in paths]
+    torch.testing.assert_close(soup[key], (parts[0] + parts[1]) / 2)
+    # one checkpoint is not a soup: one line, non-zero exit, nothing written
+    assert main(["average-weights", paths[0], "--out", str(tmp_path / "x.pt")]) == EXIT_BAD_INPUT
+    assert not (tmp_path / "x.pt").exists()

@@ -49,6 +49,7 @@ def _path_cut(value):  # no --max-path-grey: the cut set from the tomogram ("aut
 # command -> {option: (library function or dataclass, its parameter, CLI value -> library's)}
 LIBRARY = {
     "info": {"voxel_size_nm": (read_tomogram, "voxel_size_nm", _same)},
+    "average-weights": {},
     "mod2labels": {
         "grouping": (read_annotation, "grouping", _same),
         "model_voxel_size_nm": (read_annotation, "model_voxel_size_nm", _same),
@@ -191,6 +192,7 @@ LIBRARY = {
 # Options no library function takes as they are, with why.
 OWN = {
     "info": set(),
+    "average-weights": set(),
     "mod2labels": {"membrane_out"},  # a second output file
     # a numbered series NAME_01, NAME_02, … from seed, seed+1, …; --varied picks the generator
     "synth": {"n", "seed", "name", "varied"},

@@ -145,6 +145,42 @@ def test_exported_weights_drop_training_state_and_keep_the_curve(tmp_path):
     assert small.stat().st_size < full.stat().st_size
 
 
+def test_averaged_weights_are_the_mean_of_the_parts(tmp_path):
+    from analysis.errors import ParameterError
+    from analysis.models import average_weights, read_checkpoint
+
+    torch.manual_seed(0)
+    nets = [UNet3D(TINY) for _ in range(3)]
+    with torch.no_grad():  # distinct batch-norm statistics, and a counter that must not average
+        for i, net in enumerate(nets):
+            for module in net.modules():
+                if isinstance(module, torch.nn.BatchNorm3d):
+                    module.running_mean.fill_(float(i))
+                    module.num_batches_tracked.fill_(10 * (i + 1))
+    kw = dict(voxel_size_nm=2.2, normalisation={"method": "percentile"}, seed=0)
+    paths = [
+        save_checkpoint(tmp_path / f"n{i}.pt", n, data={"i": i}, **kw) for i, n in enumerate(nets)
+    ]
+    out = average_weights(paths, tmp_path / "soup.pt")
+    soup = read_checkpoint(out)["model_state"]
+    parts = [net.state_dict() for net in nets]
+    for key, value in soup.items():
+        if value.is_floating_point():
+            expected = sum(p[key] for p in parts) / 3
+            torch.testing.assert_close(value, expected, rtol=1e-6, atol=1e-7)
+    bn_mean = next(v for k, v in soup.items() if k.endswith("running_mean"))
+    assert torch.allclose(bn_mean, torch.ones_like(bn_mean))  # (0 + 1 + 2) / 3
+    assert next(v for k, v in soup.items() if k.endswith("num_batches_tracked")) == 10
+    assert read_checkpoint(out)["data"]["averaged"] == ["n0.pt", "n1.pt", "n2.pt"]
+
+    other = save_checkpoint(tmp_path / "other.pt", nets[0], data={}, **{**kw, "voxel_size_nm": 1.1})
+    with pytest.raises(ParameterError, match="other.pt: its voxel_size_nm"):
+        average_weights([paths[0], other], tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()
+    with pytest.raises(ParameterError, match="at least two"):
+        average_weights(paths[:1], tmp_path / "bad.pt")
+
+
 def test_inference_network_folds_batchnorm_and_keeps_the_outputs():
     from analysis.models import inference_network
 

@@ -385,6 +385,20 @@ def _check_resumable(checkpoint: Path) -> None:
         )
 
 
+@app.command("average-weights")
+def average_weights(
+    checkpoints: Annotated[
+        list[Path], typer.Argument(help="Two or more checkpoints fine-tuned from one network.")
+    ],
+    out: Annotated[Path, typer.Option(help="The averaged network (.pt).")],
+) -> None:
+    """Average the weights of networks fine-tuned from one parent (a model soup)."""
+    from analysis.models import average_weights as average
+
+    path = average(list(checkpoints), out)
+    typer.echo(f"{path}: the mean of {len(checkpoints)} networks' weights")
+
+
 @app.command()
 def predict(
     tomogram: TomogramArg,

@@ -13,6 +13,7 @@
 from analysis.models.checkpoint import (
     ARCHITECTURES,
     CHECKPOINT_FORMAT_VERSION,
+    average_weights,
     build_network,
     export_weights,
     read_checkpoint,
@@ -71,6 +72,7 @@ __all__ = [
     "convert_cryovesnet",
     "cryovesnet_if_available",
     "default_cache_dir",
+    "average_weights",
     "export_weights",
     "fetch_cryovesnet",
     "inference_network",

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from analysis.errors import InputFileError
+from analysis.errors import InputFileError, ParameterError
 from analysis.models.cryovesnet import CryoVesNetConfig, CryoVesNetUNet
 from analysis.models.unet import UNet3D, UNetConfig
 
@@ -164,3 +164,61 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, **meta
     fields.update(metadata)
     extra = {"train_config": payload["train_config"]} if "train_config" in payload else {}
     return save_checkpoint(out, model, metrics=metrics, **fields, **extra)
+
+
+def average_weights(
+    checkpoints: list[str | os.PathLike], out: str | os.PathLike, **metadata: Any
+) -> Path:
+    """Write a network whose weights are the mean of several networks' weights (a model soup).
+
+    Networks fine-tuned from one parent on the same data, but with other seeds or run lengths,
+    err in different places on data none of them was trained on; the mean of their weights
+    (Wortsman et al. 2022, "Model soups") keeps what they share and is often more robust than
+    any of them, at no cost at inference. Only networks that start from one parent should be
+    averaged: independent trainings do not share a basin and their mean is no network at all.
+
+    Parameters
+    ----------
+    checkpoints : list of path
+        Two or more checkpoints (training or model-only) of one architecture, trained at the
+        same voxel size with the same normalisation.
+    out : path
+        The averaged network, model-only (as :func:`export_weights` writes).
+    **metadata
+        Entries that replace the first checkpoint's (e.g. ``data``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ParameterError
+        Fewer than two checkpoints, or checkpoints that differ in architecture, voxel size or
+        normalisation (naming the first that differs).
+    """
+    if len(checkpoints) < 2:
+        raise ParameterError("averaging needs at least two checkpoints")
+    payloads = [read_checkpoint(path) for path in checkpoints]
+    first = payloads[0]
+    for path, payload in zip(checkpoints[1:], payloads[1:], strict=True):
+        for key in ("config", "voxel_size_nm", "normalisation"):
+            if payload[key] != first[key]:
+                raise ParameterError(
+                    f"{path}: its {key} ({payload[key]}) differs from that of "
+                    f"{checkpoints[0]} ({first[key]}); only networks of one kind can be averaged"
+                )
+    model = network_of(first, checkpoints[0])
+    state = model.state_dict()
+    for key, value in state.items():
+        if value.is_floating_point():  # weights and batch-norm statistics; not step counters
+            mean = torch.stack([p["model_state"][key].float() for p in payloads]).mean(0)
+            state[key] = mean.to(value.dtype)
+    model.load_state_dict(state)
+    fields = {k: first[k] for k in ("voxel_size_nm", "normalisation", "seed", "data")}
+    fields["data"] = {
+        "averaged": [Path(path).name for path in checkpoints],
+        "parts": [p["data"] for p in payloads],
+    }
+    fields.update(metadata)
+    return save_checkpoint(out, model, **fields)
