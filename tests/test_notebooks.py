@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -124,6 +125,20 @@ def test_notebook_runs_in_quick_mode(path, tmp_path):
         o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
     ]
     assert not errors
+    # the rendered book shows file names or paths relative to the repository, never where the
+    # build machine keeps them
+    machine = [str(ROOT), str(Path.home()), tempfile.gettempdir()]
+    shown = [
+        text
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        for kind, text in [("text", o.get("text", "")), *o.get("data", {}).items()]
+        # images are base64, where a short name such as /tmp turns up by chance
+        if not kind.startswith("image/") and isinstance(text, str)
+        if any(m in text for m in machine)
+    ]
+    assert not shown, f"machine paths in the outputs: {shown[0][:300]}"
 
 
 def _printed_numbers(nb) -> list[str]:
