@@ -198,6 +198,11 @@ def test_image_figures_get_a_scale_bar_when_the_voxel_size_is_known():
     # orthoslices draw in nm: the bar is as many axis units long as it has nm
     fig = plotting.orthoslices(volume, voxel_size_nm=2.0)
     assert [bars(ax)[0].size_bar.get_children()[0].get_width() for ax in fig.axes] == [20.0] * 3
+    # a gallery of patches at their own voxel sizes: 40 voxels are 40 nm or 200 nm wide
+    patch = (volume, volume > 0)
+    fig = plotting.patch_gallery([patch, patch], voxel_size_nm=[1.0, 5.0])
+    labels = [bars(ax)[0].txt_label.get_text() for ax in fig.axes[:2]]
+    assert labels == ["10 nm", "50 nm"]  # the top row: one patch a column
     plt.close("all")
 
 
