@@ -89,12 +89,18 @@ def main(argv=None) -> None:
     wide["f1_gain"] = wide["f1_adapted"] - wide["f1_unadapted"]
     wide = wide.reset_index()
     wide.insert(1, "simulator", args.simulator)
-    wide["network_sha256"] = cd.digest(args.network)
-    wide["adapt_config"] = json.dumps(asdict(cfg), sort_keys=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    wide.to_csv(args.out, index=False)
-    print(wide.drop(columns="adapt_config").round(3).to_string(index=False))
-    print(f"\nwritten: {args.out}")
+    write_summary(wide, args.out, args.network, "adapt_config", cfg)
+
+
+def write_summary(table: pd.DataFrame, out: Path, network: Path, name: str, config) -> None:
+    """Write a benchmark's table with the network's digest and its settings (a dataclass,
+    as JSON in column ``name``), and print it without them."""
+    table["network_sha256"] = cd.digest(network)
+    table[name] = json.dumps(asdict(config), sort_keys=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    print(table.drop(columns=name).round(3).to_string(index=False))
+    print(f"\nwritten: {out}")
 
 
 if __name__ == "__main__":
