@@ -171,3 +171,14 @@ def test_alignment_errors_blur_what_was_sharp():
     np.testing.assert_array_equal(blurred, again)
     # mass is dark: the point's darkest value is fainter when the series is misaligned
     assert blurred.min() / blurred.std() > 0.8 * (sharp.min() / sharp.std())
+
+
+def test_varied_splits_never_share_a_seed():
+    from analysis.errors import ParameterError
+    from analysis.synthetic.variety import VARIED_SEEDS, varied_dataset
+
+    seen = [set(seeds) for seeds in VARIED_SEEDS.values()]
+    assert sum(map(len, seen)) == len(set().union(*seen))  # disjoint
+    assert set(VARIED_SEEDS) == {"train", "validation", "test"}
+    with pytest.raises(ParameterError, match="split must be one of"):
+        varied_dataset("holdout", 1)

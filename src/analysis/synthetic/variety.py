@@ -248,7 +248,13 @@ def quick_conditions(conditions: Conditions, shape=(48, 96, 96)) -> Conditions:
 
 #: Seeds of the varied data set: training and validation draws. Tomograms from these seeds
 #: must never score a network in a benchmark (see analysis.testsim for test data).
-VARIED_SEEDS = {"train": range(10001, 11001), "validation": range(20001, 20101)}
+#: Seeds of the varied sets. "test" is never used to train or to tune anything: it is the harder
+#: tier on which the book shows the errors that the nominal test tomograms do not provoke.
+VARIED_SEEDS = {
+    "train": range(10001, 11001),
+    "validation": range(20001, 20101),
+    "test": range(30001, 30101),
+}
 
 #: Bump when the varied tomograms change, so that cached ones are made again.
 #: 2: residual alignment errors (25 % aligned exactly, else shifts 0.2–3 nm, tilts 0.05–0.7°).
@@ -258,11 +264,11 @@ VARIED_VERSION = 2
 def varied_dataset(
     split: str, n: int, *, outdir: str | os.PathLike | None = None, quick: bool = False
 ) -> list[dict]:
-    """The first ``n`` varied tomograms of ``split`` ("train" or "validation"), cached.
+    """The first ``n`` varied tomograms of ``split`` ("train", "validation" or "test"), cached.
 
     Parameters
     ----------
-    split : {"train", "validation"}
+    split : {"train", "validation", "test"}
     n : int
         How many (the first ``n`` seeds of :data:`VARIED_SEEDS`).
     outdir : path, optional
@@ -277,6 +283,8 @@ def varied_dataset(
     """
     from analysis.synthetic import default_data_dir
 
+    if split not in VARIED_SEEDS:
+        raise ParameterError(f"split must be one of {tuple(VARIED_SEEDS)}, not {split!r}")
     seeds = list(VARIED_SEEDS[split])
     if not 0 <= n <= len(seeds):
         raise ParameterError(f"the varied {split} set has {len(seeds)} tomograms, not {n}")
