@@ -350,6 +350,17 @@ def fetch_into_a_file(d):
     return ["fetch", "portal", "1", "--out", str(out)], out, "is a file"
 
 
+def average_weights_of_another_voxel_size(d):
+    from analysis.models import UNet3D, UNetConfig, save_checkpoint
+
+    net = UNet3D(UNetConfig(depth=2, base_channels=4))
+    kw = dict(normalisation={}, seed=0, data={})
+    first = save_checkpoint(d / "a.pt", net, voxel_size_nm=2.2, **kw)
+    second = save_checkpoint(d / "b.pt", net, voxel_size_nm=1.1, **kw)
+    argv = ["average-weights", str(first), str(second), "--out", str(d / "soup.pt")]
+    return argv, second, "only networks of one kind can be averaged"
+
+
 CASES = [
     not_an_mrc,
     truncated_mrc,
@@ -395,6 +406,7 @@ CASES = [
     synth_into_a_missing_folder,
     fetch_into_a_file,
     adapt_tomogram_missing,
+    average_weights_of_another_voxel_size,
 ]
 
 
