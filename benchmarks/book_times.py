@@ -50,8 +50,12 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     times = read_times(args.build)
+    # the commit that was built: the clone that holds the _build folder, not this checkout
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=args.build.resolve().parent,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     times["commit"] = commit
     times["mode"] = "quick" if os.environ.get("ANALYSIS_QUICK") == "1" else "full"
