@@ -99,9 +99,9 @@ def run(n_varied: int, cache: Path) -> pd.DataFrame:
                         "tomogram": item["name"],
                         "setting": setting,
                         "value": str(value),
-                        "default": value == (DEFAULTS.get(setting)),
-                        **{k: float(s[k]) for k in ("f1", "dice", "delta_d", "precision")},
-                        "recall": float(s["recall"]),
+                        **{
+                            k: float(s[k]) for k in ("f1", "dice", "delta_d", "precision", "recall")
+                        },
                     }
                 )
                 print(f"{item['name']:28s} {setting:24s} {value!s:9s} F1 {s['f1']:.3f}", flush=True)

@@ -117,7 +117,7 @@ def stated_seconds(notebook: Path) -> float:
     found = _STATEMENT.search(text)
     assert found, f"{notebook.name}: no 'Time to run:** about/under N minutes' statement"
     number, unit = found.groups()
-    return float(_NUMBERS.get(number, number) if not number.isdigit() else number) * _UNITS[unit]
+    return float(_NUMBERS.get(number, number)) * _UNITS[unit]
 
 
 def test_time_to_run_statements_are_within_twice_the_measured_times():

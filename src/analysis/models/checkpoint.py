@@ -215,7 +215,7 @@ def average_weights(
             mean = torch.stack([p["model_state"][key].float() for p in payloads]).mean(0)
             state[key] = mean.to(value.dtype)
     model.load_state_dict(state)
-    fields = {k: first[k] for k in ("voxel_size_nm", "normalisation", "seed", "data")}
+    fields = {k: first[k] for k in ("voxel_size_nm", "normalisation", "seed")}
     fields["data"] = {
         "averaged": [Path(path).name for path in checkpoints],
         "parts": [p["data"] for p in payloads],
