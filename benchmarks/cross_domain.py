@@ -18,7 +18,7 @@ taken from git history), the shipped one, and CryoVesNet's published network (tr
 synaptosomes) where ``../shared/cryovesnet/weights.h5`` exists. Scores are against the exact
 truth: final-label Dice, and vesicle precision, recall and F1, pooled over the seeds of a row
 (two per row, 40001–40002 for the generator, 9101–9102 for testsim: never used in training),
-ignoring the vesicles centred within 10 nm of a face (:data:`BORDER_NM`).
+ignoring the vesicles centred within 10 nm of a face (:data:`analysis.evaluate.BORDER_NM`).
 
 Scores are cached per (row, seed, network file, simulator version) in ``--cache``, so a run
 with a new network computes only its column. Run:
@@ -126,15 +126,9 @@ MAKERS = {"generator": generator_tomogram, "testsim": testsim_tomogram}
 VERSIONS = {"generator": GENERATOR_VERSION, "testsim": testsim.TESTSIM_VERSION}
 
 
-#: Vesicles whose visible part is centred within this distance of a face are not scored, in the
-#: truth or the prediction: both simulators cut vesicles by the faces (down to half-radius
-#: caps), and what is left of them is a matter of the volume's edge, not of the network.
-BORDER_NM = 10.0
-
-
 def score(model, tomogram, labels, voxel_size_nm) -> dict:
     """Segment ``tomogram`` with ``model`` (a Predictor) and score it against ``labels``
-    away from the faces (:data:`BORDER_NM`)."""
+    away from the faces (:data:`analysis.evaluate.BORDER_NM`)."""
     probability = predict(tomogram, voxel_size_nm, model)
     failure = ""
     try:
@@ -148,7 +142,7 @@ def score(model, tomogram, labels, voxel_size_nm) -> dict:
         labels,
         voxel_size_nm,
         probability=probability,
-        region_mask=interior_mask(labels.shape, voxel_size_nm, BORDER_NM),
+        region_mask=interior_mask(labels.shape, voxel_size_nm),
     )
     keys = ("dice", "mask_dice", "precision", "recall", "f1", "n_true", "n_pred", "n_matched")
     return {**{k: float(scores[k]) for k in keys}, "failure": failure}

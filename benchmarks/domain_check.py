@@ -155,7 +155,7 @@ def measure(sim, row, seed, model, key, cd_cache: Path, quick: bool, full: bool)
     is the tomogram segmented here, as ``cross_domain.score`` does, which also gives the
     vesicle statistics of the check.
     """
-    from analysis.evaluate import evaluate_segmentation
+    from analysis.evaluate import evaluate_segmentation, interior_mask
     from analysis.postprocess import segment_vesicles
 
     tomo, labels, vs = cd.tomogram(sim, row, seed, quick, cd_cache)
@@ -169,7 +169,7 @@ def measure(sim, row, seed, model, key, cd_cache: Path, quick: bool, full: bool)
         except ValueError:  # nothing found at all
             vesicles, found = None, np.zeros_like(labels)
         if scores is None:
-            region = cd.interior(labels.shape, vs)
+            region = interior_mask(labels.shape, vs)
             scores = evaluate_segmentation(
                 found, labels, vs, probability=probability, region_mask=region
             )

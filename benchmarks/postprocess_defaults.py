@@ -40,7 +40,6 @@ from analysis.synthetic.variety import varied_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "postprocess_defaults.csv"
-BORDER_NM = 10.0
 
 #: The defaults, and the values tried for each setting (one at a time).
 DEFAULTS = dict(threshold=0.5, split="watershed", radius_from="mask", min_profile_correlation=0.3)
@@ -84,7 +83,7 @@ def run(n_varied: int, cache: Path) -> pd.DataFrame:
     rows = []
     for item in calibration_set(n_varied):
         tomo, prob, labels, vs = probability_map(item, model, cache)
-        region = interior_mask(labels.shape, vs, BORDER_NM)
+        region = interior_mask(labels.shape, vs)
         for setting, values in TRIALS.items():
             for value in values:
                 kwargs = {**DEFAULTS, setting: value}

@@ -187,6 +187,8 @@ def test_interior_mask_leaves_out_caps_cut_by_the_faces():
     mask = interior_mask((20, 30, 40), 2.0, 5.0)  # 5 nm = 3 voxels of 2 nm (rounded up)
     assert mask.sum() == 14 * 24 * 34
     assert not mask[:3].any() and mask[3:17, 3:27, 3:37].all()
+    # the default border is the benchmarks' 10 nm: 5 voxels of 2 nm
+    assert interior_mask((20, 30, 40), 2.0).sum() == 10 * 20 * 30
     truth = np.zeros((20, 30, 40), np.int32)
     paint_ball(truth, np.array([10.0, 15.0, 20.0]), 4.0, 1)  # whole
     paint_ball(truth, np.array([10.0, 15.0, -2.0]), 4.0, 2)  # a cap at the x = 0 face

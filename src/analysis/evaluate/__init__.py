@@ -16,7 +16,7 @@ from analysis.evaluate.matching import (
     match_vesicles,
     merges_and_splits,
 )
-from analysis.evaluate.metrics import dice_score, interior_mask, soft_dice
+from analysis.evaluate.metrics import BORDER_NM, dice_score, interior_mask, soft_dice
 from analysis.evaluate.report import (
     REFERENCE,
     SCORE_KEYS,
@@ -29,6 +29,7 @@ from analysis.evaluate.report import (
 )
 
 __all__ = [
+    "BORDER_NM",
     "MATCH_COLUMNS",
     "REFERENCE",
     "SCORE_KEYS",

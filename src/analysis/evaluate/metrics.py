@@ -50,12 +50,20 @@ def soft_dice(
     return 1.0 if total == 0 else float(2.0 * p[t].sum() / total)
 
 
-def interior_mask(shape, voxel_size_nm: float, border_nm: float) -> np.ndarray:
+#: Vesicles whose visible part is centred within this distance (nm) of a face are not scored by
+#: the benchmarks and chapters that use :func:`interior_mask`, in the truth or the prediction:
+#: the simulators cut vesicles by the faces (down to half-radius caps), and what is left of them
+#: is a matter of the volume's edge, not of the network.
+BORDER_NM = 10.0
+
+
+def interior_mask(shape, voxel_size_nm: float, border_nm: float = BORDER_NM) -> np.ndarray:
     """Boolean (z, y, x) mask of ``shape``: True further than ``border_nm`` from every face.
 
     Passed as ``region_mask`` to :func:`analysis.evaluate.evaluate_segmentation`, it leaves out
     the vesicles whose visible part is centred near a face (caps of vesicles cut by the volume,
-    in the truth and in the prediction alike).
+    in the truth and in the prediction alike). The margin is ``border_nm / voxel_size_nm``
+    rounded up to whole voxels; ``border_nm`` defaults to :data:`BORDER_NM` (10 nm).
     """
     margin = int(np.ceil(border_nm / voxel_size_nm))
     mask = np.zeros(shape, bool)
