@@ -364,6 +364,7 @@ def test_average_weights_command_writes_the_mean_network(tmp_path, capsys):
     key = next(k for k, v in soup.items() if v.is_floating_point())
     parts = [read_checkpoint(p)["model_state"][key] for p in paths]
     torch.testing.assert_close(soup[key], (parts[0] + parts[1]) / 2)
+    assert read_checkpoint(out)["data"]["command"].startswith("analysis average-weights ")
     # one checkpoint is not a soup: one line, non-zero exit, nothing written
     assert main(["average-weights", paths[0], "--out", str(tmp_path / "x.pt")]) == EXIT_BAD_INPUT
     assert not (tmp_path / "x.pt").exists()

@@ -159,7 +159,10 @@ def test_averaged_weights_are_the_mean_of_the_parts(tmp_path):
                     module.num_batches_tracked.fill_(10 * (i + 1))
     kw = dict(voxel_size_nm=2.2, normalisation={"method": "percentile"}, seed=0)
     paths = [
-        save_checkpoint(tmp_path / f"n{i}.pt", n, data={"i": i}, **kw) for i, n in enumerate(nets)
+        save_checkpoint(
+            tmp_path / f"n{i}.pt", n, data={"i": i, "train": ["a.mrc", f"t{i % 2}.mrc"]}, **kw
+        )
+        for i, n in enumerate(nets)
     ]
     out = average_weights(paths, tmp_path / "soup.pt")
     soup = read_checkpoint(out)["model_state"]
@@ -171,7 +174,10 @@ def test_averaged_weights_are_the_mean_of_the_parts(tmp_path):
     bn_mean = next(v for k, v in soup.items() if k.endswith("running_mean"))
     assert torch.allclose(bn_mean, torch.ones_like(bn_mean))  # (0 + 1 + 2) / 3
     assert next(v for k, v in soup.items() if k.endswith("num_batches_tracked")) == 10
-    assert read_checkpoint(out)["data"]["averaged"] == ["n0.pt", "n1.pt", "n2.pt"]
+    data = read_checkpoint(out)["data"]
+    assert data["averaged"] == ["n0.pt", "n1.pt", "n2.pt"]
+    assert data["train"] == ["a.mrc", "t0.mrc", "t1.mrc"]  # the union, in order
+    assert [part["i"] for part in data["parts"]] == [0, 1, 2]
 
     other = save_checkpoint(tmp_path / "other.pt", nets[0], data={}, **{**kw, "voxel_size_nm": 1.1})
     with pytest.raises(ParameterError, match="other.pt: its voxel_size_nm"):

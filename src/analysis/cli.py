@@ -395,7 +395,8 @@ def average_weights(
     """Average the weights of networks fine-tuned from one parent (a model soup)."""
     from analysis.models import average_weights as average
 
-    path = average(list(checkpoints), out)
+    names = " ".join(str(c) for c in checkpoints)
+    path = average(list(checkpoints), out, command=f"analysis average-weights {names} --out {out}")
     typer.echo(f"{path}: the mean of {len(checkpoints)} networks' weights")
 
 

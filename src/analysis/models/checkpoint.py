@@ -167,7 +167,10 @@ def export_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, **meta
 
 
 def average_weights(
-    checkpoints: list[str | os.PathLike], out: str | os.PathLike, **metadata: Any
+    checkpoints: list[str | os.PathLike],
+    out: str | os.PathLike,
+    command: str | None = None,
+    **metadata: Any,
 ) -> Path:
     """Write a network whose weights are the mean of several networks' weights (a model soup).
 
@@ -183,7 +186,11 @@ def average_weights(
         Two or more checkpoints (training or model-only) of one architecture, trained at the
         same voxel size with the same normalisation.
     out : path
-        The averaged network, model-only (as :func:`export_weights` writes).
+        The averaged network, model-only (as :func:`export_weights` writes). Its ``data``
+        records the parts' ``data`` and the union of their ``train`` and ``validation``
+        tomograms, in order.
+    command : str, optional
+        How the soup was made (recorded as ``data["command"]``; the CLI records itself).
     **metadata
         Entries that replace the first checkpoint's (e.g. ``data``).
 
@@ -216,9 +223,17 @@ def average_weights(
             state[key] = mean.to(value.dtype)
     model.load_state_dict(state)
     fields = {k: first[k] for k in ("voxel_size_nm", "normalisation", "seed")}
+    parts = [p.get("data") or {} for p in payloads]
     fields["data"] = {
+        # the soup has seen every part's tomograms: the domain check finds its reference by them
+        **{
+            split: list(dict.fromkeys(name for part in parts for name in part.get(split) or []))
+            for split in ("train", "validation")
+        },
         "averaged": [Path(path).name for path in checkpoints],
-        "parts": [p["data"] for p in payloads],
+        "parts": parts,
     }
+    if command:
+        fields["data"]["command"] = command
     fields.update(metadata)
     return save_checkpoint(out, model, **fields)
