@@ -147,7 +147,7 @@ def test_exported_weights_drop_training_state_and_keep_the_curve(tmp_path):
 
 def test_averaged_weights_are_the_mean_of_the_parts(tmp_path):
     from analysis.errors import ParameterError
-    from analysis.models import average_weights, read_checkpoint
+    from analysis.models import average_weights, read_checkpoint, training_history
 
     torch.manual_seed(0)
     nets = [UNet3D(TINY) for _ in range(3)]
@@ -178,6 +178,14 @@ def test_averaged_weights_are_the_mean_of_the_parts(tmp_path):
     assert data["averaged"] == ["n0.pt", "n1.pt", "n2.pt"]
     assert data["train"] == ["a.mrc", "t0.mrc", "t1.mrc"]  # the union, in order
     assert [part["i"] for part in data["parts"]] == [0, 1, 2]
+    assert training_history(read_checkpoint(out)) == []  # no part recorded a curve
+    curve = [{"epoch": 1, "train_loss": 0.5, "val_dice": 0.7}]
+    with_curve = save_checkpoint(
+        tmp_path / "c.pt", nets[1], data={}, metrics={"history": curve}, **kw
+    )
+    assert training_history(read_checkpoint(with_curve)) == curve
+    out = average_weights([paths[0], with_curve], tmp_path / "soup2.pt")
+    assert training_history(read_checkpoint(out)) == [{**curve[0], "run": "part 2"}]
 
     other = save_checkpoint(tmp_path / "other.pt", nets[0], data={}, **{**kw, "voxel_size_nm": 1.1})
     with pytest.raises(ParameterError, match="other.pt: its voxel_size_nm"):

@@ -52,6 +52,13 @@ def test_training_figures():
     history = [{"epoch": e, "train_loss": 1.0 / e, "val_dice": 0.3 + 0.1 * e} for e in (1, 2, 3)]
     fig = plotting.learning_curves(history)
     assert "best 0.600" in fig.axes[1].get_title()
+    # the parts of an averaged network: one line each; epochs without validation are skipped
+    runs = [{**row, "run": "part 1"} for row in history] + [
+        {"epoch": 1, "train_loss": 0.5, "val_dice": float("nan"), "run": "part 2"},
+        {"epoch": 2, "train_loss": 0.4, "val_dice": 0.8, "run": "part 2"},
+    ]
+    fig = plotting.learning_curves(runs)
+    assert len(fig.axes[0].get_lines()) >= 2 and "best 0.800" in fig.axes[1].get_title()
     volume = np.zeros((3, 8, 8), np.float32)
     truth = np.zeros((3, 8, 8), np.uint8)
     truth[1, 2:5, 2:5] = 1

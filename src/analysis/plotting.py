@@ -294,16 +294,27 @@ def learning_curves(history):
     Parameters
     ----------
     history : pandas.DataFrame or list of dict
-        Columns ``epoch``, ``train_loss``, ``val_dice`` (as written by ``analysis.train``).
+        Columns ``epoch``, ``train_loss``, ``val_dice`` (as written by ``analysis.train``), and
+        optionally ``run``: one line per run (the parts of an averaged network,
+        :func:`analysis.models.training_history`).
     """
     import pandas as pd
     import seaborn as sns
 
     frame = pd.DataFrame(history)
+    by_run = {"hue": "run"} if "run" in frame else {}
     fig, (ax_loss, ax_dice) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-    sns.lineplot(data=frame, x="epoch", y="train_loss", marker="o", ax=ax_loss)
+    sns.lineplot(data=frame, x="epoch", y="train_loss", marker="o", ax=ax_loss, **by_run)
     ax_loss.set_ylabel("training loss (Dice + BCE)")
-    sns.lineplot(data=frame, x="epoch", y="val_dice", marker="o", color="tab:green", ax=ax_dice)
+    validated = frame.dropna(subset=["val_dice"])  # epochs without validation have none
+    sns.lineplot(
+        data=validated,
+        x="epoch",
+        y="val_dice",
+        marker="o",
+        ax=ax_dice,
+        **(by_run or {"color": "tab:green"}),
+    )
     ax_dice.set_ylabel("validation Dice")
     ax_dice.set_ylim(0, 1)
     best = frame["val_dice"].max()

@@ -18,6 +18,7 @@ from analysis.models.checkpoint import (
     export_weights,
     read_checkpoint,
     save_checkpoint,
+    training_history,
 )
 from analysis.models.cryovesnet import CryoVesNetConfig, CryoVesNetUNet
 from analysis.models.keras import (
@@ -81,5 +82,6 @@ __all__ = [
     "read_checkpoint",
     "resolve_precision",
     "save_checkpoint",
+    "training_history",
     "select_device",
 ]

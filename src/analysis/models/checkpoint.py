@@ -188,7 +188,8 @@ def average_weights(
     out : path
         The averaged network, model-only (as :func:`export_weights` writes). Its ``data``
         records the parts' ``data`` and the union of their ``train`` and ``validation``
-        tomograms, in order.
+        tomograms, in order, and its ``metrics`` the parts' metrics and learning curves
+        (:func:`training_history`).
     command : str, optional
         How the soup was made (recorded as ``data["command"]``; the CLI records itself).
     **metadata
@@ -235,5 +236,31 @@ def average_weights(
     }
     if command:
         fields["data"]["command"] = command
+    # each part's learning curve (a training checkpoint keeps it beside its metrics)
+    fields["metrics"] = {
+        "parts": [{**(p.get("metrics") or {}), **_history_of(p)} for p in payloads]
+    }
     fields.update(metadata)
     return save_checkpoint(out, model, **fields)
+
+
+def _history_of(payload: dict) -> dict:
+    history = payload.get("history") or (payload.get("metrics") or {}).get("history")
+    return {"history": list(history)} if history else {}
+
+
+def training_history(meta: dict) -> list[dict]:
+    """The learning curve a checkpoint records, one dict per validated or trained epoch.
+
+    For a network made by :func:`average_weights` the curves of its parts, each row with a
+    ``run`` key: ``"part 1"``, ``"part 2"``, … in the order they were averaged (parts that
+    record no curve are left out). Empty if the checkpoint records none.
+    """
+    parts = (meta.get("metrics") or {}).get("parts")
+    if parts is None:
+        return list(_history_of(meta).get("history", []))
+    return [
+        {**row, "run": f"part {i}"}
+        for i, part in enumerate(parts, start=1)
+        for row in part.get("history", [])
+    ]
