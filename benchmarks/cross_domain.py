@@ -13,9 +13,10 @@ by two simulators:
   interpolation inside one renderer, not generalisation.
 
 Columns are networks, all run through the same pipeline (rescaling, tiled inference,
-post-processing): by default the first shipped network (trained on the v3 generator only,
-taken from git history), the shipped one, and CryoVesNet's published network (trained on real
-synaptosomes) where ``../shared/cryovesnet/weights.h5`` exists. Scores are against the exact
+post-processing): by default the first shipped network (trained on the v3 generator only),
+the one shipped before the current one (fine-tuned on varied v1; both taken from git history),
+the shipped one, and CryoVesNet's published network (trained on real synaptosomes) where
+``../shared/cryovesnet/weights.h5`` exists. Scores are against the exact
 truth: final-label Dice, and vesicle precision, recall and F1, pooled over the seeds of a row
 (two per row, 40001–40002 for the generator, 9101–9102 for testsim: never used in training),
 ignoring the vesicles centred within 10 nm of a face (:data:`analysis.evaluate.BORDER_NM`).
@@ -53,6 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT.parent / "shared" / "cryovesnet" / "weights.h5"
 #: the last commit whose shipped network was trained on the v3 generator alone
 FIRST_NETWORK_COMMIT = "779b3ca"
+#: the commit of the network shipped before the current one (fine-tuned on varied v1 alone)
+PREVIOUS_NETWORK_COMMIT = "31bb569"
 SEEDS = {"generator": (40001, 40002), "testsim": (9101, 9102)}
 NOMINAL_SHAPE = (96, 192, 192)
 _DENSE = Scene(field_amplitude=0.2, field_correlation_nm=15.0, field_exponent=2.0, n_actin=15)
@@ -148,12 +151,12 @@ def score(model, tomogram, labels, voxel_size_nm) -> dict:
     return {**{k: float(scores[k]) for k in keys}, "failure": failure}
 
 
-def first_network(cache: Path) -> Path:
-    """The first shipped network (v3 generator only), extracted from git history."""
-    out = cache / f"sv_unet3d_{FIRST_NETWORK_COMMIT}.pt"
+def shipped_network_at(commit: str, cache: Path) -> Path:
+    """The network shipped at ``commit``, extracted from git history (kept in ``cache``)."""
+    out = cache / f"sv_unet3d_{commit}.pt"
     if not out.exists():
         blob = subprocess.run(
-            ["git", "show", f"{FIRST_NETWORK_COMMIT}:src/analysis/weights/sv_unet3d.pt"],
+            ["git", "show", f"{commit}:src/analysis/weights/sv_unet3d.pt"],
             cwd=ROOT,
             capture_output=True,
             check=True,
@@ -186,8 +189,11 @@ def tomogram(sim: str, row: str, seed: int, quick: bool, cache: Path):
     return tomo, labels, vs
 
 
-def run(networks: dict[str, Path], simulators, rows, quick: bool, cache: Path) -> pd.DataFrame:
-    """Score every network on every row and seed; cached scores are reused."""
+def run(
+    networks: dict[str, Path], simulators, rows, quick: bool, cache: Path, seeds=None
+) -> pd.DataFrame:
+    """Score every network on every row and seed (``seeds``, default :data:`SEEDS` of each
+    simulator); cached scores are reused."""
     cache.mkdir(parents=True, exist_ok=True)
     loaded = {}
     records = []
@@ -195,7 +201,7 @@ def run(networks: dict[str, Path], simulators, rows, quick: bool, cache: Path) -
         for row in rows or ROWS[sim]:
             if row not in ROWS[sim]:
                 continue
-            for seed in SEEDS[sim]:
+            for seed in seeds or SEEDS[sim]:
                 tomo = None
                 for name, path in networks.items():
                     key = f"{sim}_{row}_{seed}_{digest(path)}_v{VERSIONS[sim]}" + (
@@ -246,11 +252,14 @@ def main(argv=None) -> None:
         action="append",
         default=[],
         metavar="NAME=PATH",
-        help="a column (repeat); default: first, shipped and published networks",
+        help="a column (repeat); default: first, previous, shipped and published networks",
     )
     parser.add_argument("--simulator", nargs="+", default=["testsim", "generator"])
     parser.add_argument("--rows", nargs="+", help="row names (default: all)")
     parser.add_argument("--quick", action="store_true", help="half-size tomograms")
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, help="other seeds (e.g. fresh ones for a final check)"
+    )
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks/results/cross_domain")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cross_domain.csv")
     args = parser.parse_args(argv)
@@ -259,12 +268,13 @@ def main(argv=None) -> None:
         networks = {k: Path(v) for k, v in (n.split("=", 1) for n in args.network)}
     else:
         networks = {
-            "first": first_network(cache),
+            "first": shipped_network_at(FIRST_NETWORK_COMMIT, cache),
+            "previous": shipped_network_at(PREVIOUS_NETWORK_COMMIT, cache),
             "shipped": ROOT / "src/analysis/weights/sv_unet3d.pt",
         }
         if PUBLISHED.exists():
             networks["published"] = PUBLISHED
-    table = run(networks, args.simulator, args.rows, args.quick, cache)
+    table = run(networks, args.simulator, args.rows, args.quick, cache, args.seeds)
     summary = summarise(table)
     # which file each column is, so that a table shipped with weights can be checked against them
     summary["network_sha256"] = summary["network"].map({k: digest(v) for k, v in networks.items()})
