@@ -15,10 +15,11 @@ A fitted sphere is dropped (``kept = False`` with the reason in ``drop_reason``)
 - its radial profile, scaled to its radius, correlates poorly with the median profile
   (``profile correlation``, below ``min_profile_correlation`` = 0.3).
 
-The two defaults come from the synthetic test set (chapter 4; generator v3, seeds 301-303, the
-shipped network): at 0.999 and 0.5 two true vesicles of 480 are dropped (a small one and one
-whose profile correlates 0.41 with the median) and nothing false; at the defaults none is. On noisier data than the network was trained for they still
-keep precision above 0.96.
+The two defaults were first picked on the synthetic test set (chapter 4; generator v3, seeds
+301-303) and then chosen again on validation data (``benchmarks/postprocess_defaults.py``). With
+the shipped network, stricter limits (Mahalanobis 4.0 — the 0.999 quantile of χ² with 3
+degrees of freedom — and profile correlation 0.5) drop two true vesicles of those 480 and
+nothing false; the defaults drop none (``benchmarks/postprocess_choices.py``).
 """
 
 from __future__ import annotations
