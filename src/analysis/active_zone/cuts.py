@@ -39,7 +39,9 @@ MEMBRANE_NM = 4.0
 #: on those seeds, on average over seven per-image SNRs from 0.25 to 2
 #: (``benchmarks/filament_detection.py --snr 0.25 0.35 0.5 0.7 1 1.4 2``), fitted before the
 #: membrane's profile was measured in the cytoplasm alone, which moved the tether cut from
-#: −0.5 (:func:`~analysis.active_zone.remove_boundary_profiles`).
+#: −0.5 (:func:`~analysis.active_zone.remove_boundary_profiles`). Fitted again since (five
+#: SNRs, 0.25–2), the connector slope comes out the same and the tether slope is poorly
+#: determined (−0.05 on the five, −0.35 leaving out 0.7), so both are kept.
 PATH_CUT_MODEL = MappingProxyType({"connector": (-0.79, -0.35), "tether": (-0.62, -0.2)})
 #: Membrane contrasts of those generated tomograms (SNR 0.25 to 2); beyond, clipped.
 CONTRAST_RANGE = (0.80, 2.16)
