@@ -20,8 +20,8 @@ the faces (10 nm, as benchmarks/cross_domain.py). A setting is "chosen" per tier
 F1, then the mean Dice. Writes benchmarks/results/postprocess_defaults.csv and prints the
 table; the test seeds are not touched.
 
-Run:  .venv/bin/python benchmarks/postprocess_defaults.py --varied 12   (about 30 minutes on
-one core; 15 with the default 4)
+Run:  .venv/bin/python benchmarks/postprocess_defaults.py --varied 12   (about five minutes on
+one core)
 """
 
 from __future__ import annotations
