@@ -231,3 +231,18 @@ def test_group_figures_draw_the_t_interval_over_synapses():
     assert np.isclose(ends[0], 1.536686, atol=1e-6)
     assert ax.get_ylabel() == "measure (unit)"
     plt.close(fig)
+
+
+def test_fractions_by_distance_draws_one_group_or_two():
+    import pandas as pd
+
+    values = [0.2, 0.4, 0.3, 0.1, 0.3, 0.2]
+    per_bin = pd.DataFrame(
+        {"from_nm": [0, 0, 0, 5, 5, 5], "to_nm": [5, 5, 5, 10, 10, 10], "tethered": values}
+    )
+    for groups in (["a"] * 6, ["a", "b", "a", "b", "a", "b"]):  # one group used to crash
+        fig = plotting.fractions_by_distance(per_bin.assign(group=groups), {"tethered": "t"})
+        ax = fig.axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["0-5", "5-10"]
+        assert ax.get_ylabel() == "t"
+        plt.close(fig)

@@ -716,17 +716,19 @@ def fractions_by_distance(per_bin, columns, *, group: str = "group"):
     table = per_bin.assign(
         bin=[f"{a:g}-{b:g}" for a, b in zip(per_bin["from_nm"], per_bin["to_nm"], strict=True)]
     )
+    # seaborn divides the dodge by (number of groups - 1): one group must not dodge
+    several = table[group].nunique() > 1
     fig, axes = plt.subplots(
         1, len(columns), figsize=(5.5 * len(columns), 3.6), constrained_layout=True
     )
     for ax, (column, label) in zip(np.atleast_1d(axes), columns.items(), strict=True):
-        sns.stripplot(table, x="bin", y=column, hue=group, dodge=True, alpha=0.35, ax=ax)
+        sns.stripplot(table, x="bin", y=column, hue=group, dodge=several, alpha=0.35, ax=ax)
         sns.pointplot(
             table,
             x="bin",
             y=column,
             hue=group,
-            dodge=0.4,
+            dodge=0.4 if several else False,
             errorbar=t_interval,
             linestyle="none",
             capsize=0.1,
