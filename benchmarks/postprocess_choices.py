@@ -23,7 +23,7 @@ from analysis.evaluate import dice_score, evaluate_segmentation, merges_and_spli
 from analysis.inference import predict
 from analysis.io import read_tomogram
 from analysis.models import Predictor
-from analysis.postprocess import label_vesicles, segment_vesicles
+from analysis.postprocess import segment_vesicles
 from analysis.synthetic import sample_dataset
 
 #: Stricter outlier limits than the defaults (Mahalanobis 5.1, profile correlation 0.3).
@@ -44,11 +44,10 @@ def main() -> None:
         vs = tomo.voxel_size_nm
         probability = predict(tomo.data, vs, model)
         name = files["tomogram"].stem
+        by_choice = {}
         for threshold in (0.5, 0.3):
-            mask = probability > threshold
             for method in ("none", "watershed", "threshold"):
-                labels = label_vesicles(mask, vs, split=method, probability=probability)
-                result = segment_vesicles(
+                result = by_choice[threshold, method] = segment_vesicles(
                     probability, tomo.data, vs, threshold=threshold, split=method
                 )
                 splits.append(
@@ -56,12 +55,14 @@ def main() -> None:
                         "tomogram": name,
                         "threshold": threshold,
                         "method": method,
-                        **merges_and_splits(labels, truth),
+                        # the candidates as split, before the sphere fits and outlier limits
+                        **merges_and_splits(result.mask_labels, truth),
                         "f1": scores_of(result, truth, vs)["f1"],
                     }
                 )
-        for limits_name, limits in (("defaults", {}), ("strict", STRICT)):
-            result = segment_vesicles(probability, tomo.data, vs, **limits)
+        strict = segment_vesicles(probability, tomo.data, vs, **STRICT)
+        # the defaults are threshold 0.5 and the watershed, segmented above
+        for limits_name, result in (("defaults", by_choice[0.5, "watershed"]), ("strict", strict)):
             outliers.append(
                 {
                     "tomogram": name,
