@@ -10,7 +10,7 @@ On the three held-out synthetic tomograms (generator v3, seeds 301–303, 128 ×
   0.5): vesicles found, true ones matched, precision and recall;
 * **mask against spheres** — the Dice of the mask p > 0.5 and of the final labels.
 
-Run (about three minutes on one core):
+Run (about a minute on one core):
 
     .venv/bin/python benchmarks/postprocess_choices.py
 """
