@@ -21,17 +21,21 @@ truth: final-label Dice, and vesicle precision, recall and F1, pooled over the s
 (two per row, 40001–40002 for the generator, 9101–9102 for testsim: never used in training),
 ignoring the vesicles centred within 10 nm of a face (:data:`analysis.evaluate.BORDER_NM`).
 
-Scores are cached per (row, seed, network file, simulator version) in ``--cache``, so a run
-with a new network computes only its column. Run:
+Probability maps are cached per (row, seed, network file, simulator version) in ``--cache``
+(``maps/``, float16), and scores per the same and the post-processing defaults, so a run with
+a new network computes only its column, and a change of the defaults only re-segments. Run:
 
     .venv/bin/python benchmarks/cross_domain.py
     .venv/bin/python benchmarks/cross_domain.py --network candidate=data/cache/x.pt --quick
+    .venv/bin/python benchmarks/cross_domain.py --postprocess min_profile_correlation=0.3
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import inspect
 import json
 import subprocess
 import time
@@ -43,6 +47,7 @@ import pandas as pd
 from analysis import testsim
 from analysis.evaluate import evaluate_segmentation, interior_mask
 from analysis.inference import predict
+from analysis.io.atomic import atomic_output
 from analysis.models import Predictor
 from analysis.models.keras import sha256
 from analysis.postprocess import segment_vesicles
@@ -129,13 +134,13 @@ MAKERS = {"generator": generator_tomogram, "testsim": testsim_tomogram}
 VERSIONS = {"generator": GENERATOR_VERSION, "testsim": testsim.TESTSIM_VERSION}
 
 
-def score(model, tomogram, labels, voxel_size_nm) -> dict:
-    """Segment ``tomogram`` with ``model`` (a Predictor) and score it against ``labels``
-    away from the faces (:data:`analysis.evaluate.BORDER_NM`)."""
-    probability = predict(tomogram, voxel_size_nm, model)
+def score(probability, tomogram, labels, voxel_size_nm, postprocess=None) -> dict:
+    """Segment ``tomogram`` from its ``probability`` map with the post-processing defaults (or
+    ``postprocess``, keyword arguments of :func:`segment_vesicles` that replace them) and score
+    it against ``labels`` away from the faces (:data:`analysis.evaluate.BORDER_NM`)."""
     failure = ""
     try:
-        found = segment_vesicles(probability, tomogram, voxel_size_nm).labels
+        found = segment_vesicles(probability, tomogram, voxel_size_nm, **(postprocess or {})).labels
     except ValueError as err:  # a map with nothing (or everything) above threshold
         if isinstance(err, np.linalg.LinAlgError):
             raise
@@ -149,6 +154,46 @@ def score(model, tomogram, labels, voxel_size_nm) -> dict:
     )
     keys = ("dice", "mask_dice", "precision", "recall", "f1", "n_true", "n_pred", "n_matched")
     return {**{k: float(scores[k]) for k in keys}, "failure": failure}
+
+
+def postprocess_key(postprocess=None) -> str:
+    """A digest of the post-processing settings: :func:`segment_vesicles`' defaults, replaced
+    by ``postprocess`` where given. Scores cached under other settings are not reused (the
+    probability maps are)."""
+    skip = ("memory_limit_bytes", "scratch_dir")
+    settings = {
+        name: p.default
+        for name, p in inspect.signature(segment_vesicles).parameters.items()
+        if p.default is not inspect.Parameter.empty and name not in skip
+    }
+    text = json.dumps({**settings, **(postprocess or {})}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def map_key(sim: str, row: str, seed: int, path: Path, quick: bool) -> str:
+    """The name of (row, seed, network file) in the cache: its probability map's file name."""
+    return f"{sim}_{row}_{seed}_{digest(path)}_v{VERSIONS[sim]}" + ("_quick" if quick else "")
+
+
+def score_key(sim: str, row: str, seed: int, path: Path, quick: bool, postprocess=None) -> str:
+    """The name of the cached scores of (row, seed, network file) under today's defaults (or
+    ``postprocess``)."""
+    return f"{map_key(sim, row, seed, path, quick)}_pp{postprocess_key(postprocess)}"
+
+
+def probability_map(model, tomogram, voxel_size_nm, path: Path) -> np.ndarray:
+    """The network's map of ``tomogram``, kept in ``path`` as float16 (predicted if missing).
+
+    The map is rounded to float16 also when it was just predicted, so that a first run and a
+    rerun from the cache give the same scores.
+    """
+    if path.exists():
+        return np.load(path).astype(np.float32)
+    kept = predict(tomogram, voxel_size_nm, model).astype(np.float16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, kept)
+    return kept.astype(np.float32)
 
 
 def shipped_network_at(commit: str, cache: Path) -> Path:
@@ -190,10 +235,17 @@ def tomogram(sim: str, row: str, seed: int, quick: bool, cache: Path):
 
 
 def run(
-    networks: dict[str, Path], simulators, rows, quick: bool, cache: Path, seeds=None
+    networks: dict[str, Path],
+    simulators,
+    rows,
+    quick: bool,
+    cache: Path,
+    seeds=None,
+    postprocess: dict | None = None,
 ) -> pd.DataFrame:
     """Score every network on every row and seed (``seeds``, default :data:`SEEDS` of each
-    simulator); cached scores are reused."""
+    simulator) with the post-processing defaults or ``postprocess``; cached scores and maps
+    are reused."""
     cache.mkdir(parents=True, exist_ok=True)
     loaded = {}
     records = []
@@ -204,10 +256,7 @@ def run(
             for seed in seeds or SEEDS[sim]:
                 tomo = None
                 for name, path in networks.items():
-                    key = f"{sim}_{row}_{seed}_{digest(path)}_v{VERSIONS[sim]}" + (
-                        "_quick" if quick else ""
-                    )
-                    hit = cache / f"{key}.json"
+                    hit = cache / f"{score_key(sim, row, seed, path, quick, postprocess)}.json"
                     if hit.exists():
                         result = json.loads(hit.read_text())
                     else:
@@ -216,7 +265,9 @@ def run(
                         if name not in loaded:
                             loaded[name] = load(path)
                         started = time.perf_counter()
-                        result = score(loaded[name], tomo, labels, vs)
+                        maps = cache / "maps" / f"{map_key(sim, row, seed, path, quick)}.npy"
+                        probability = probability_map(loaded[name], tomo, vs, maps)
+                        result = score(probability, tomo, labels, vs, postprocess)
                         result["seconds"] = round(time.perf_counter() - started, 1)
                         hit.write_text(json.dumps(result))
                     records.append(
@@ -245,6 +296,14 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def parse_value(text: str):
+    """A ``--postprocess`` value: JSON (numbers, null, true) or else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -260,9 +319,18 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--seeds", nargs="+", type=int, help="other seeds (e.g. fresh ones for a final check)"
     )
+    parser.add_argument(
+        "--postprocess",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of segment_vesicles instead of its default (repeat; JSON values), "
+        "e.g. min_profile_correlation=0.3",
+    )
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks/results/cross_domain")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cross_domain.csv")
     args = parser.parse_args(argv)
+    postprocess = {k: parse_value(v) for k, v in (p.split("=", 1) for p in args.postprocess)}
     cache = args.cache
     if args.network:
         networks = {k: Path(v) for k, v in (n.split("=", 1) for n in args.network)}
@@ -274,7 +342,7 @@ def main(argv=None) -> None:
         }
         if PUBLISHED.exists():
             networks["published"] = PUBLISHED
-    table = run(networks, args.simulator, args.rows, args.quick, cache, args.seeds)
+    table = run(networks, args.simulator, args.rows, args.quick, cache, args.seeds, postprocess)
     summary = summarise(table)
     # which file each column is, so that a table shipped with weights can be checked against them
     summary["network_sha256"] = summary["network"].map({k: digest(v) for k, v in networks.items()})

@@ -17,7 +17,8 @@ Two commands:
     calibration seeds (testsim 9101, generator 40001) so that the warning fires where
     F1 < 0.9 and stays quiet where F1 ≥ 0.95, and the confusion table is reported on the
     held-out seeds (9102, 40002). Features are cached per (row, seed, network file, simulator
-    version) in ``--cache``.
+    version) in ``--cache`` (with ``--full`` also per post-processing settings); the F1 is
+    always the benchmark's current one.
 
 Run (the first shipped network, trained on the v3 generator only):
 
@@ -43,7 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import cross_domain as cd  # noqa: E402
 
-from analysis.inference import domain, predict  # noqa: E402
+from analysis.inference import domain  # noqa: E402
 from analysis.io import read_tomogram  # noqa: E402
 from analysis.normalise import DEFAULT_NORMALISATION, centre_and_scale  # noqa: E402
 
@@ -147,6 +148,9 @@ def _cached_score(cd_cache: Path, key: str) -> dict | None:
     return json.loads(hit.read_text()) if hit.exists() else None
 
 
+SCORES = ("f1", "precision", "recall", "dice")
+
+
 def measure(sim, row, seed, model, key, cd_cache: Path, quick: bool, full: bool) -> dict:
     """Features and F1 of one (row, seed) for a loaded ``model``.
 
@@ -162,7 +166,8 @@ def measure(sim, row, seed, model, key, cd_cache: Path, quick: bool, full: bool)
     scores = _cached_score(cd_cache, key)
     vesicles = None
     if scores is None or full:
-        probability = predict(tomo, vs, model)
+        maps = cd_cache / "maps" / f"{key.rsplit('_pp', 1)[0]}.npy"  # key: cd.score_key
+        probability = cd.probability_map(model, tomo, vs, maps)
         try:
             segmented = segment_vesicles(probability, tomo, vs)
             vesicles, found = segmented.table, segmented.labels
@@ -173,17 +178,19 @@ def measure(sim, row, seed, model, key, cd_cache: Path, quick: bool, full: bool)
             scores = evaluate_segmentation(
                 found, labels, vs, probability=probability, region_mask=region
             )
-    scores = {k: float(scores[k]) for k in ("f1", "precision", "recall", "dice")}
+    scores = {k: float(scores[k]) for k in SCORES}
     started = time.perf_counter()
     features = domain.domain_features(tomo, vs, model, vesicles=vesicles)
     features["seconds_check"] = round(time.perf_counter() - started, 2)
     return {"simulator": sim, "row": row, "seed": seed, **scores, **features}
 
 
-def cache_key(sim: str, row: str, seed: int, path: Path, quick: bool) -> str:
-    """The cross-domain benchmark's name for the scores of (row, seed, network file)."""
-    quick_tag = "_quick" if quick else ""
-    return f"{sim}_{row}_{seed}_{cd.digest(path)}_v{cd.VERSIONS[sim]}{quick_tag}"
+def cache_key(sim: str, row: str, seed: int, path: Path, quick: bool, full: bool) -> str:
+    """The name of the check's features of (row, seed, network file): the image and network
+    numbers do not depend on the post-processing, the vesicle statistics (``full``) do."""
+    if full:
+        return cd.score_key(sim, row, seed, path, quick)
+    return cd.map_key(sim, row, seed, path, quick)
 
 
 def collect(name, path, cache: Path, cd_cache: Path, options: argparse.Namespace):
@@ -204,17 +211,21 @@ def collect(name, path, cache: Path, cd_cache: Path, options: argparse.Namespace
         if options.rows is None or row in options.rows
     ]
     for sim, row, seed in jobs:
-        key = cache_key(sim, row, seed, path, options.quick)
-        hit = cache / f"{key}.json"
+        hit = cache / f"{cache_key(sim, row, seed, path, options.quick, options.full)}.json"
         record = json.loads(hit.read_text()) if hit.exists() else None
-        unscored = _cached_score(cd_cache, key) is None
-        if record is None and (options.cached or (options.scored and unscored)):
+        score_key = cd.score_key(sim, row, seed, path, options.quick)
+        scores = _cached_score(cd_cache, score_key)
+        if record is None and (options.cached or (options.scored and scores is None)):
             continue
         if record is None:
             if model is None:
                 model = cd.load(path)
-            record = measure(sim, row, seed, model, key, cd_cache, options.quick, options.full)
+            record = measure(
+                sim, row, seed, model, score_key, cd_cache, options.quick, options.full
+            )
             hit.write_text(json.dumps(domain._plain(record)))
+        elif scores is not None:  # the features are kept; the scores follow the post-processing
+            record.update({k: float(scores[k]) for k in SCORES})
         record["network"] = name
         records.append(record)
         print(

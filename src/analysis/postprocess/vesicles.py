@@ -98,7 +98,7 @@ def segment_vesicles(
     max_radius_nm: float | None = None,
     radius_from: str = "mask",
     max_mahalanobis: float | None = None,
-    min_profile_correlation: float = 0.3,
+    min_profile_correlation: float = 0.2,
     split: bool | str = "watershed",
     memory_limit_bytes: int = WORK_MEMORY_BYTES,
     scratch_dir: str | os.PathLike | None = None,
