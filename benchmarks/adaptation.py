@@ -13,6 +13,8 @@ only computes what is new. Run:
 
     .venv/bin/python benchmarks/adaptation.py
     .venv/bin/python benchmarks/adaptation.py --rows misaligned nominal --steps-per-epoch 25
+    .venv/bin/python benchmarks/adaptation.py --rows misaligned \
+        --adapt-seeds 9203 9204 --seeds 9103 9104 --out /tmp/calibration.csv   # calibration
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cross_domain as cd  # noqa: E402
 
-from analysis.adapt import AdaptConfig, adapt  # noqa: E402
+from analysis.adapt import METHOD_VERSION, AdaptConfig, adapt  # noqa: E402
 from analysis.evaluate import cross_domain_scores  # noqa: E402
 from analysis.models import read_checkpoint  # noqa: E402
 
@@ -47,14 +49,19 @@ def default_rows(network: Path, simulator: str, below: float = 0.95) -> list[str
     return sorted(set(mine.loc[mine.f1 < below, "row"]) | {"nominal"})
 
 
-def adapted_network(network: Path, sim: str, row: str, cfg: AdaptConfig, cache: Path) -> Path:
-    """The network adapted on the unlabelled tomograms of a row (made once, cached)."""
-    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:8]
-    out = cache / "adapted" / f"{sim}_{row}_{cd.digest(network)}_{key}.pt"
+def adapted_network(
+    network: Path, sim: str, row: str, cfg: AdaptConfig, cache: Path, seeds=ADAPT_SEEDS
+) -> Path:
+    """The network adapted on the unlabelled tomograms ``seeds`` of a row (made once, cached
+    under its settings and the adaptation method's version)."""
+    settings = {**asdict(cfg), "method_version": METHOD_VERSION}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    tag = "" if tuple(seeds) == ADAPT_SEEDS else "_on" + "-".join(map(str, seeds))
+    out = cache / "adapted" / f"{sim}_{row}_{cd.digest(network)}_{key}{tag}.pt"
     # an interrupted run is resumed; a finished one is used as it is
     if not out.exists() or read_checkpoint(out)["epoch"] < cfg.epochs:
         tomos, sizes, names = [], [], []
-        for seed in ADAPT_SEEDS:
+        for seed in seeds:
             tomo, _, vs = cd.tomogram(sim, row, seed, False, cache)  # labels never used
             tomos.append(tomo)
             sizes.append(vs)
@@ -72,6 +79,16 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=AdaptConfig.epochs)
     parser.add_argument("--steps-per-epoch", type=int, default=AdaptConfig.steps_per_epoch)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--adapt-seeds",
+        nargs="+",
+        type=int,
+        default=list(ADAPT_SEEDS),
+        help="the unlabelled tomograms adapted on (other seeds: a calibration run)",
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, help="the tomograms scored (default 9101 9102)"
+    )
     parser.add_argument("--cache", type=Path, default=cd.ROOT / "benchmarks/results/cross_domain")
     parser.add_argument("--out", type=Path, default=cd.ROOT / "benchmarks/results/adaptation.csv")
     args = parser.parse_args(argv)
@@ -79,9 +96,11 @@ def main(argv=None) -> None:
     rows = args.rows or default_rows(args.network, args.simulator)
     summaries = []
     for row in rows:
-        adapted = adapted_network(args.network, args.simulator, row, cfg, args.cache)
+        adapted = adapted_network(
+            args.network, args.simulator, row, cfg, args.cache, args.adapt_seeds
+        )
         networks = {"unadapted": args.network, "adapted": adapted}
-        table = cd.run(networks, [args.simulator], [row], False, args.cache)
+        table = cd.run(networks, [args.simulator], [row], False, args.cache, args.seeds)
         summaries.append(cd.summarise(table))
     summary = pd.concat(summaries, ignore_index=True)
     wide = summary.pivot_table(index="row", columns="network", values=["f1", "dice"], sort=False)

@@ -31,18 +31,43 @@ def test_pseudo_labels_keep_only_confident_voxels():
     assert valid.tolist() == [1, 1, 1, 0, 0, 0, 1, 1, 1]
 
 
-def test_ema_update_averages_weights_and_copies_batch_statistics():
+def test_ema_update_averages_weights_and_leaves_batch_statistics():
     torch.manual_seed(0)
     cfg = UNetConfig(depth=2, base_channels=4)
     teacher, student = UNet3D(cfg), UNet3D(cfg)
     for b in student.buffers():
         b.add_(3)
     before = [p.clone() for p in teacher.parameters()]
+    kept = [b.clone() for b in teacher.buffers()]
     ad.ema_update(teacher, student, 0.75)
     for t, s, b in zip(teacher.parameters(), student.parameters(), before, strict=True):
         torch.testing.assert_close(t, 0.75 * b + 0.25 * s)
-    for t, s in zip(teacher.buffers(), student.buffers(), strict=True):
-        assert torch.equal(t, s)
+    for t, b in zip(teacher.buffers(), kept, strict=True):
+        assert torch.equal(t, b)
+
+
+def test_teacher_statistics_follow_the_clean_patches():
+    # the first batch-norm layer sees the input (one channel through a convolution): fed
+    # patches of mean 5 again and again, its running mean converges to the convolution of 5,
+    # and the weights do not move
+    torch.manual_seed(0)
+    teacher = UNet3D(UNetConfig(depth=2, base_channels=4))
+    teacher.eval()
+    weights = [p.clone() for p in teacher.parameters()]
+    clean = torch.full((2, 1, 16, 16, 16), 5.0) + 0.1 * torch.randn(2, 1, 16, 16, 16)
+    for _ in range(100):
+        ad.update_statistics(teacher, clean)
+    assert not teacher.training
+    conv, norm = next(
+        (m, n)
+        for m, n in zip(teacher.modules(), list(teacher.modules())[1:], strict=False)
+        if isinstance(m, torch.nn.Conv3d) and isinstance(n, torch.nn.BatchNorm3d)
+    )
+    with torch.no_grad():
+        expected = conv(clean).mean(dim=(0, 2, 3, 4))
+    torch.testing.assert_close(norm.running_mean, expected, rtol=0.02, atol=0.02)
+    for p, w in zip(teacher.parameters(), weights, strict=True):
+        assert torch.equal(p, w)
 
 
 def test_intensity_is_augment_without_the_flips():
