@@ -175,6 +175,11 @@ def map_key(sim: str, row: str, seed: int, path: Path, quick: bool) -> str:
     return f"{sim}_{row}_{seed}_{digest(path)}_v{VERSIONS[sim]}" + ("_quick" if quick else "")
 
 
+def map_path(cache: Path, sim: str, row: str, seed: int, path: Path, quick: bool) -> Path:
+    """Where :func:`probability_map` keeps the map of (row, seed, network file) in ``cache``."""
+    return cache / "maps" / f"{map_key(sim, row, seed, path, quick)}.npy"
+
+
 def score_key(sim: str, row: str, seed: int, path: Path, quick: bool, postprocess=None) -> str:
     """The name of the cached scores of (row, seed, network file) under today's defaults (or
     ``postprocess``)."""
@@ -265,7 +270,7 @@ def run(
                         if name not in loaded:
                             loaded[name] = load(path)
                         started = time.perf_counter()
-                        maps = cache / "maps" / f"{map_key(sim, row, seed, path, quick)}.npy"
+                        maps = map_path(cache, sim, row, seed, path, quick)
                         probability = probability_map(loaded[name], tomo, vs, maps)
                         result = score(probability, tomo, labels, vs, postprocess)
                         result["seconds"] = round(time.perf_counter() - started, 1)

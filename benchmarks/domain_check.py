@@ -151,22 +151,21 @@ def _cached_score(cd_cache: Path, key: str) -> dict | None:
 SCORES = ("f1", "precision", "recall", "dice")
 
 
-def measure(sim, row, seed, model, key, cd_cache: Path, quick: bool, full: bool) -> dict:
+def measure(sim, row, seed, model, scores, maps: Path, cd_cache: Path, quick: bool, full: bool):
     """Features and F1 of one (row, seed) for a loaded ``model``.
 
     The tomogram comes from the cross-domain benchmark's cache (made and kept there if
-    missing), the F1 from its cached scores. Only where there is no score (or with ``full``)
-    is the tomogram segmented here, as ``cross_domain.score`` does, which also gives the
-    vesicle statistics of the check.
+    missing), the F1 from its cached ``scores`` (None if there are none). Only where there is
+    no score (or with ``full``) is the tomogram segmented here, as ``cross_domain.score`` does,
+    from the probability map kept at ``maps`` (:func:`cross_domain.map_path`), which also
+    gives the vesicle statistics of the check.
     """
     from analysis.evaluate import evaluate_segmentation, interior_mask
     from analysis.postprocess import segment_vesicles
 
     tomo, labels, vs = cd.tomogram(sim, row, seed, quick, cd_cache)
-    scores = _cached_score(cd_cache, key)
     vesicles = None
     if scores is None or full:
-        maps = cd_cache / "maps" / f"{key.rsplit('_pp', 1)[0]}.npy"  # key: cd.score_key
         probability = cd.probability_map(model, tomo, vs, maps)
         try:
             segmented = segment_vesicles(probability, tomo, vs)
@@ -213,15 +212,15 @@ def collect(name, path, cache: Path, cd_cache: Path, options: argparse.Namespace
     for sim, row, seed in jobs:
         hit = cache / f"{cache_key(sim, row, seed, path, options.quick, options.full)}.json"
         record = json.loads(hit.read_text()) if hit.exists() else None
-        score_key = cd.score_key(sim, row, seed, path, options.quick)
-        scores = _cached_score(cd_cache, score_key)
+        scores = _cached_score(cd_cache, cd.score_key(sim, row, seed, path, options.quick))
         if record is None and (options.cached or (options.scored and scores is None)):
             continue
         if record is None:
             if model is None:
                 model = cd.load(path)
+            maps = cd.map_path(cd_cache, sim, row, seed, path, options.quick)
             record = measure(
-                sim, row, seed, model, score_key, cd_cache, options.quick, options.full
+                sim, row, seed, model, scores, maps, cd_cache, options.quick, options.full
             )
             hit.write_text(json.dumps(domain._plain(record)))
         elif scores is not None:  # the features are kept; the scores follow the post-processing
