@@ -651,14 +651,32 @@ def evaluate(
         float | None,
         typer.Option(help="Voxel size the .mod was drawn at, if the model does not say."),
     ] = None,
+    misses: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write why each missed true vesicle was missed (CSV; needs --table, and "
+            "--probability to tell 'not segmented' from 'no candidate')."
+        ),
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(help="The probability threshold the segmentation used (--misses).")
+    ] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Score a segmentation against a manual one: Dice, F1, diameter and centre errors."""
     import json
 
-    from analysis.evaluate import evaluate_files
+    from analysis.evaluate import (
+        evaluate_inputs,
+        explain_inputs,
+        read_evaluation,
+        summarise_misses,
+    )
+    from analysis.io import atomic_output
 
-    scores = evaluate_files(
+    if misses is not None and table is None:
+        raise ParameterError("--misses needs the vesicle table: give --table STEM_vesicles.csv")
+    inputs = read_evaluation(
         pred,
         truth,
         probability=probability,
@@ -666,6 +684,12 @@ def evaluate(
         pred_table=table,
         model_voxel_size_nm=model_voxel_size_nm,
     )
+    scores = evaluate_inputs(inputs)
+    if misses is not None:
+        explained = explain_inputs(inputs, threshold)
+        with atomic_output(misses) as tmp:
+            explained.to_csv(tmp, index=False)
+        typer.echo(f"{misses}: {summarise_misses(explained)}", err=True)
     if as_json:
         # NaN is not JSON: scores that do not exist (no probability map, no match) are null.
         clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in scores.items()}

@@ -4,9 +4,11 @@ Voxel overlap (:mod:`.metrics`: Dice of the final labels, soft Dice of the netwo
 per-vesicle detection (:mod:`.matching`: a true vesicle is found when a predicted centre lies
 inside it, one-to-one by the Hungarian algorithm; precision, recall, F1; diameter deviation
 δd and centre error Δc; connectors and tethers by the pairs they join, and per-vesicle counts
-of them against the truth) and the per-tomogram and summary tables (:mod:`.report`).
+of them against the truth), why each missed vesicle was missed (:mod:`.misses`: by the network
+or by a post-processing step), how conspicuous the vesicles are (:mod:`.contrast`) and the per-tomogram and summary tables (:mod:`.report`).
 """
 
+from analysis.evaluate.contrast import membrane_contrast
 from analysis.evaluate.matching import (
     MATCH_COLUMNS,
     count_errors,
@@ -17,20 +19,34 @@ from analysis.evaluate.matching import (
     merges_and_splits,
 )
 from analysis.evaluate.metrics import BORDER_NM, dice_score, interior_mask, soft_dice
+from analysis.evaluate.misses import (
+    MISS_CAUSES,
+    MISS_COLUMNS,
+    explain_inputs,
+    explain_misses,
+    miss_causes,
+    summarise_misses,
+)
 from analysis.evaluate.report import (
     REFERENCE,
     SCORE_KEYS,
     cross_domain_scores,
     evaluate_files,
+    evaluate_inputs,
     evaluate_segmentation,
+    kept_rows,
+    match_labels,
     outcome_table,
     outcome_volume,
+    read_evaluation,
     summarise,
 )
 
 __all__ = [
     "BORDER_NM",
     "MATCH_COLUMNS",
+    "MISS_CAUSES",
+    "MISS_COLUMNS",
     "REFERENCE",
     "SCORE_KEYS",
     "count_errors",
@@ -38,14 +54,23 @@ __all__ = [
     "cross_domain_scores",
     "dice_score",
     "evaluate_files",
+    "evaluate_inputs",
     "evaluate_segmentation",
+    "explain_inputs",
+    "explain_misses",
     "filament_curve",
     "filament_detection",
     "interior_mask",
+    "kept_rows",
+    "match_labels",
     "match_vesicles",
+    "membrane_contrast",
+    "miss_causes",
     "merges_and_splits",
     "outcome_table",
     "outcome_volume",
+    "read_evaluation",
     "soft_dice",
     "summarise",
+    "summarise_misses",
 ]

@@ -53,6 +53,35 @@ def _inside(table: pd.DataFrame, region: np.ndarray) -> pd.DataFrame:
     return table[region[tuple(centre_voxels(table, region.shape).T)]]
 
 
+def match_labels(
+    pred_labels: np.ndarray,
+    truth_labels: np.ndarray,
+    voxel_size_nm: float,
+    *,
+    pred_table: pd.DataFrame | None = None,
+    truth_table: pd.DataFrame | None = None,
+    region_mask: np.ndarray | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The predicted and true vesicles that :func:`evaluate_segmentation` scores, and their
+    matches (:func:`match_vesicles`); arguments as there.
+
+    Returns
+    -------
+    pred_table, truth_table, matches : pandas.DataFrame
+        The tables restricted to ``region_mask`` (centres inside it) and the one-to-one matches.
+    """
+    if pred_table is None:
+        pred_table = label_table(np.asarray(pred_labels).astype(np.int64), voxel_size_nm)
+    if truth_table is None:
+        truth_table = label_table(np.asarray(truth_labels).astype(np.int64), voxel_size_nm)
+    if region_mask is not None:
+        region_mask = np.asarray(region_mask, dtype=bool)
+        pred_table = _inside(pred_table, region_mask)
+        truth_table = _inside(truth_table, region_mask)
+    matches = match_vesicles(pred_table, truth_table, voxel_size_nm, truth_labels=truth_labels)
+    return pred_table, truth_table, matches
+
+
 def evaluate_segmentation(
     pred_labels: np.ndarray,
     truth_labels: np.ndarray,
@@ -90,15 +119,16 @@ def evaluate_segmentation(
         raise ValueError(
             f"prediction {pred_labels.shape} and truth {truth_labels.shape} differ in shape"
         )
-    if pred_table is None:
-        pred_table = label_table(pred_labels.astype(np.int64), voxel_size_nm)
-    if truth_table is None:
-        truth_table = label_table(truth_labels, voxel_size_nm)
     if region_mask is not None:
         region_mask = np.asarray(region_mask, dtype=bool)
-        pred_table = _inside(pred_table, region_mask)
-        truth_table = _inside(truth_table, region_mask)
-    matches = match_vesicles(pred_table, truth_table, voxel_size_nm, truth_labels=truth_labels)
+    pred_table, truth_table, matches = match_labels(
+        pred_labels,
+        truth_labels,
+        voxel_size_nm,
+        pred_table=pred_table,
+        truth_table=truth_table,
+        region_mask=region_mask,
+    )
     scores = {
         "dice": dice_score(pred_labels > 0, truth_labels > 0, region_mask),
         "mask_dice": (
@@ -168,6 +198,51 @@ def evaluate_files(
     model_voxel_size_nm : float, optional
         Voxel size a ``.mod`` was drawn at, when the model does not record it.
     """
+    inputs = read_evaluation(
+        pred_labels,
+        truth,
+        probability=probability,
+        region_mask=region_mask,
+        pred_table=pred_table,
+        model_voxel_size_nm=model_voxel_size_nm,
+    )
+    return evaluate_inputs(inputs)
+
+
+def evaluate_inputs(inputs: dict) -> dict[str, float]:
+    """:func:`evaluate_segmentation` of what :func:`read_evaluation` read (the kept rows of
+    its table give the fitted centres and radii)."""
+    extra = {k: inputs[k] for k in ("probability", "region_mask") if inputs[k] is not None}
+    if inputs["table"] is not None:
+        extra["pred_table"] = kept_rows(inputs["table"])
+    return evaluate_segmentation(
+        inputs["pred_labels"], inputs["truth_labels"], inputs["voxel_size_nm"], **extra
+    )
+
+
+def kept_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The kept vesicles of a vesicle table (all rows of a table without ``kept``)."""
+    return table[table["kept"].astype(bool)] if "kept" in table else table
+
+
+def read_evaluation(
+    pred_labels: str | os.PathLike,
+    truth: str | os.PathLike,
+    *,
+    probability: str | os.PathLike | None = None,
+    region_mask: str | os.PathLike | None = None,
+    pred_table: str | os.PathLike | None = None,
+    model_voxel_size_nm: float | None = None,
+) -> dict:
+    """The arrays behind ``analysis evaluate`` (arguments as :func:`evaluate_files`).
+
+    Returns
+    -------
+    dict
+        ``pred_labels`` and ``truth_labels`` (int64, z, y, x, the truth rasterised onto the
+        prediction's grid), ``voxel_size_nm``, ``probability`` (float) and ``region_mask``
+        (bool) or None, ``table`` (the whole vesicle table, dropped rows included) or None.
+    """
     pred = read_tomogram(pred_labels)
     truth = Path(truth)
     if truth.suffix.lower() == ".mod":
@@ -176,17 +251,19 @@ def evaluate_files(
         ).labels
     else:
         truth_labels = np.asarray(read_like(truth, pred, "truth", like_role="prediction").data)
-    extra = {}
+    out = {
+        "pred_labels": np.asarray(pred.data).astype(np.int64),
+        "truth_labels": np.asarray(truth_labels).astype(np.int64),
+        "voxel_size_nm": pred.voxel_size_nm,
+        "probability": None,
+        "region_mask": None,
+        "table": None if pred_table is None else read_vesicle_table(pred_table),
+    }
     for key, path in (("probability", probability), ("region_mask", region_mask)):
         if path is not None:
             volume = read_like(path, pred, key.replace("_", " "), like_role="prediction")
-            extra[key] = volume.data if key == "probability" else volume.data > 0
-    if pred_table is not None:
-        table = read_vesicle_table(pred_table)
-        extra["pred_table"] = table[table["kept"]] if "kept" in table else table
-    return evaluate_segmentation(
-        np.asarray(pred.data).astype(np.int64), truth_labels, pred.voxel_size_nm, **extra
-    )
+            out[key] = volume.data if key == "probability" else volume.data > 0
+    return out
 
 
 def summarise(per_tomogram: pd.DataFrame, columns=None) -> pd.DataFrame:
