@@ -19,14 +19,7 @@ from analysis.evaluate.matching import (
     merges_and_splits,
 )
 from analysis.evaluate.metrics import BORDER_NM, dice_score, interior_mask, soft_dice
-from analysis.evaluate.misses import (
-    MISS_CAUSES,
-    MISS_COLUMNS,
-    explain_inputs,
-    explain_misses,
-    miss_causes,
-    summarise_misses,
-)
+from analysis.evaluate.misses import MISS_CAUSES, MISS_COLUMNS, miss_causes, summarise_misses
 from analysis.evaluate.report import (
     REFERENCE,
     SCORE_KEYS,
@@ -34,8 +27,9 @@ from analysis.evaluate.report import (
     evaluate_files,
     evaluate_inputs,
     evaluate_segmentation,
+    explain_inputs,
+    explain_misses,
     kept_rows,
-    match_labels,
     outcome_table,
     outcome_volume,
     read_evaluation,
@@ -62,7 +56,6 @@ __all__ = [
     "filament_detection",
     "interior_mask",
     "kept_rows",
-    "match_labels",
     "match_vesicles",
     "membrane_contrast",
     "miss_causes",

@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from analysis.errors import ParameterError
 from analysis.io import centre_voxels
 
 #: The causes of a miss, in the order they are checked (see the module notes).
@@ -56,7 +55,8 @@ def miss_causes(
     Parameters
     ----------
     missed_ids : sequence of int
-        Ids of the true vesicles nobody matched (e.g. from :func:`explain_misses`).
+        Ids of the true vesicles nobody matched (:func:`analysis.evaluate.explain_misses`
+        finds them as the scores do).
     truth_labels : numpy.ndarray, int, shape (z, y, x)
         True vesicles, one id each.
     pred_labels : numpy.ndarray, int, shape (z, y, x)
@@ -129,70 +129,6 @@ def miss_causes(
                 cause = "no candidate"
         rows.append((true_id, cause, reason, candidate, covered_by, above))
     return pd.DataFrame(rows, columns=MISS_COLUMNS)
-
-
-def explain_misses(
-    pred_labels: np.ndarray,
-    truth_labels: np.ndarray,
-    voxel_size_nm: float,
-    candidates: pd.DataFrame,
-    *,
-    pred_table: pd.DataFrame | None = None,
-    probability: np.ndarray | None = None,
-    region_mask: np.ndarray | None = None,
-    threshold: float = 0.5,
-    min_fraction: float = 0.2,
-) -> pd.DataFrame:
-    """:func:`miss_causes` of the true vesicles that :func:`evaluate_segmentation
-    <analysis.evaluate.evaluate_segmentation>` counts as missed, matched as it matches them.
-
-    ``pred_labels``, ``truth_labels``, ``voxel_size_nm``, ``pred_table``, ``probability`` and
-    ``region_mask`` are those of :func:`evaluate_segmentation
-    <analysis.evaluate.evaluate_segmentation>`; ``candidates``, ``threshold`` and
-    ``min_fraction`` those of :func:`miss_causes`. Returns its table.
-    """
-    from analysis.evaluate.report import match_labels
-
-    _, truth_table, matches = match_labels(
-        pred_labels,
-        truth_labels,
-        voxel_size_nm,
-        pred_table=pred_table,
-        region_mask=region_mask,
-    )
-    missed = truth_table.loc[~truth_table["vesicle_id"].isin(matches["true_id"]), "vesicle_id"]
-    return miss_causes(
-        missed,
-        truth_labels,
-        pred_labels,
-        candidates,
-        probability=probability,
-        threshold=threshold,
-        min_fraction=min_fraction,
-    )
-
-
-def explain_inputs(inputs: dict, threshold: float = 0.5) -> pd.DataFrame:
-    """:func:`explain_misses` of what :func:`analysis.evaluate.read_evaluation` read; its
-    vesicle table (with the dropped rows) is required."""
-    from analysis.evaluate.report import kept_rows
-
-    table = inputs["table"]
-    if table is None or "kept" not in table or "drop_reason" not in table:
-        raise ParameterError(
-            "explaining misses needs the whole vesicle table (STEM_vesicles.csv, with its "
-            "kept and drop_reason columns)"
-        )
-    return explain_misses(
-        inputs["pred_labels"],
-        inputs["truth_labels"],
-        inputs["voxel_size_nm"],
-        table,
-        pred_table=kept_rows(table),
-        probability=inputs["probability"],
-        region_mask=inputs["region_mask"],
-        threshold=threshold,
-    )
 
 
 def summarise_misses(misses: pd.DataFrame) -> str:

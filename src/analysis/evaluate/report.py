@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.errors import InputFileError
+from analysis.errors import InputFileError, ParameterError
 from analysis.evaluate.matching import detection_scores, match_vesicles
 from analysis.evaluate.metrics import dice_score, soft_dice
+from analysis.evaluate.misses import miss_causes
 from analysis.io import (
     centre_voxels,
     label_table,
@@ -53,23 +54,9 @@ def _inside(table: pd.DataFrame, region: np.ndarray) -> pd.DataFrame:
     return table[region[tuple(centre_voxels(table, region.shape).T)]]
 
 
-def match_labels(
-    pred_labels: np.ndarray,
-    truth_labels: np.ndarray,
-    voxel_size_nm: float,
-    *,
-    pred_table: pd.DataFrame | None = None,
-    truth_table: pd.DataFrame | None = None,
-    region_mask: np.ndarray | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The predicted and true vesicles that :func:`evaluate_segmentation` scores, and their
-    matches (:func:`match_vesicles`); arguments as there.
-
-    Returns
-    -------
-    pred_table, truth_table, matches : pandas.DataFrame
-        The tables restricted to ``region_mask`` (centres inside it) and the one-to-one matches.
-    """
+def _matched(pred_labels, truth_labels, voxel_size_nm, pred_table, truth_table, region_mask):
+    """The vesicle tables of a segmentation and its truth (from the labels where not given),
+    restricted to ``region_mask``, and their one-to-one matches (:func:`match_vesicles`)."""
     if pred_table is None:
         pred_table = label_table(np.asarray(pred_labels).astype(np.int64), voxel_size_nm)
     if truth_table is None:
@@ -121,13 +108,8 @@ def evaluate_segmentation(
         )
     if region_mask is not None:
         region_mask = np.asarray(region_mask, dtype=bool)
-    pred_table, truth_table, matches = match_labels(
-        pred_labels,
-        truth_labels,
-        voxel_size_nm,
-        pred_table=pred_table,
-        truth_table=truth_table,
-        region_mask=region_mask,
+    pred_table, truth_table, matches = _matched(
+        pred_labels, truth_labels, voxel_size_nm, pred_table, truth_table, region_mask
     )
     scores = {
         "dice": dice_score(pred_labels > 0, truth_labels > 0, region_mask),
@@ -173,40 +155,15 @@ def outcome_table(pred: pd.DataFrame, truth: pd.DataFrame, matches: pd.DataFrame
     return pd.concat([predicted, missed.assign(outcome="missed")], ignore_index=True)
 
 
-def evaluate_files(
-    pred_labels: str | os.PathLike,
-    truth: str | os.PathLike,
-    *,
-    probability: str | os.PathLike | None = None,
-    region_mask: str | os.PathLike | None = None,
-    pred_table: str | os.PathLike | None = None,
-    model_voxel_size_nm: float | None = None,
-) -> dict[str, float]:
+def evaluate_files(pred_labels: str | os.PathLike, truth: str | os.PathLike, **options):
     """:func:`evaluate_segmentation` of files: ``analysis evaluate``.
 
-    Parameters
-    ----------
-    pred_labels : path
-        ``STEM_labels.mrc`` from ``analysis segment``; it fixes the shape and voxel size.
-    truth : path
-        The manual annotation: an IMOD ``.mod`` (rasterised onto the prediction's grid, at any
-        binning, see :func:`analysis.io.read_annotation`) or a label ``.mrc`` of the same shape.
-    probability, region_mask : path, optional
-        ``STEM_probability.mrc`` (for ``mask_dice``); a mask MRC to score inside.
-    pred_table : path, optional
-        ``STEM_vesicles.csv``; its kept rows give the fitted centres and radii.
-    model_voxel_size_nm : float, optional
-        Voxel size a ``.mod`` was drawn at, when the model does not record it.
+    ``pred_labels`` (``STEM_labels.mrc``), ``truth`` (an IMOD ``.mod`` or a label MRC) and the
+    keyword ``options`` (``probability``, ``region_mask``, ``pred_table``,
+    ``model_voxel_size_nm``) are those of :func:`read_evaluation`; the kept rows of
+    ``pred_table`` give the fitted centres and radii. Returns the scores' dict.
     """
-    inputs = read_evaluation(
-        pred_labels,
-        truth,
-        probability=probability,
-        region_mask=region_mask,
-        pred_table=pred_table,
-        model_voxel_size_nm=model_voxel_size_nm,
-    )
-    return evaluate_inputs(inputs)
+    return evaluate_inputs(read_evaluation(pred_labels, truth, **options))
 
 
 def evaluate_inputs(inputs: dict) -> dict[str, float]:
@@ -234,7 +191,21 @@ def read_evaluation(
     pred_table: str | os.PathLike | None = None,
     model_voxel_size_nm: float | None = None,
 ) -> dict:
-    """The arrays behind ``analysis evaluate`` (arguments as :func:`evaluate_files`).
+    """The arrays behind ``analysis evaluate``, read and checked against each other.
+
+    Parameters
+    ----------
+    pred_labels : path
+        ``STEM_labels.mrc`` from ``analysis segment``; it fixes the shape and voxel size.
+    truth : path
+        The manual annotation: an IMOD ``.mod`` (rasterised onto the prediction's grid, at any
+        binning, see :func:`analysis.io.read_annotation`) or a label ``.mrc`` of the same shape.
+    probability, region_mask : path, optional
+        ``STEM_probability.mrc`` (for ``mask_dice``); a mask MRC to score inside.
+    pred_table : path, optional
+        ``STEM_vesicles.csv`` (all rows, dropped ones included).
+    model_voxel_size_nm : float, optional
+        Voxel size a ``.mod`` was drawn at, when the model does not record it.
 
     Returns
     -------
@@ -303,3 +274,58 @@ def cross_domain_scores(path: str | os.PathLike = CROSS_DOMAIN_TABLE) -> pd.Data
     if not path.exists():
         raise InputFileError(path, "no cross-domain benchmark table here")
     return pd.read_csv(path)
+
+
+def explain_misses(
+    pred_labels: np.ndarray,
+    truth_labels: np.ndarray,
+    voxel_size_nm: float,
+    candidates: pd.DataFrame,
+    *,
+    pred_table: pd.DataFrame | None = None,
+    probability: np.ndarray | None = None,
+    region_mask: np.ndarray | None = None,
+    threshold: float = 0.5,
+    min_fraction: float = 0.2,
+) -> pd.DataFrame:
+    """:func:`~analysis.evaluate.miss_causes` of the true vesicles that
+    :func:`evaluate_segmentation` counts as missed, matched as it matches them.
+
+    ``pred_labels``, ``truth_labels``, ``voxel_size_nm``, ``pred_table``, ``probability`` and
+    ``region_mask`` are those of :func:`evaluate_segmentation`; ``candidates``, ``threshold``
+    and ``min_fraction`` those of :func:`~analysis.evaluate.miss_causes`. Returns its table.
+    """
+    _, truth_table, matches = _matched(
+        pred_labels, truth_labels, voxel_size_nm, pred_table, None, region_mask
+    )
+    missed = truth_table.loc[~truth_table["vesicle_id"].isin(matches["true_id"]), "vesicle_id"]
+    return miss_causes(
+        missed,
+        truth_labels,
+        pred_labels,
+        candidates,
+        probability=probability,
+        threshold=threshold,
+        min_fraction=min_fraction,
+    )
+
+
+def explain_inputs(inputs: dict, threshold: float = 0.5) -> pd.DataFrame:
+    """:func:`explain_misses` of what :func:`read_evaluation` read; its
+    vesicle table (with the dropped rows) is required."""
+    table = inputs["table"]
+    if table is None or "kept" not in table or "drop_reason" not in table:
+        raise ParameterError(
+            "explaining misses needs the whole vesicle table (STEM_vesicles.csv, with its "
+            "kept and drop_reason columns)"
+        )
+    return explain_misses(
+        inputs["pred_labels"],
+        inputs["truth_labels"],
+        inputs["voxel_size_nm"],
+        table,
+        pred_table=kept_rows(table),
+        probability=inputs["probability"],
+        region_mask=inputs["region_mask"],
+        threshold=threshold,
+    )
