@@ -306,21 +306,21 @@ def test_evaluate_writes_the_misses_from_the_segment_files(tmp_path, capsys):
     assert "--table" in capsys.readouterr().err and not out.exists()
 
 
-def test_membrane_contrast_is_the_membranes_darkness_in_tomogram_sds():
+def test_vesicle_contrast_is_the_membranes_darkness_in_tomogram_sds():
     from scipy import ndimage
 
-    from analysis.evaluate import membrane_contrast
+    from analysis.evaluate import vesicle_contrast
 
     labels = balls([((20, 30, 30), 8)])
     inside = ndimage.distance_transform_edt(labels > 0)
     tomogram = np.where((inside > 0) & (inside <= 1.5), -1.0, 0.0)
     # membrane 1 darker than everything around it: the contrast is 1 / SD of the volume
-    assert membrane_contrast(tomogram, labels) == pytest.approx(1 / tomogram.std())
+    assert vesicle_contrast(tomogram, labels) == pytest.approx(1 / tomogram.std())
     # a fainter membrane in the same noise-free volume keeps its ratio to the volume's SD
-    assert membrane_contrast(0.3 * tomogram, labels) == pytest.approx(1 / tomogram.std())
+    assert vesicle_contrast(0.3 * tomogram, labels) == pytest.approx(1 / tomogram.std())
     # noise of the volume's SD and more lowers it; inverted contrast makes it negative
     noisy = tomogram + np.random.default_rng(0).normal(0, 3 * tomogram.std(), tomogram.shape)
-    assert 0 < membrane_contrast(noisy, labels) < 0.4 / tomogram.std()
-    assert membrane_contrast(-tomogram, labels) == pytest.approx(-1 / tomogram.std())
+    assert 0 < vesicle_contrast(noisy, labels) < 0.4 / tomogram.std()
+    assert vesicle_contrast(-tomogram, labels) == pytest.approx(-1 / tomogram.std())
     # nothing left between the skipped faces: no number
-    assert np.isnan(membrane_contrast(tomogram, labels, skip_planes=20))
+    assert np.isnan(vesicle_contrast(tomogram, labels, skip_planes=20))

@@ -8,7 +8,7 @@ of them against the truth), why each missed vesicle was missed (:mod:`.misses`: 
 or by a post-processing step), how conspicuous the vesicles are (:mod:`.contrast`) and the per-tomogram and summary tables (:mod:`.report`).
 """
 
-from analysis.evaluate.contrast import membrane_contrast
+from analysis.evaluate.contrast import vesicle_contrast
 from analysis.evaluate.matching import (
     MATCH_COLUMNS,
     count_errors,
@@ -57,7 +57,7 @@ __all__ = [
     "interior_mask",
     "kept_rows",
     "match_vesicles",
-    "membrane_contrast",
+    "vesicle_contrast",
     "miss_causes",
     "merges_and_splits",
     "outcome_table",

@@ -2,7 +2,7 @@
 
 A network learns vesicles at the contrasts its training tomograms hold. Where a tomogram's
 vesicles are fainter than any it saw (residual alignment errors, low defocus), it misses
-them although nothing else about the tomogram is unusual (``benchmarks/membrane_contrast.py``
+them although nothing else about the tomogram is unusual (``benchmarks/vesicle_contrast.py``
 compares the training set with the cross-domain rows).
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 
-def membrane_contrast(
+def vesicle_contrast(
     tomogram: np.ndarray,
     labels: np.ndarray,
     *,
@@ -22,6 +22,11 @@ def membrane_contrast(
 ) -> float:
     """Mean grey value just outside the vesicles minus that of their membranes, in the
     tomogram's standard deviations (membranes dark: larger is more conspicuous).
+
+    A property of a tomogram and its truth, to compare data sets with. (The filament search
+    measures a contrast of its own, :func:`analysis.active_zone.cuts.membrane_contrast`: the
+    analysed cytoplasm against the membranes, in SD of the boundary-free remainder, to set its
+    path cuts.)
 
     Parameters
     ----------

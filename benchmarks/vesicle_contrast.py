@@ -1,7 +1,7 @@
-"""How conspicuous are the vesicles? Membrane contrast of training and benchmark tomograms.
+"""How conspicuous are the vesicles? Vesicle contrast of training and benchmark tomograms.
 
 A vesicle's membrane is darker than the cytoplasm around it. Its contrast
-(:func:`analysis.evaluate.membrane_contrast`) is the mean grey value of a shell 3–6 voxels
+(:func:`analysis.evaluate.vesicle_contrast`) is the mean grey value of a shell 3–6 voxels
 outside the true vesicles minus that of the outermost 1.5 voxels inside them, in standard
 deviations of the whole tomogram, away from the z faces (membranes dark: larger is more
 conspicuous). It is measured with the exact truth, at each tomogram's own voxel size, on
@@ -14,8 +14,8 @@ conspicuous). It is measured with the exact truth, at each tomogram's own voxel 
 to see whether the rows a network fails on hold vesicles fainter than any it was trained on.
 Run:
 
-    .venv/bin/python benchmarks/membrane_contrast.py            # 96 training tomograms
-    .venv/bin/python benchmarks/membrane_contrast.py --varied 0 # the rows only
+    .venv/bin/python benchmarks/vesicle_contrast.py            # 96 training tomograms
+    .venv/bin/python benchmarks/vesicle_contrast.py --varied 0 # the rows only
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import mrcfile
 import numpy as np
 import pandas as pd
 
-from analysis.evaluate import cross_domain_scores, membrane_contrast
+from analysis.evaluate import cross_domain_scores, vesicle_contrast
 from analysis.synthetic.variety import VARIED_VERSION, varied_dataset
 
 
@@ -41,7 +41,7 @@ def training_contrast(n: int) -> pd.DataFrame:
         rows.append(
             {
                 "tomogram": Path(files["tomogram"]).stem,
-                "contrast": membrane_contrast(tomogram, labels),
+                "contrast": vesicle_contrast(tomogram, labels),
             }
         )
     return pd.DataFrame(rows)
@@ -57,7 +57,7 @@ def row_contrast(cache: Path) -> pd.DataFrame:
             values = []
             for seed in cd.SEEDS[sim]:
                 tomogram, labels, _ = cd.tomogram(sim, row, seed, False, cache)
-                values.append(membrane_contrast(tomogram, labels))
+                values.append(vesicle_contrast(tomogram, labels))
             rows.append(
                 {
                     "simulator": sim,
@@ -74,7 +74,7 @@ def main(argv=None) -> None:
     parser.add_argument("--varied", type=int, default=96, help="training tomograms to measure")
     parser.add_argument("--cache", type=Path, default=cd.ROOT / "benchmarks/results/cross_domain")
     parser.add_argument(
-        "--out", type=Path, default=cd.ROOT / "benchmarks/results/membrane_contrast.csv"
+        "--out", type=Path, default=cd.ROOT / "benchmarks/results/vesicle_contrast.csv"
     )
     args = parser.parse_args(argv)
     pd.set_option("display.width", 200)
