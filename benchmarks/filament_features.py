@@ -55,12 +55,10 @@ import sys
 import warnings
 from pathlib import Path
 
-import edt
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
-from scipy import ndimage, stats
-from skimage.segmentation import expand_labels
+from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,10 +67,10 @@ import filament_detection as fd  # noqa: E402
 # the cache's candidates were pickled by filament_detection.py run as a script, as __main__.Run
 from filament_detection import Run  # noqa: E402
 
-from analysis.active_zone import find_filaments, remove_boundary_profiles  # noqa: E402
-from analysis.active_zone.paths import STEP_VOX, connector_paths, tether_paths  # noqa: E402
+from analysis.active_zone import find_filaments, search_volumes  # noqa: E402
+from analysis.active_zone.paths import connector_paths, sample_along, tether_paths  # noqa: E402
 from analysis.evaluate.matching import filament_key  # noqa: E402
-from analysis.io import label_table, read_tomogram  # noqa: E402
+from analysis.io import read_tomogram  # noqa: E402
 from analysis.synthetic import example_files  # noqa: E402
 
 FRESH = (fd.FRESH_NAME, tuple(range(311, 321)))
@@ -102,43 +100,28 @@ FRESH_MODELS = ("13 features", "+ gap, length, AZ distance")
 GAP_RULE_NM = {"connector": 12.0, "tether": 14.0}
 
 
-def path_samples(values: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """``values`` sampled as :func:`analysis.active_zone.paths.mean_along` samples them."""
-    n = max(int(np.ceil(np.linalg.norm(end - start) / STEP_VOX)) + 1, 2)
-    points = start + np.linspace(0.0, 1.0, n)[:, None] * (end - start)
-    return ndimage.map_coordinates(values, points.T, order=1, mode="nearest")
-
-
 def greys(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame, np.ndarray, float]:
-    """What :func:`find_filaments` samples in one generated tomogram: the remainder the path
+    """What :func:`find_filaments` samples in one generated tomogram
+    (:func:`analysis.active_zone.search_volumes` with its defaults): the remainder the path
     test reads and its smoothed copy the hierarchy thresholds (both in SD of the analysed
     region), the vesicle table (voxels), the AZ's distance map (voxels) and the voxel size
-    (nm). Computed again as find_filaments computes them, which does not return them."""
+    (nm)."""
     files = example_files(name, seed=seed)
     tomogram = read_tomogram(files["tomogram"])
-    voxel_size_nm = tomogram.voxel_size_nm
-    labels = read_tomogram(files["labels"]).data.astype(np.int64)
-    az_mask = read_tomogram(files["az_mask"]).data > 0
-    region_mask = read_tomogram(files["region_mask"]).data > 0
-    exact = labels.copy()
-    exact[az_mask] = labels.max() + 1
-    boundaries = expand_labels(exact, SEARCH["contact_nm"] / voxel_size_nm)
-    near = edt.edt(labels == 0, black_border=False, parallel=1)
-    region = region_mask & (boundaries == 0) & (near <= SEARCH["max_distance_nm"] / voxel_size_nm)
-    table = label_table(labels, 1.0)
-    az_distance_vox = edt.edt(~az_mask, black_border=False, parallel=1)
-    values = remove_boundary_profiles(
+    search = search_volumes(
         tomogram.data,
-        labels,
-        az_mask,
-        voxel_size_nm,
-        az_distance_vox=az_distance_vox,
-        vesicle_table=table,
-        region_mask=region_mask,
+        read_tomogram(files["labels"]).data.astype(np.int64),
+        read_tomogram(files["az_mask"]).data > 0,
+        read_tomogram(files["region_mask"]).data > 0,
+        tomogram.voxel_size_nm,
     )
-    smoothed = ndimage.gaussian_filter(values, SEARCH["smooth_nm"] / voxel_size_nm)
-    out = [(v - v[region].mean()) / (v[region].std() + 1e-12) for v in (values, smoothed)]
-    return out[0], out[1], table, az_distance_vox, voxel_size_nm
+    return (
+        search.path_values,
+        search.grey,
+        search.vesicle_table,
+        search.az_distance_vox,
+        tomogram.voxel_size_nm,
+    )
 
 
 def path_features(name: str, seed: int, found: pd.DataFrame) -> pd.DataFrame:
@@ -162,7 +145,7 @@ def path_features(name: str, seed: int, found: pd.DataFrame) -> pd.DataFrame:
         if not paths:
             rows.append({})
             continue
-        samples = [path_samples(values, p, q) for p, q in paths]
+        samples = [sample_along(values, p, q) for p, q in paths]
         means = np.array([s.mean() for s in samples])
         k = int(np.argmin(means))
         middles = np.array([(p + q) / 2 for p, q in paths])
@@ -178,7 +161,7 @@ def path_features(name: str, seed: int, found: pd.DataFrame) -> pd.DataFrame:
                 "paths_median": np.median(means),
                 "neighbours_mean": neighbours.mean() if len(neighbours) else means[k],
                 "dark_fraction": np.mean(means < -1.0),
-                "smoothed_darkest": min(path_samples(smoothed, p, q).mean() for p, q in paths),
+                "smoothed_darkest": min(sample_along(smoothed, p, q).mean() for p, q in paths),
                 "offset_vox": float(np.linalg.norm(middles[k] - middles[0])),
                 "n_samples": len(darkest),
             }

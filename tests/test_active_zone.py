@@ -120,6 +120,27 @@ def test_a_connector_and_a_tether_are_found_and_nothing_else():
     assert (found.labels > 0).sum() == pytest.approx(found.table["volume_nm3"].sum() / VS**3)
 
 
+def test_the_search_volumes_are_what_find_filaments_thresholds_and_tests():
+    from analysis.active_zone import search_volumes
+
+    balls = [((15, 24.0, 12), 5.0), ((15, 24.0, 28), 5.0)]
+    az, region, labels, _ = flat_synapse(balls)
+    tomo = np.random.default_rng(1).normal(0, 1.0, SHAPE).astype(np.float32)
+    tomo[labels > 0] = 1.0
+    search = search_volumes(tomo, labels, az, region, VS, smooth_nm=VS)
+    # both volumes in SD of the analysed region, which excludes the widened boundaries
+    for volume in (search.path_values, search.grey):
+        assert volume[search.region].mean() == pytest.approx(0, abs=1e-5)
+        assert volume[search.region].std() == pytest.approx(1, abs=1e-4)
+    assert search.az_id == 3 and (search.boundaries[az] == 3).all()
+    assert not (search.region & (search.boundaries > 0)).any()
+    assert (search.exact > 0).sum() < (search.boundaries > 0).sum()  # widened by contact_nm
+    # smoothing narrows the spread of the raw remainder: the smoothed copy is the other one
+    assert not np.allclose(search.path_values, search.grey)
+    found = find_filaments(tomo, labels, az, region, VS, smooth_nm=VS)
+    assert found.membrane_contrast == search.contrast
+
+
 def test_pieces_between_the_same_two_vesicles_are_one_connector_unless_told_apart():
     # Two balls 4 voxels apart on x, joined by two dark rods parallel to their centre line,
     # 4 voxels above and below it: two pieces of one pair, 5 voxels (10 nm) apart.

@@ -31,9 +31,11 @@ from analysis.active_zone.filaments import (
     DEFAULT_THRESHOLDS,
     FILAMENT_COLUMNS,
     Filaments,
+    SearchVolumes,
     count_per_vesicle,
     find_filaments,
     remove_boundary_profiles,
+    search_volumes,
 )
 from analysis.io import read_mask  # where it lived first; masks are read here too
 
@@ -49,6 +51,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "FILAMENT_COLUMNS",
     "Filaments",
+    "SearchVolumes",
     "az_distance_map",
     "count_per_vesicle",
     "filaments_by_distance",
@@ -58,6 +61,7 @@ __all__ = [
     "membrane_contrast",
     "path_cuts",
     "proximal_counts",
+    "search_volumes",
     "remove_boundary_profiles",
     "vesicle_distances",
 ]

@@ -263,6 +263,127 @@ def _nearest_voxel(labels: np.ndarray, point: np.ndarray, label: int, reach: int
     return where[np.argmin(np.linalg.norm(where - point, axis=1))].astype(float)
 
 
+@dataclass
+class SearchVolumes:
+    """What :func:`find_filaments` thresholds and tests, prepared once (:func:`search_volumes`).
+
+    Attributes
+    ----------
+    exact : numpy.ndarray, int64 (z, y, x)
+        Vesicle ids and the AZ membrane (``az_id``) as given.
+    boundaries : numpy.ndarray, int64 (z, y, x)
+        The same, widened by ``contact_nm``.
+    az_id : int
+        The membrane's id in ``boundaries`` (one more than the largest vesicle id).
+    region : numpy.ndarray, bool (z, y, x)
+        The analysed voxels: in the region mask, outside the boundaries, near a vesicle.
+    vesicle_table : pandas.DataFrame
+        The vesicles' centres and radii in voxels (:func:`analysis.io.label_table`).
+    az_distance_vox : numpy.ndarray, float (z, y, x)
+        Distance to the AZ membrane (voxels).
+    path_values : numpy.ndarray, float (z, y, x)
+        The remainder (boundary images removed) in SD of ``region``, unsmoothed: what the
+        straight-path test reads.
+    grey : numpy.ndarray, float (z, y, x)
+        The remainder smoothed by ``smooth_nm``, in SD of ``region``: what the hierarchy
+        thresholds.
+    contrast : float
+        The membranes' contrast (:func:`.cuts.membrane_contrast`) that sets the automatic cuts.
+    """
+
+    exact: np.ndarray
+    boundaries: np.ndarray
+    az_id: int
+    region: np.ndarray
+    vesicle_table: pd.DataFrame
+    az_distance_vox: np.ndarray
+    path_values: np.ndarray
+    grey: np.ndarray
+    contrast: float
+
+
+def search_volumes(
+    tomogram: np.ndarray,
+    vesicle_labels: np.ndarray,
+    az_mask: np.ndarray,
+    region_mask: np.ndarray,
+    voxel_size_nm: float,
+    *,
+    max_distance_nm: float = 25.0,
+    smooth_nm: float = 2.2,
+    contact_nm: float = 2.2,
+    subtract_boundaries: bool = True,
+    az_distance_vox: np.ndarray | None = None,
+) -> SearchVolumes:
+    """The volumes :func:`find_filaments` searches (arguments as there, the same defaults).
+
+    Raises
+    ------
+    ValueError
+        For volumes that differ in shape.
+    DataError
+        When no region voxel lies near a vesicle.
+    """
+    shape = np.shape(tomogram)
+    vesicle_labels = np.asarray(vesicle_labels).astype(np.int64)
+    az_mask = np.asarray(az_mask, dtype=bool)
+    if vesicle_labels.shape != shape or az_mask.shape != shape:
+        raise ValueError("tomogram, vesicle labels and AZ mask differ in shape")
+    az_id = int(vesicle_labels.max()) + 1
+    exact = vesicle_labels.copy()
+    exact[az_mask] = az_id
+    boundaries = exact
+    if contact_nm > 0:
+        from skimage.segmentation import expand_labels
+
+        boundaries = expand_labels(exact, contact_nm / voxel_size_nm)
+    near = edt.edt(vesicle_labels == 0, black_border=False, parallel=1) <= (
+        max_distance_nm / voxel_size_nm
+    )
+    region = np.asarray(region_mask, dtype=bool) & (boundaries == 0) & near
+    if not region.any():
+        raise DataError("no region voxel lies near a vesicle: nothing to analyse")
+    from analysis.io import label_table
+
+    # both the subtraction and the path test (tethers) need these: computed once
+    vesicle_table = label_table(vesicle_labels, 1.0)
+    if az_distance_vox is None:
+        az_distance_vox = edt.edt(~az_mask, black_border=False, parallel=1)
+    values = np.asarray(tomogram, dtype=np.float32)
+    if subtract_boundaries:
+        values = remove_boundary_profiles(
+            values,
+            vesicle_labels,
+            az_mask,
+            voxel_size_nm,
+            az_distance_vox=az_distance_vox,
+            vesicle_table=vesicle_table,
+            region_mask=region_mask,
+        )
+    # the path test averages along its paths itself: unsmoothed, it keeps the filament's
+    # dark core, which the CTF flanks with light and smoothing would cancel
+    path_values = _standardise(values, region)
+    contrast = membrane_contrast(tomogram, values, vesicle_labels, region, voxel_size_nm)
+    if smooth_nm > 0:
+        values = ndimage.gaussian_filter(values, smooth_nm / voxel_size_nm)
+    return SearchVolumes(
+        exact,
+        boundaries,
+        az_id,
+        region,
+        vesicle_table,
+        az_distance_vox,
+        path_values,
+        _standardise(values, region),
+        contrast,
+    )
+
+
+def _standardise(values: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """``values`` in standard deviations from their mean over ``region``."""
+    return (values - values[region].mean()) / (values[region].std() + 1e-12)
+
+
 def find_filaments(
     tomogram: np.ndarray,
     vesicle_labels: np.ndarray,
@@ -332,50 +453,22 @@ def find_filaments(
     Filaments
     """
     shape = np.shape(tomogram)
-    vesicle_labels = np.asarray(vesicle_labels).astype(np.int64)
-    az_mask = np.asarray(az_mask, dtype=bool)
-    if vesicle_labels.shape != shape or az_mask.shape != shape:
-        raise ValueError("tomogram, vesicle labels and AZ mask differ in shape")
-    az_id = int(vesicle_labels.max()) + 1
-    exact = vesicle_labels.copy()
-    exact[az_mask] = az_id
-    boundaries = exact
-    if contact_nm > 0:
-        from skimage.segmentation import expand_labels
-
-        boundaries = expand_labels(exact, contact_nm / voxel_size_nm)
-    near = edt.edt(vesicle_labels == 0, black_border=False, parallel=1) <= (
-        max_distance_nm / voxel_size_nm
+    search = search_volumes(
+        tomogram,
+        vesicle_labels,
+        az_mask,
+        region_mask,
+        voxel_size_nm,
+        max_distance_nm=max_distance_nm,
+        smooth_nm=smooth_nm,
+        contact_nm=contact_nm,
+        subtract_boundaries=subtract_boundaries,
+        az_distance_vox=az_distance_vox,
     )
-    region = np.asarray(region_mask, dtype=bool) & (boundaries == 0) & near
-    if not region.any():
-        raise DataError("no region voxel lies near a vesicle: nothing to analyse")
-    from analysis.io import label_table
-
-    # both the subtraction and the path test (tethers) need these: computed once
-    vesicle_table = label_table(vesicle_labels, 1.0)
-    if az_distance_vox is None:
-        az_distance_vox = edt.edt(~az_mask, black_border=False, parallel=1)
-    values = np.asarray(tomogram, dtype=np.float32)
-    if subtract_boundaries:
-        values = remove_boundary_profiles(
-            values,
-            vesicle_labels,
-            az_mask,
-            voxel_size_nm,
-            az_distance_vox=az_distance_vox,
-            vesicle_table=vesicle_table,
-            region_mask=region_mask,
-        )
-    # the path test averages along its paths itself: unsmoothed, it keeps the filament's
-    # dark core, which the CTF flanks with light and smoothing would cancel
-    path_values = (values - values[region].mean()) / (values[region].std() + 1e-12)
-    contrast = membrane_contrast(tomogram, values, vesicle_labels, region, voxel_size_nm)
-    cut = resolve_cuts(max_path_grey, contrast)
-    if smooth_nm > 0:
-        values = ndimage.gaussian_filter(values, smooth_nm / voxel_size_nm)
-    grey = (values - values[region].mean()) / (values[region].std() + 1e-12)
-
+    boundaries, az_id, region = search.boundaries, search.az_id, search.region
+    vesicle_table, az_distance_vox = search.vesicle_table, search.az_distance_vox
+    grey = search.grey
+    cut = resolve_cuts(max_path_grey, search.contrast)
     selected = _hierarchy(
         grey, region, boundaries, az_id, thresholds, max_volume_nm3 / voxel_size_nm**3
     )
@@ -384,7 +477,7 @@ def find_filaments(
         vesicles = sorted(b for b in fil["boundaries"] if b != az_id)
         fil["pair"] = (vesicles[0], az_id if az_id in fil["boundaries"] else vesicles[1])
     path_grey = _path_greys(
-        path_values,
+        search.path_values,
         [fil["pair"] for fil in selected],
         vesicle_table,
         az_id,
@@ -405,14 +498,14 @@ def find_filaments(
     labels = np.zeros(shape, np.int32)
     for i, fil in enumerate(selected, start=1):
         labels.flat[fil["voxels"]] = i
-    ends = _Ends(exact, boundaries, int(np.ceil(contact_nm / voxel_size_nm)) + 2)
+    ends = _Ends(search.exact, boundaries, int(np.ceil(contact_nm / voxel_size_nm)) + 2)
     rows = [
         _filament_row(i, fil, az_id, grey, ends, voxel_size_nm, cut)
         for i, fil in enumerate(selected, start=1)
     ]
     table = pd.DataFrame(rows, columns=FILAMENT_COLUMNS)
     per_vesicle = count_per_vesicle(table, vesicle_labels)
-    return Filaments(table, labels, per_vesicle, contrast, cut)
+    return Filaments(table, labels, per_vesicle, search.contrast, cut)
 
 
 def _hierarchy(

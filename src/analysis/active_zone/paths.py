@@ -50,11 +50,17 @@ def _crossing(centre, radius, point, direction, leaving: bool):
     return -b + np.sqrt(disc) if leaving else -b - np.sqrt(disc)
 
 
-def mean_along(values: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
-    """Mean of ``values`` sampled every :data:`STEP_VOX` from ``start`` to ``end`` (linear)."""
+def sample_along(values: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """``values`` sampled every :data:`STEP_VOX` from ``start`` to ``end`` (voxels, z, y, x;
+    linear interpolation, both ends included)."""
     n = max(int(np.ceil(np.linalg.norm(end - start) / STEP_VOX)) + 1, 2)
     points = start + np.linspace(0.0, 1.0, n)[:, None] * (end - start)
-    return float(ndimage.map_coordinates(values, points.T, order=1, mode="nearest").mean())
+    return ndimage.map_coordinates(values, points.T, order=1, mode="nearest")
+
+
+def mean_along(values: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
+    """Mean of :func:`sample_along`."""
+    return float(sample_along(values, start, end).mean())
 
 
 def connector_paths(centre_a, radius_a, centre_b, radius_b, search_vox: float) -> list:
