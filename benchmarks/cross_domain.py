@@ -83,6 +83,18 @@ GENERATOR_SHIFTS = {
     "gaussian": ("Gaussian post-filter, σ 1 voxel", {}, {"post_filter": "gaussian"}),
     "nad": ("NAD post-filter", {}, {"post_filter": "nad"}),
     "byte": ("8-bit quantisation", {}, {"quantise_bits": 8}),
+    # residual alignment errors as the independent simulator's row has them, and twice as large
+    # (vesicle contrast 0.29 SD: as faint as that row's vesicles, benchmarks/vesicle_contrast.py)
+    "misaligned": (
+        "alignment errors 2 nm, 0.5°",
+        {},
+        {"shift_error_nm": 2.0, "tilt_error_deg": 0.5},
+    ),
+    "misaligned4": (
+        "alignment errors 4 nm, 1°",
+        {},
+        {"shift_error_nm": 4.0, "tilt_error_deg": 1.0},
+    ),
     "dense": (
         "dense cytoplasm",
         {"scene": _DENSE, "crowder_density_per_um3": 3e5, "crowder_sigma_nm": 4.0},
