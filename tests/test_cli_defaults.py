@@ -16,7 +16,7 @@ from analysis import cli
 from analysis.active_zone import analyse_files, find_filaments
 from analysis.adapt import AdaptConfig, adapt, adapt_files
 from analysis.batch import ClusterSpec, run_batch, run_study
-from analysis.evaluate import evaluate_files
+from analysis.evaluate import explain_inputs, read_evaluation
 from analysis.inference import predict_file
 from analysis.inference.domain import check_tomogram, domain_features
 from analysis.inference.predict import predict
@@ -135,10 +135,11 @@ LIBRARY = {
         "device": (domain_features, "device", _same),
     },
     "evaluate": {
-        "mask": (evaluate_files, "region_mask", _same),
-        "probability": (evaluate_files, "probability", _same),
-        "table": (evaluate_files, "pred_table", _same),
-        "model_voxel_size_nm": (evaluate_files, "model_voxel_size_nm", _same),
+        "mask": (read_evaluation, "region_mask", _same),
+        "probability": (read_evaluation, "probability", _same),
+        "table": (read_evaluation, "pred_table", _same),
+        "model_voxel_size_nm": (read_evaluation, "model_voxel_size_nm", _same),
+        "threshold": (explain_inputs, "threshold", _same),
     },
     "batch": {
         **{
@@ -202,7 +203,7 @@ OWN = {
     "segment": {"auto_invert", "quiet"},  # invert="auto"; progress bar
     "adapt": {"quiet"},
     "check": {"out", "as_json"},  # where the report goes
-    "evaluate": {"as_json"},
+    "evaluate": {"as_json", "misses"},  # where the misses go
     "batch": {"quiet"},
     "active-zone": set(),
     "compare": {"figures", "quiet"},
