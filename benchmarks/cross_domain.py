@@ -84,7 +84,7 @@ GENERATOR_SHIFTS = {
     "nad": ("NAD post-filter", {}, {"post_filter": "nad"}),
     "byte": ("8-bit quantisation", {}, {"quantise_bits": 8}),
     # residual alignment errors as the independent simulator's row has them, and twice as large
-    # (vesicle contrast 0.29 SD: as faint as that row's vesicles, benchmarks/vesicle_contrast.py)
+    # (vesicle contrast 0.33 SD on seeds 40001-40002, near that row's 0.28: vesicle_contrast.py)
     "misaligned": (
         "alignment errors 2 nm, 0.5°",
         {},

@@ -84,7 +84,8 @@ def main(argv=None) -> None:
         q = np.percentile(train["contrast"], [0, 5, 25, 50, 75, 100])
         print(
             f"varied v{VARIED_VERSION} training tomograms ({len(train)}): contrast min "
-            f"{q[0]:.2f}, 5 % {q[1]:.2f}, quartiles {q[2]:.2f} / {q[3]:.2f} / {q[4]:.2f}, max {q[5]:.2f}; "
+            f"{q[0]:.2f}, 5 % {q[1]:.2f}, quartiles {q[2]:.2f} / {q[3]:.2f} / {q[4]:.2f}, "
+            f"max {q[5]:.2f}; "
             f"below 0.35: {(train['contrast'] < 0.35).sum()}"
         )
         parts.append(

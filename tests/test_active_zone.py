@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -139,6 +141,12 @@ def test_the_search_volumes_are_what_find_filaments_thresholds_and_tests():
     assert not np.allclose(search.path_values, search.grey)
     found = find_filaments(tomo, labels, az, region, VS, smooth_nm=VS)
     assert found.membrane_contrast == search.contrast
+    # called with its defaults, it prepares what find_filaments' defaults search
+    shared = inspect.signature(search_volumes).parameters
+    defaults = inspect.signature(find_filaments).parameters
+    for name, parameter in shared.items():
+        if parameter.default is not inspect.Parameter.empty:
+            assert defaults[name].default == parameter.default, name
 
 
 def test_pieces_between_the_same_two_vesicles_are_one_connector_unless_told_apart():

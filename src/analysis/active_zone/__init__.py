@@ -61,7 +61,7 @@ __all__ = [
     "membrane_contrast",
     "path_cuts",
     "proximal_counts",
-    "search_volumes",
     "remove_boundary_profiles",
+    "search_volumes",
     "vesicle_distances",
 ]
