@@ -150,6 +150,9 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     ckpt = read_checkpoint(out)
     assert ckpt["epoch"] == 2 and ckpt["voxel_size_nm"] == 2.2
     assert ckpt["data"]["train"] == [files["tomogram"].name]
+    # the checkpoint says how it was made
+    assert ckpt["data"]["command"].startswith(f"analysis train {out} --tomogram ")
+    assert ckpt["data"]["command"].endswith("--base-channels 4")
     assert main([*args, "--resume", "--epochs", "3"]) == 0
     assert read_checkpoint(out)["epoch"] == 3
     assert "validation Dice" in capsys.readouterr().out

@@ -147,7 +147,7 @@ def test_exported_weights_drop_training_state_and_keep_the_curve(tmp_path):
 
 def test_averaged_weights_are_the_mean_of_the_parts(tmp_path):
     from analysis.errors import ParameterError
-    from analysis.models import average_weights, read_checkpoint, training_history
+    from analysis.models import average_weights, provenance, read_checkpoint, training_history
 
     torch.manual_seed(0)
     nets = [UNet3D(TINY) for _ in range(3)]
@@ -186,6 +186,20 @@ def test_averaged_weights_are_the_mean_of_the_parts(tmp_path):
     assert training_history(read_checkpoint(with_curve)) == curve
     out = average_weights([paths[0], with_curve], tmp_path / "soup2.pt")
     assert training_history(read_checkpoint(out)) == [{**curve[0], "run": "part 2"}]
+    # a soup of a soup: the inner parts' curves and commands are found, depth first
+    tuned = save_checkpoint(
+        tmp_path / "t.pt",
+        nets[2],
+        data={"command": "analysis train t.pt"},
+        metrics={"history": curve},
+        **kw,
+    )
+    nested = read_checkpoint(average_weights([out, tuned], tmp_path / "soup3.pt", command="avg"))
+    assert [row["run"] for row in training_history(nested)] == ["part 1.2", "part 2"]
+    steps = provenance(nested)
+    assert [s["step"] for s in steps] == ["", "part 1", "part 1.1", "part 1.2", "part 2"]
+    assert steps[0]["command"] == "avg" and steps[-1]["command"] == "analysis train t.pt"
+    assert steps[2]["generator"] == ""  # not recorded
 
     other = save_checkpoint(tmp_path / "other.pt", nets[0], data={}, **{**kw, "voxel_size_nm": 1.1})
     with pytest.raises(ParameterError, match="other.pt: its voxel_size_nm"):

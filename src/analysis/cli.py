@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -348,7 +349,17 @@ def train_command(
         "train": [Path(t).name for t, _ in pairs],
         "validation": [Path(t).name for t, _ in val_pairs],
         "labels": [Path(lab).name for _, lab in pairs],
+        # how the network was made, for whoever reads the checkpoint (average-weights keeps
+        # each part's): a synthetic file name does not say which generator version drew it
+        "command": _invocation(),
     }
+    if synthetic:
+        from analysis.synthetic import GENERATOR_VERSION
+        from analysis.synthetic.variety import VARIED_VERSION
+
+        description["generator"] = f"analysis.synthetic v{GENERATOR_VERSION}" + (
+            f" and analysis.synthetic.variety v{VARIED_VERSION}" if varied else ""
+        )
     _, history = tr.train(
         [v for v, _ in loaded],
         val,
@@ -578,7 +589,7 @@ def adapt(
         config=config,
         invert=invert,
         resume=resume,
-        command="analysis " + " ".join(sys.argv[1:]),
+        command=_invocation(),
         progress=not quiet,
     )
     last = history[-1]
@@ -1006,7 +1017,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     typer.echo(f"warning: {message}", err=True)
 
 
+#: The arguments of the running command (main's argv, or the process's), for checkpoints
+#: that record how they were made.
+_ARGV: list[str] = []
+
+
+def _invocation() -> str:
+    """The running command as a shell line (``analysis train …``)."""
+    return shlex.join(["analysis", *_ARGV])
+
+
 def _run_app(argv: list[str] | None) -> int:
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if argv is None else argv)
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of raising.
         code = app(args=argv, standalone_mode=False)

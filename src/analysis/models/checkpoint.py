@@ -253,14 +253,40 @@ def training_history(meta: dict) -> list[dict]:
     """The learning curve a checkpoint records, one dict per validated or trained epoch.
 
     For a network made by :func:`average_weights` the curves of its parts, each row with a
-    ``run`` key: ``"part 1"``, ``"part 2"``, … in the order they were averaged (parts that
+    ``run`` key: ``"part 1"``, ``"part 2"``, … in the order they were averaged, and
+    ``"part 1.2"`` for the second part of a first part that was itself averaged (parts that
     record no curve are left out). Empty if the checkpoint records none.
     """
-    parts = (meta.get("metrics") or {}).get("parts")
+    return _histories(meta.get("metrics") or {}, meta, "")
+
+
+def _histories(metrics: dict, payload: dict, run: str) -> list[dict]:
+    parts = metrics.get("parts")
     if parts is None:
-        return list(_history_of(meta).get("history", []))
+        history = _history_of(payload).get("history") or metrics.get("history") or []
+        return [{**row, "run": run} if run else dict(row) for row in history]
+    prefix = f"{run}." if run else "part "
     return [
-        {**row, "run": f"part {i}"}
-        for i, part in enumerate(parts, start=1)
-        for row in part.get("history", [])
+        row for i, part in enumerate(parts, start=1) for row in _histories(part, {}, f"{prefix}{i}")
     ]
+
+
+def provenance(meta: dict) -> list[dict]:
+    """How a network was made, as its checkpoint records it: one dict per step.
+
+    The checkpoint's own step first (``step`` ""), then, for a network made by
+    :func:`average_weights`, its parts depth first (``"part 1"``, ``"part 1.2"``, …). Each dict
+    has ``step``, ``command`` (the command that made it), ``generator`` (the synthetic data's
+    versions and seeds) and ``init_from`` (the network it was fine-tuned from); a field the
+    checkpoint does not record is "".
+    """
+    return _steps(meta.get("data") or {}, "")
+
+
+def _steps(data: dict, step: str) -> list[dict]:
+    fields = {key: str(data.get(key) or "") for key in ("command", "generator", "init_from")}
+    rows = [{"step": step, **fields}]
+    prefix = f"{step}." if step else "part "
+    for i, part in enumerate(data.get("parts") or [], start=1):
+        rows += _steps(part, f"{prefix}{i}")
+    return rows
