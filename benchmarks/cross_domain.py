@@ -14,7 +14,8 @@ by two simulators:
 
 Columns are networks, all run through the same pipeline (rescaling, tiled inference,
 post-processing): by default the first shipped network (trained on the v3 generator only),
-the one shipped before the current one (fine-tuned on varied v1; both taken from git history),
+the one shipped before the current one (the mean of three fine-tunings, two of them on varied
+v2; both taken from git history),
 the shipped one, and CryoVesNet's published network (trained on real synaptosomes) where
 ``../shared/cryovesnet/weights.h5`` exists. Scores are against the exact
 truth: final-label Dice, and vesicle precision, recall and F1, pooled over the seeds of a row
@@ -59,8 +60,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT.parent / "shared" / "cryovesnet" / "weights.h5"
 #: the last commit whose shipped network was trained on the v3 generator alone
 FIRST_NETWORK_COMMIT = "779b3ca"
-#: the commit of the network shipped before the current one (fine-tuned on varied v1 alone)
-PREVIOUS_NETWORK_COMMIT = "31bb569"
+#: the commit of the network shipped before the current one (SHA-256 2157abbc…: the mean of
+#: the second shipped network and two fine-tunings of it on varied v2)
+PREVIOUS_NETWORK_COMMIT = "0bccb12"
 SEEDS = {"generator": (40001, 40002), "testsim": (9101, 9102)}
 NOMINAL_SHAPE = (96, 192, 192)
 _DENSE = Scene(field_amplitude=0.2, field_correlation_nm=15.0, field_exponent=2.0, n_actin=15)
@@ -178,7 +180,9 @@ def postprocess_key(postprocess=None) -> str:
         for name, p in inspect.signature(segment_vesicles).parameters.items()
         if p.default is not inspect.Parameter.empty and name not in skip
     }
-    text = json.dumps({**settings, **(postprocess or {})}, sort_keys=True, default=str)
+    # a setting given equal to its default (0 for 0.0) is the default: same scores, same key
+    given = {k: v for k, v in (postprocess or {}).items() if k not in settings or v != settings[k]}
+    text = json.dumps({**settings, **given}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 

@@ -143,10 +143,11 @@ def test_outliers_are_flagged_with_their_reason():
     np.testing.assert_array_equal(flagged["kept"].drop(index=4), without["kept"])
 
 
-def test_a_noisy_membrane_profile_is_kept_and_a_profile_without_one_is_dropped():
+def test_a_noisy_membrane_profile_is_kept_and_an_inverted_one_is_dropped():
     # a vesicle whose membrane dip is buried in noise (as residual alignment errors blur it)
-    # correlates about 0.26 with the median profile: kept at the default limit 0.2 (it was
-    # dropped at the former 0.3); with still more noise it correlates below 0.2 and goes
+    # correlates weakly with the median profile: kept at the default limit 0 (the former
+    # limits 0.3 and 0.2 dropped it); a bright ring where the membrane should be dark
+    # anticorrelates and goes
     rng = np.random.default_rng(0)
     n = 40
     dip = np.r_[np.zeros(16), -np.ones(4), np.zeros(10)]
@@ -162,14 +163,15 @@ def test_a_noisy_membrane_profile_is_kept_and_a_profile_without_one_is_dropped()
     noise = np.random.default_rng(1).normal(0, 1, 30)
     table.at[0, "profile"] = dip + 4.0 * noise
     table.at[1, "profile"] = dip + 12.0 * noise
+    table.at[2, "profile"] = -dip + 0.5 * noise
     flagged = flag_outliers(table)
     assert 0.2 < flagged.loc[0, "profile_correlation"] < 0.3
-    assert flagged.loc[1, "profile_correlation"] < 0.2
-    assert list(flagged["drop_reason"][:2]) == ["", "profile correlation"]
-    assert flagged["kept"][2:].all()
-    assert flag_outliers(table, min_profile_correlation=0.3)["drop_reason"][0] == (
-        "profile correlation"
-    )
+    assert 0 < flagged.loc[1, "profile_correlation"] < 0.2
+    assert flagged.loc[2, "profile_correlation"] < -0.5
+    assert list(flagged["drop_reason"][:3]) == ["", "", "profile correlation"]
+    assert flagged["kept"][3:].all()
+    stricter = flag_outliers(table, min_profile_correlation=0.2)["drop_reason"]
+    assert list(stricter[:3]) == ["", "profile correlation", "profile correlation"]
 
 
 def test_overlapping_spheres_are_shrunk_until_they_touch():

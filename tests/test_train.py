@@ -17,6 +17,7 @@ from analysis.train import (
     dice_bce_loss,
     dice_score,
     sample_patch,
+    shipped_recipe,
     train,
     volume_from_files,
 )
@@ -187,3 +188,41 @@ def test_training_volume_from_synthetic_files(tmp_path):
     assert vol.target.any() and vol.ignore.any()
     truth, _ = volume_from_files(files["tomogram"], files["labels"])
     assert dice_score(vol.target, truth.target) > 0.9
+
+
+def test_the_shipped_recipe_is_what_the_shipped_checkpoint_records(tmp_path):
+    # each training step of the recipe has the options its part of the shipped network
+    # recorded (steps 2-4 are parts 1.1-1.3, steps 6-7 the starts of parts 2-3, 8-9 parts 2-3)
+    from analysis.models import SHIPPED_WEIGHTS, provenance
+
+    recipe = shipped_recipe(tmp_path)
+    assert [argv[0] for argv in recipe].count("average-weights") == 2
+    assert recipe[-1][-1] == str(tmp_path / "sv_unet3d_soup2.pt")
+    steps = {s["step"]: s for s in provenance(read_checkpoint(SHIPPED_WEIGHTS))}
+    assert set(steps) == {"", "part 1", "part 1.1", "part 1.2", "part 1.3", "part 2", "part 3"}
+
+    def options(text):
+        words = text.split()
+        keys = ("--varied", "--epochs", "--steps-per-epoch", "--lr", "--seed", "--augment-level")
+        return {k: words[words.index(k) + 1] for k in keys}
+
+    recorded = [
+        steps["part 1.1"]["command"],
+        steps["part 1.2"]["command"],
+        steps["part 1.3"]["command"],
+        steps["part 2"]["init_from"].split("made by: ")[1],
+        steps["part 3"]["init_from"].split("made by: ")[1],
+        steps["part 2"]["command"],
+        steps["part 3"]["command"],
+    ]
+    trainings = [recipe[i] for i in (1, 2, 3, 5, 6, 7, 8)]
+    for argv, text in zip(trainings, recorded, strict=True):
+        assert options(" ".join(argv)) == options(text)
+    # every fine-tuning starts from a checkpoint an earlier step wrote
+    written = set()
+    for argv in recipe:
+        if "--init-from" in argv:
+            assert argv[argv.index("--init-from") + 1] in written
+        for path in argv[1:] if argv[0] == "average-weights" else []:
+            assert path in written or path == "--out" or path == argv[-1]
+        written.add(argv[-1] if argv[0] == "average-weights" else argv[1])

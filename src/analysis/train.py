@@ -434,3 +434,48 @@ def train(
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
     return model.eval(), history
+
+
+def shipped_recipe(cache_dir: str | os.PathLike) -> list[list[str]]:
+    """The commands that made the shipped network, as ``analysis`` argument lists.
+
+    Ten steps (book chapter 2, section 6): the first network on the nominal synthetic set; its
+    fine-tuning on the nominal and varied (version 1 at the time) sets; two fine-tunings of that
+    on varied version 2 and the mean of the three (the third shipped network); two fine-tunings
+    of the mean on varied version 3, one more of each on twice as many tomograms, and the mean
+    of those two with the third network. Run in order, each writes a checkpoint in
+    ``cache_dir``; the last is the shipped network's recipe (today's generator makes varied
+    version 3 only, so the same recipe, not the same bytes).
+
+    Returns
+    -------
+    list of list of str
+        One argument list per step, for :func:`analysis.cli.main` (or ``analysis`` in a shell).
+    """
+    cache = Path(cache_dir)
+
+    def ckpt(name: str) -> str:
+        return str(cache / f"sv_unet3d_{name}.pt")
+
+    def robust(out, init, varied, epochs, lr, seed):
+        return [
+            "train", ckpt(out), "--synthetic", "--varied", str(varied), "--epochs", str(epochs),
+            "--steps-per-epoch", "100", "--val-every", "5", "--lr", lr, "--seed", str(seed),
+            "--augment-level", "robust", "--init-from", ckpt(init),
+        ]  # fmt: skip
+
+    first = ["train", ckpt("first"), "--synthetic", "--epochs", "30", "--steps-per-epoch", "60"]
+    return [
+        first + ["--seed", "0", "--augment-level", "physics"],
+        robust("v2_train", "first", 96, 10, "1e-3", 0),
+        robust("v3_train", "v2_train", 96, 10, "5e-4", 1),
+        robust("v4_train", "v2_train", 96, 20, "5e-4", 2),
+        ["average-weights", ckpt("v2_train"), ckpt("v3_train"), ckpt("v4_train")]
+        + ["--out", ckpt("soup")],
+        robust("v6_train", "soup", 96, 10, "5e-4", 1),
+        robust("v7_train", "soup", 96, 10, "5e-4", 2),
+        robust("v8_train", "v6_train", 192, 10, "3e-4", 3),
+        robust("v9_train", "v7_train", 192, 10, "3e-4", 4),
+        ["average-weights", ckpt("soup"), ckpt("v8_train"), ckpt("v9_train")]
+        + ["--out", ckpt("soup2")],
+    ]

@@ -70,15 +70,16 @@ REPORT_VERSION = 1
 #:     .venv/bin/python benchmarks/domain_check.py calibrate --scored \
 #:         --network shipped=src/analysis/weights/sv_unet3d.pt
 #:
-#: on the 48 rows (testsim v1: 28, generator v3: 20) with seeds 9101 / 40001: it warns on both
-#: calibration tomograms with F1 < 0.9 and on none of the 45 with F1 >= 0.95. The fitted
-#: ``spectrum_distance`` cut (1.31) caught none of the calibration tomograms with F1 < 0.9, so
-#: it only added risk of false alarms; the cut of the first calibration (1.66, fitted for the
-#: first shipped network) is kept for tomograms far from anything trained on. On the held-out
-#: seeds 9102 / 40002 these limits warn on all 3 tomograms with F1 < 0.9 and on none of the
-#: 45 with F1 >= 0.95 (with 1.31 there would be one false alarm). The others are physical
-#: limits, not fitted: see the book page *Is my tomogram like the training data?*. Fit them
-#: again for a new network.
+#: on the 50 rows (testsim v1: 28, generator v3: 22) with seeds 9101 / 40001: it warns on the
+#: one calibration tomogram with F1 < 0.9 (generator, alignment errors of 4 nm: 0.898) and on
+#: none of the 47 with F1 >= 0.95. The fitted ``spectrum_distance`` cut (1.32) caught no
+#: calibration tomogram with F1 < 0.9 and would raise a false alarm on a held-out one, so the
+#: cut of the first calibration (1.66, fitted for the first shipped network) is kept for
+#: tomograms far from anything trained on. On the held-out seeds 9102 / 40002 no tomogram has
+#: F1 < 0.9, and these limits warn on none of the 47 with F1 >= 0.95 (and on 1 of the 3
+#: between). The network shipped before this one had more failures to fit to (limit 0.0714).
+#: The others are physical limits, not fitted: see the book page *Is my tomogram like the
+#: training data?*. Fit them again for a new network.
 THRESHOLDS = MappingProxyType(
     {
         # rescale factor (network voxel / tomogram voxel) outside this range warns
@@ -94,7 +95,7 @@ THRESHOLDS = MappingProxyType(
         # RMS distance (natural log amplitude) to the nearest training spectrum
         "spectrum_distance": 1.66,
         # mean TTA standard deviation where the network sees a vesicle; fitted
-        "tta_disagreement": 0.0714,
+        "tta_disagreement": 0.0931,
         # share of the crop called vesicle
         "foreground": (0.005, 0.5),
         # share of kept vesicles with radii in EXPECTED_RADIUS_NM

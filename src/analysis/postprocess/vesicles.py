@@ -98,7 +98,7 @@ def segment_vesicles(
     max_radius_nm: float | None = None,
     radius_from: str = "mask",
     max_mahalanobis: float | None = None,
-    min_profile_correlation: float = 0.2,
+    min_profile_correlation: float = 0.0,
     split: bool | str = "watershed",
     memory_limit_bytes: int = WORK_MEMORY_BYTES,
     scratch_dir: str | os.PathLike | None = None,
@@ -122,7 +122,8 @@ def segment_vesicles(
         more precise on the synthetic test set, see chapter 4) or the outer edge of the
         membrane in the radial profile. The centre always comes from the profile fit.
     min_profile_correlation : float
-        Drop vesicles whose scaled radial profile correlates less with the median one.
+        Drop vesicles whose scaled radial profile correlates less with the median one (the
+        default 0 keeps every profile that looks at all like the others).
     split : {"watershed", "threshold", "none"}
         How touching vesicles are split: a seeded watershed with a size prior (the default;
         the better on the synthetic test set, see chapter 4), CryoVesNet's adaptive local
