@@ -26,7 +26,7 @@ from analysis.models import Predictor
 from analysis.postprocess import segment_vesicles
 from analysis.synthetic import sample_dataset
 
-#: Stricter outlier limits than the defaults (Mahalanobis 5.1, profile correlation 0.2).
+#: Stricter outlier limits than the defaults (Mahalanobis 5.1, profile correlation 0).
 STRICT = dict(max_mahalanobis=4.0, min_profile_correlation=0.5)
 
 

@@ -178,6 +178,9 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     assert (
         read_checkpoint(tuned)["config"]["base_channels"] == 4
     )  # the architecture it started from
+    # and which network it started from, by path and by content
+    started = read_checkpoint(tuned)["data"]["init_from"]
+    assert started.startswith(str(out)) and "(SHA-256 " in started
 
 
 def test_predict_writes_a_probability_map_and_refuses_a_voxel_size_in_angstrom(tmp_path, capsys):

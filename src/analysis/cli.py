@@ -319,9 +319,11 @@ def train_command(
         raise ParameterError("give --region once per --tomogram, or not at all")
     regions = regions or [None] * len(pairs)
     normalisation = None
+    init_name = None
     if init_from is not None:  # the volumes are normalised as the network was trained
         from analysis.models import load
 
+        init_name = str(init_from)
         init_from = load(init_from)
         normalisation = init_from[1]["normalisation"]
     loaded = [
@@ -353,6 +355,12 @@ def train_command(
         # each part's): a synthetic file name does not say which generator version drew it
         "command": _invocation(),
     }
+    if init_name is not None:
+        description["init_from"] = init_name
+        if Path(init_name).is_file():  # which bytes, as a shipped file changes between releases
+            from analysis.models.keras import sha256
+
+            description["init_from"] += f" (SHA-256 {sha256(init_name)[:12]})"
     if synthetic:
         from analysis.synthetic import GENERATOR_VERSION
         from analysis.synthetic.variety import VARIED_VERSION
@@ -1030,6 +1038,13 @@ def _invocation() -> str:
 def _run_app(argv: list[str] | None) -> int:
     global _ARGV
     _ARGV = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run_command(argv)
+    finally:  # a command run later without main() must not record this one
+        _ARGV = []
+
+
+def _run_command(argv: list[str] | None) -> int:
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of raising.
         code = app(args=argv, standalone_mode=False)

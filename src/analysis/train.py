@@ -444,8 +444,8 @@ def shipped_recipe(cache_dir: str | os.PathLike) -> list[list[str]]:
     on varied version 2 and the mean of the three (the third shipped network); two fine-tunings
     of the mean on varied version 3, one more of each on twice as many tomograms, and the mean
     of those two with the third network. Run in order, each writes a checkpoint in
-    ``cache_dir``; the last is the shipped network's recipe (today's generator makes varied
-    version 3 only, so the same recipe, not the same bytes).
+    ``cache_dir``, and the last step writes the network made as the shipped one was (today's
+    generator makes varied version 3 only, so the same recipe, not the same bytes).
 
     Returns
     -------

@@ -277,7 +277,7 @@ def provenance(meta: dict) -> list[dict]:
     The checkpoint's own step first (``step`` ""), then, for a network made by
     :func:`average_weights`, its parts depth first (``"part 1"``, ``"part 1.2"``, …). Each dict
     has ``step``, ``command`` (the command that made it), ``generator`` (the synthetic data's
-    versions and seeds) and ``init_from`` (the network it was fine-tuned from); a field the
+    generator versions, and seeds where recorded) and ``init_from`` (the network it was fine-tuned from); a field the
     checkpoint does not record is "".
     """
     return _steps(meta.get("data") or {}, "")
