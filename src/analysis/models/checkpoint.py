@@ -265,9 +265,10 @@ def _histories(metrics: dict, payload: dict, run: str) -> list[dict]:
     if parts is None:
         history = _history_of(payload).get("history") or metrics.get("history") or []
         return [{**row, "run": run} if run else dict(row) for row in history]
-    prefix = f"{run}." if run else "part "
     return [
-        row for i, part in enumerate(parts, start=1) for row in _histories(part, {}, f"{prefix}{i}")
+        row
+        for i, part in enumerate(parts, start=1)
+        for row in _histories(part, {}, _part_name(run, i))
     ]
 
 
@@ -277,8 +278,8 @@ def provenance(meta: dict) -> list[dict]:
     The checkpoint's own step first (``step`` ""), then, for a network made by
     :func:`average_weights`, its parts depth first (``"part 1"``, ``"part 1.2"``, …). Each dict
     has ``step``, ``command`` (the command that made it), ``generator`` (the synthetic data's
-    generator versions, and seeds where recorded) and ``init_from`` (the network it was fine-tuned from); a field the
-    checkpoint does not record is "".
+    generator versions, and seeds where recorded) and ``init_from`` (the network it was
+    fine-tuned from); a field the checkpoint does not record is "".
     """
     return _steps(meta.get("data") or {}, "")
 
@@ -286,7 +287,11 @@ def provenance(meta: dict) -> list[dict]:
 def _steps(data: dict, step: str) -> list[dict]:
     fields = {key: str(data.get(key) or "") for key in ("command", "generator", "init_from")}
     rows = [{"step": step, **fields}]
-    prefix = f"{step}." if step else "part "
     for i, part in enumerate(data.get("parts") or [], start=1):
-        rows += _steps(part, f"{prefix}{i}")
+        rows += _steps(part, _part_name(step, i))
     return rows
+
+
+def _part_name(parent: str, i: int) -> str:
+    """The name of the ``i``-th part of a soup named ``parent`` ("" for the network itself)."""
+    return f"{parent}.{i}" if parent else f"part {i}"
