@@ -10,6 +10,7 @@ import pandas as pd
 
 from analysis.cli import EXIT_BAD_INPUT, main
 from analysis.io import read_tomogram, write_mrc, write_vesicle_model
+from analysis.synthetic import example_files
 
 
 def test_mod2labels_writes_one_label_per_vesicle(tmp_path, capsys):
@@ -181,6 +182,35 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     # and which network it started from, by path and by content
     started = read_checkpoint(tuned)["data"]["init_from"]
     assert started.startswith(str(out)) and "(SHA-256 " in started
+
+
+def test_train_on_the_synthetic_set_records_the_generator_versions(tmp_path, monkeypatch):
+    """--synthetic (and --varied) name the generator versions that drew the data, as file names
+    do not. The data sets are stood in for by one small file set, so that nothing is generated."""
+    import analysis.synthetic as synthetic
+    import analysis.synthetic.variety as variety
+    from analysis.models import read_checkpoint
+
+    files = example_files("cli", seed=4, quick=True, outdir=tmp_path)
+    asked = []
+    monkeypatch.setattr(
+        synthetic, "sample_dataset", lambda quick: {"train": [files], "validation": [files]}
+    )
+    monkeypatch.setattr(
+        variety, "varied_dataset", lambda split, n, quick: asked.append((split, n)) or [files]
+    )
+    tiny = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "1", "--patch-size", "16"]
+    tiny += ["--depth", "1", "--base-channels", "4"]
+    plain, varied = tmp_path / "plain.pt", tmp_path / "varied.pt"
+    assert main(["train", str(plain), "--synthetic", "--quick", *tiny]) == 0
+    assert main(["train", str(varied), "--synthetic", "--quick", "--varied", "40", *tiny]) == 0
+    only = read_checkpoint(plain)["data"]["generator"]
+    both = read_checkpoint(varied)["data"]["generator"]
+    assert only == f"analysis.synthetic v{synthetic.GENERATOR_VERSION}"
+    assert both == f"{only} and analysis.synthetic.variety v{variety.VARIED_VERSION}"
+    # a twentieth as many varied tomograms join the validation set
+    assert asked == [("train", 40), ("validation", 2)]
+    assert read_checkpoint(varied)["data"]["train"] == [files["tomogram"].name] * 2
 
 
 def test_predict_writes_a_probability_map_and_refuses_a_voxel_size_in_angstrom(tmp_path, capsys):
