@@ -79,6 +79,7 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=AdaptConfig.epochs)
     parser.add_argument("--steps-per-epoch", type=int, default=AdaptConfig.steps_per_epoch)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--consistency-weight", type=float, default=AdaptConfig.consistency_weight)
     parser.add_argument(
         "--adapt-seeds",
         nargs="+",
@@ -92,7 +93,12 @@ def main(argv=None) -> None:
     parser.add_argument("--cache", type=Path, default=cd.ROOT / "benchmarks/results/cross_domain")
     parser.add_argument("--out", type=Path, default=cd.ROOT / "benchmarks/results/adaptation.csv")
     args = parser.parse_args(argv)
-    cfg = AdaptConfig(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, seed=args.seed)
+    cfg = AdaptConfig(
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        seed=args.seed,
+        consistency_weight=args.consistency_weight,
+    )
     rows = args.rows or default_rows(args.network, args.simulator)
     summaries = []
     for row in rows:

@@ -119,7 +119,15 @@ LIBRARY = {
     "adapt": {
         **{
             name: (AdaptConfig, name, _same)
-            for name in ("epochs", "steps_per_epoch", "lr", "confidence", "ema_decay", "seed")
+            for name in (
+                "epochs",
+                "steps_per_epoch",
+                "lr",
+                "confidence",
+                "ema_decay",
+                "consistency_weight",
+                "seed",
+            )
         },
         "device": (AdaptConfig, "device", _same),
         "model": (adapt, "model", _same),

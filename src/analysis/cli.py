@@ -571,6 +571,13 @@ def adapt(
     ema_decay: Annotated[
         float, typer.Option(help="Teacher = decay · teacher + (1 − decay) · student.")
     ] = 0.99,
+    consistency_weight: Annotated[
+        float,
+        typer.Option(
+            help="Weight of the soft loss that holds the student to the teacher's probability "
+            "where the teacher is unsure (0: ignore those voxels)."
+        ),
+    ] = 0.3,
     seed: Annotated[int, typer.Option()] = 0,
     invert: InvertOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue from OUT if it exists.")] = False,
@@ -586,6 +593,7 @@ def adapt(
         lr=lr,
         confidence=confidence,
         ema_decay=ema_decay,
+        consistency_weight=consistency_weight,
         seed=seed,
         device=device,
     )
