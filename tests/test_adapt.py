@@ -32,21 +32,24 @@ def test_pseudo_labels_keep_only_confident_voxels():
 
 
 def test_soft_loss_pulls_the_student_to_the_teacher_where_it_is_unsure():
+    # the adaptation's soft loss is the training loss's cross-entropy with soft targets
+    from analysis.train import masked_bce
+
     prob = torch.tensor([0.2, 0.5, 0.7, 0.99])
     unsure = torch.tensor([1.0, 1.0, 1.0, 0.0])
     logits = torch.zeros(4, requires_grad=True)
-    loss = ad.soft_loss(logits, prob, unsure)
+    loss = masked_bce(logits, prob, unsure)
     loss.backward()
     # d/dlogit of the mean cross-entropy: (sigmoid(logit) - p) / number of unsure voxels
     torch.testing.assert_close(logits.grad, torch.tensor([0.3, 0.0, -0.2, 0.0]) / 3)
     # at the teacher's own logits the gradient vanishes and the loss is its entropy
     exact = torch.logit(prob).requires_grad_(True)
     entropy = -(prob * prob.log() + (1 - prob) * (1 - prob).log())
-    value = ad.soft_loss(exact, prob, unsure)
+    value = masked_bce(exact, prob, unsure)
     value.backward()
     torch.testing.assert_close(value, (entropy * unsure).sum() / 3)
     torch.testing.assert_close(exact.grad, torch.zeros(4), atol=1e-7, rtol=0)
-    assert ad.soft_loss(logits, prob, torch.zeros(4)).item() == 0.0
+    assert masked_bce(logits, prob, torch.zeros(4)).item() == 0.0
 
 
 def test_ema_update_averages_weights_and_leaves_batch_statistics():

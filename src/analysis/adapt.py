@@ -11,7 +11,7 @@ as SynapseNet made its synaptosome vesicle model:
   patch (:func:`analysis.augment.intensity`, level "robust": filters, wedge, noise, gamma), with
   the training loss (soft Dice + cross-entropy over the confident voxels), and, with weight
   ``consistency_weight``, the teacher's probability itself where the teacher is unsure
-  (:func:`soft_loss`; since :data:`METHOD_VERSION` 3). Those voxels are mostly the edges of
+  (:func:`analysis.train.masked_bce`; since :data:`METHOD_VERSION` 3). Those voxels are mostly the edges of
   vesicles and the faint ones: left free, the student drew vesicles smaller under the strong
   augmentation, the teacher followed, and F1 fell on the independent simulator's 3 nm, ±50°,
   misaligned tomograms (calibration seeds 9103–9104: 0.948 unadapted, 0.934 adapted; 0.940
@@ -61,7 +61,13 @@ from analysis.models import (
 )
 from analysis.models.keras import sha256
 from analysis.normalise import DEFAULT_NORMALISATION, normalise
-from analysis.train import TrainingVolume, dice_bce_loss, predict_tiles, sample_patch
+from analysis.train import (
+    TrainingVolume,
+    dice_bce_loss,
+    masked_bce,
+    predict_tiles,
+    sample_patch,
+)
 
 #: Below this fraction of voxels above 0.5 the starting network "finds no vesicle" in a tomogram
 #: (a 128×256×256 synapse tomogram with 160 vesicles has about 5 %).
@@ -97,7 +103,7 @@ class AdaptConfig:
     #: Share of patches centred on the teacher's foreground (the rest uniform).
     foreground_fraction: float = 0.5
     #: Weight of a soft loss on the voxels the teacher is unsure of (its probability as the
-    #: target, :func:`soft_loss`). Without it nothing holds a vesicle's edge where the teacher
+    #: target, :func:`analysis.train.masked_bce`). Without it nothing holds a vesicle's edge where the teacher
     #: hesitates, and the student draws vesicles smaller: on the independent simulator's 3 nm,
     #: ±50°, misaligned tomograms (calibration seeds) F1 fell by 0.014 with weight 0, by
     #: 0.008 with 0.3 and 1; 0.3 kept the gain with alignment errors (+0.041; 1: +0.031).
@@ -137,15 +143,6 @@ def pseudo_labels(
     target = (probability > 0.5).float()
     valid = ((probability >= confidence) | (probability <= 1 - confidence)).float()
     return target, valid
-
-
-def soft_loss(logits: torch.Tensor, probability: torch.Tensor, weight: torch.Tensor):
-    """Cross-entropy of a student's ``logits`` against a teacher's ``probability`` (soft
-    targets), averaged over the voxels where ``weight`` is 1; 0 where there are none."""
-    total = torch.nn.functional.binary_cross_entropy_with_logits(
-        logits, probability, weight=weight, reduction="sum"
-    )
-    return total / weight.sum().clamp_min(1.0)
 
 
 @torch.no_grad()
@@ -386,7 +383,7 @@ def adapt(
             logits = student(strong)
             loss = dice_bce_loss(logits, target, valid)
             if cfg.consistency_weight:
-                loss = loss + cfg.consistency_weight * soft_loss(logits, prob, 1 - valid)
+                loss = loss + cfg.consistency_weight * masked_bce(logits, prob, 1 - valid)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

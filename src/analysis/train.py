@@ -194,10 +194,16 @@ def make_batch(volumes, cfg: TrainConfig, rng: np.random.Generator):
 # --- loss and metric -----------------------------------------------------------------------
 
 
+def masked_bce(logits, target, weight):
+    """Binary cross-entropy of ``logits`` against ``target`` (labels, or a teacher's
+    probabilities), averaged over the voxels where ``weight`` is 1; 0 where there are none."""
+    total = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum")
+    return total / weight.sum().clamp_min(1.0)
+
+
 def dice_bce_loss(logits, target, valid, dice_weight: float = 1.0, bce_weight: float = 1.0):
     """Soft Dice + binary cross-entropy over the valid voxels of a batch."""
-    bce = F.binary_cross_entropy_with_logits(logits, target, weight=valid, reduction="sum")
-    bce = bce / valid.sum().clamp_min(1.0)
+    bce = masked_bce(logits, target, valid)
     prob = torch.sigmoid(logits) * valid
     inter = (prob * target).sum()
     dice = 1 - (2 * inter + 1.0) / (prob.sum() + (target * valid).sum() + 1.0)
