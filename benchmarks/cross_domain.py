@@ -22,13 +22,15 @@ truth: final-label Dice, and vesicle precision, recall and F1, pooled over the s
 (two per row, 40001–40002 for the generator, 9101–9102 for testsim: never used in training),
 ignoring the vesicles centred within 10 nm of a face (:data:`analysis.evaluate.BORDER_NM`).
 
-Probability maps are cached per (row, seed, network file, simulator version) in ``--cache``
-(``maps/``, float16), and scores per the same and the post-processing defaults, so a run with
-a new network computes only its column, and a change of the defaults only re-segments. Run:
+Probability maps are cached per (row, seed, network file, simulator version, test-time
+augmentation) in ``--cache`` (``maps/``, float16), and scores per the same and the
+post-processing defaults, so a run with a new network computes only its column, and a change
+of the defaults only re-segments. Run:
 
     .venv/bin/python benchmarks/cross_domain.py
     .venv/bin/python benchmarks/cross_domain.py --network candidate=data/cache/x.pt --quick
     .venv/bin/python benchmarks/cross_domain.py --postprocess min_profile_correlation=0.3
+    .venv/bin/python benchmarks/cross_domain.py --tta flips   # every column under four xy flips
 """
 
 from __future__ import annotations
@@ -186,20 +188,26 @@ def postprocess_key(postprocess=None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def map_key(sim: str, row: str, seed: int, path: Path, quick: bool) -> str:
-    """The name of (row, seed, network file) in the cache: its probability map's file name."""
-    return f"{sim}_{row}_{seed}_{digest(path)}_v{VERSIONS[sim]}" + ("_quick" if quick else "")
+def map_key(sim: str, row: str, seed: int, path: Path, quick: bool, tta: str = "none") -> str:
+    """The name of (row, seed, network file, test-time augmentation) in the cache: its
+    probability map's file name."""
+    key = f"{sim}_{row}_{seed}_{digest(path)}_v{VERSIONS[sim]}" + ("_quick" if quick else "")
+    return key + ("" if tta == "none" else f"_tta{tta}")
 
 
-def map_path(cache: Path, sim: str, row: str, seed: int, path: Path, quick: bool) -> Path:
+def map_path(
+    cache: Path, sim: str, row: str, seed: int, path: Path, quick: bool, tta: str = "none"
+) -> Path:
     """Where :func:`probability_map` keeps the map of (row, seed, network file) in ``cache``."""
-    return cache / "maps" / f"{map_key(sim, row, seed, path, quick)}.npy"
+    return cache / "maps" / f"{map_key(sim, row, seed, path, quick, tta)}.npy"
 
 
-def score_key(sim: str, row: str, seed: int, path: Path, quick: bool, postprocess=None) -> str:
+def score_key(
+    sim: str, row: str, seed: int, path: Path, quick: bool, postprocess=None, tta: str = "none"
+) -> str:
     """The name of the cached scores of (row, seed, network file) under today's defaults (or
     ``postprocess``)."""
-    return f"{map_key(sim, row, seed, path, quick)}_pp{postprocess_key(postprocess)}"
+    return f"{map_key(sim, row, seed, path, quick, tta)}_pp{postprocess_key(postprocess)}"
 
 
 def probability_map(model, tomogram, voxel_size_nm, path: Path) -> np.ndarray:
@@ -232,9 +240,9 @@ def shipped_network_at(commit: str, cache: Path) -> Path:
     return out
 
 
-def load(path: Path) -> Predictor:
+def load(path: Path, tta: str = "none") -> Predictor:
     """The predictor of a checkpoint or a Keras .h5 (converted once, cached)."""
-    return Predictor.load(path)
+    return Predictor.load(path, tta=tta)
 
 
 def digest(path: Path) -> str:
@@ -263,10 +271,11 @@ def run(
     cache: Path,
     seeds=None,
     postprocess: dict | None = None,
+    tta: str = "none",
 ) -> pd.DataFrame:
     """Score every network on every row and seed (``seeds``, default :data:`SEEDS` of each
-    simulator) with the post-processing defaults or ``postprocess``; cached scores and maps
-    are reused."""
+    simulator) with the post-processing defaults or ``postprocess`` and test-time augmentation
+    ``tta``; cached scores and maps are reused."""
     cache.mkdir(parents=True, exist_ok=True)
     loaded = {}
     records = []
@@ -277,16 +286,16 @@ def run(
             for seed in seeds or SEEDS[sim]:
                 tomo = None
                 for name, path in networks.items():
-                    hit = cache / f"{score_key(sim, row, seed, path, quick, postprocess)}.json"
+                    hit = cache / f"{score_key(sim, row, seed, path, quick, postprocess, tta)}.json"
                     if hit.exists():
                         result = json.loads(hit.read_text())
                     else:
                         if tomo is None:
                             tomo, labels, vs = tomogram(sim, row, seed, quick, cache)
                         if name not in loaded:
-                            loaded[name] = load(path)
+                            loaded[name] = load(path, tta)
                         started = time.perf_counter()
-                        maps = map_path(cache, sim, row, seed, path, quick)
+                        maps = map_path(cache, sim, row, seed, path, quick, tta)
                         probability = probability_map(loaded[name], tomo, vs, maps)
                         result = score(probability, tomo, labels, vs, postprocess)
                         result["seconds"] = round(time.perf_counter() - started, 1)
@@ -348,6 +357,12 @@ def main(argv=None) -> None:
         help="a setting of segment_vesicles instead of its default (repeat; JSON values), "
         "e.g. min_profile_correlation=0.3",
     )
+    parser.add_argument(
+        "--tta",
+        choices=("none", "flips"),
+        default="none",
+        help="test-time augmentation of every column (flips: the mean over four xy flips)",
+    )
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks/results/cross_domain")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cross_domain.csv")
     args = parser.parse_args(argv)
@@ -363,7 +378,9 @@ def main(argv=None) -> None:
         }
         if PUBLISHED.exists():
             networks["published"] = PUBLISHED
-    table = run(networks, args.simulator, args.rows, args.quick, cache, args.seeds, postprocess)
+    table = run(
+        networks, args.simulator, args.rows, args.quick, cache, args.seeds, postprocess, args.tta
+    )
     summary = summarise(table)
     # which file each column is, so that a table shipped with weights can be checked against them
     summary["network_sha256"] = summary["network"].map({k: digest(v) for k, v in networks.items()})
