@@ -28,6 +28,12 @@ SHIFTS = MappingProxyType(
         "voxel1p4": ("voxel 1.4 nm", {"voxel_size_nm": 1.4}),
         "voxel3p0": ("voxel 3.0 nm", {"voxel_size_nm": 3.0}),
         "misaligned": ("alignment errors 2 nm, 0.5°", _NOISY),
+        # half as large again: a row where the networks fail outright, to measure the domain
+        # check and the adaptation where they matter (F1 < 0.9)
+        "misaligned3": (
+            "alignment errors 3 nm, 0.75°",
+            {"shift_jitter_nm": 3.0, "tilt_jitter_deg": 0.75},
+        ),
         "hann": ("Hann-apodised ramp filter", {"recon_filter": "hann"}),
         "sirt": ("SIRT-like filter (15 iterations)", {"recon_filter": "sirt"}),
         "gaussian": ("Gaussian post-filter, σ 2 nm", {"post_filter": "gaussian"}),
