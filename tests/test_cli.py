@@ -211,6 +211,13 @@ def test_train_on_the_synthetic_set_records_the_generator_versions(tmp_path, mon
     # a twentieth as many varied tomograms join the validation set
     assert asked == [("train", 40), ("validation", 2)]
     assert read_checkpoint(varied)["data"]["train"] == [files["tomogram"].name] * 2
+    faint = tmp_path / "faint.pt"
+    asked.clear()
+    args = ["train", str(faint), "--synthetic", "--quick", "--varied", "40", "--faint", "7"]
+    assert main([*args, *tiny]) == 0
+    assert asked == [("train", 40), ("validation", 2), ("faint", 7)]
+    assert read_checkpoint(faint)["data"]["generator"] == f"{both} (faint tier: 7)"
+    assert read_checkpoint(faint)["data"]["train"] == [files["tomogram"].name] * 3
 
 
 def test_predict_writes_a_probability_map_and_refuses_a_voxel_size_in_angstrom(tmp_path, capsys):

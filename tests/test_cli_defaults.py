@@ -206,7 +206,7 @@ OWN = {
     # a numbered series NAME_01, NAME_02, … from seed, seed+1, …; --varied picks the generator
     "synth": {"n", "seed", "name", "varied"},
     # the data: files, or the cached synthetic set and how many varied tomograms join it
-    "train": {"tomogram", "labels", "val_tomogram", "val_labels", "synthetic", "varied"},
+    "train": {"tomogram", "labels", "val_tomogram", "val_labels", "synthetic", "varied", "faint"},
     "predict": {"quiet"},  # progress bar
     "segment": {"auto_invert", "quiet"},  # invert="auto"; progress bar
     "adapt": {"quiet"},

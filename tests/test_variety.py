@@ -179,6 +179,56 @@ def test_varied_splits_never_share_a_seed():
 
     seen = [set(seeds) for seeds in VARIED_SEEDS.values()]
     assert sum(map(len, seen)) == len(set().union(*seen))  # disjoint
-    assert set(VARIED_SEEDS) == {"train", "validation", "test"}
+    assert set(VARIED_SEEDS) == {"train", "validation", "test", "faint"}
     with pytest.raises(ParameterError, match="split must be one of"):
         varied_dataset("holdout", 1)
+
+
+def test_the_faint_tier_keeps_the_draw_but_its_alignment_errors():
+    from analysis.synthetic.variety import (
+        FAINT_SHIFT_ERROR_NM,
+        FAINT_TILT_ERROR_DEG,
+        draw_conditions,
+        draw_faint_conditions,
+    )
+
+    for seed in (12001, 12002, 12003):
+        base, faint = draw_conditions(seed), draw_faint_conditions(seed)
+        assert faint.geometry == base.geometry
+        assert FAINT_SHIFT_ERROR_NM[0] <= faint.microscope.shift_error_nm <= FAINT_SHIFT_ERROR_NM[1]
+        assert FAINT_TILT_ERROR_DEG[0] <= faint.microscope.tilt_error_deg <= FAINT_TILT_ERROR_DEG[1]
+        for name in ("snr", "defocus_um", "tilt_min_deg", "recon_filter", "post_filter"):
+            assert getattr(faint.microscope, name) == getattr(base.microscope, name), name
+    assert draw_faint_conditions(12001) == draw_faint_conditions(12001)
+
+
+def test_the_faint_split_keeps_only_draws_of_faint_vesicles(tmp_path, monkeypatch):
+    """Draws outside FAINT_CONTRAST are left out and remembered; the kept ones are the first
+    seeds whose contrast is in range. The contrast is stood in for by a table per seed."""
+    import analysis.evaluate as evaluate
+    import analysis.synthetic.variety as variety
+    from analysis.errors import ParameterError
+
+    made = []
+    real = variety.make_varied_synapse
+    monkeypatch.setattr(
+        variety, "make_varied_synapse", lambda seed, c: made.append(seed) or real(seed, c)
+    )
+    contrast = {12001: 0.9, 12002: 0.3, 12003: 0.05, 12004: 0.5}  # kept: 12002 and 12004
+    monkeypatch.setattr(evaluate, "vesicle_contrast", lambda tomogram, labels: contrast[made[-1]])
+    monkeypatch.setattr(variety, "VARIED_SEEDS", {"faint": range(12001, 12005)})
+    files = variety.varied_dataset("faint", 2, outdir=tmp_path, quick=True)
+    assert [f["tomogram"].name for f in files] == [
+        "varied_faint_s12002_quick.mrc",
+        "varied_faint_s12004_quick.mrc",
+    ]
+    assert sorted(p.name for p in tmp_path.glob(".*.skip")) == [
+        ".varied_faint_s12001_quick.skip",
+        ".varied_faint_s12003_quick.skip",
+    ]
+    assert not list(tmp_path.glob("varied_faint_s12001*"))  # nothing of a draw left out
+    made.clear()
+    assert variety.varied_dataset("faint", 2, outdir=tmp_path, quick=True) == files
+    assert made == []  # cached, the left-out ones too
+    with pytest.raises(ParameterError, match="keeps 2 tomograms, not 3"):
+        variety.varied_dataset("faint", 3, outdir=tmp_path, quick=True)

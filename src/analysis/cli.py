@@ -257,6 +257,14 @@ def train_command(
             "(and a twentieth as many, at least 1, to validation)."
         ),
     ] = 0,
+    faint: Annotated[
+        int,
+        typer.Option(
+            help="With --synthetic: add this many tomograms of the faint tier (varied draws "
+            "with large alignment errors whose vesicles are faint but there; see "
+            "analysis.synthetic.variety.draw_faint_conditions)."
+        ),
+    ] = 0,
     augment_level: Annotated[
         str, typer.Option(help="Augmentation: physics or robust (see analysis.augment).")
     ] = "robust",
@@ -304,6 +312,10 @@ def train_command(
             n_val = max(1, varied // 20)
             data["train"] += varied_dataset("train", varied, quick=quick)
             data["validation"] += varied_dataset("validation", n_val, quick=quick)
+        if faint:
+            from analysis.synthetic.variety import varied_dataset
+
+            data["train"] += varied_dataset("faint", faint, quick=quick)
         pairs = [(f["tomogram"], f["labels"]) for f in data["train"]]
         val_pairs = [(f["tomogram"], f["labels"]) for f in data["validation"]]
     else:
@@ -366,8 +378,10 @@ def train_command(
         from analysis.synthetic.variety import VARIED_VERSION
 
         description["generator"] = f"analysis.synthetic v{GENERATOR_VERSION}" + (
-            f" and analysis.synthetic.variety v{VARIED_VERSION}" if varied else ""
+            f" and analysis.synthetic.variety v{VARIED_VERSION}" if varied or faint else ""
         )
+        if faint:
+            description["generator"] += f" (faint tier: {faint})"
     _, history = tr.train(
         [v for v, _ in loaded],
         val,

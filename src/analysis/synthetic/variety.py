@@ -157,6 +157,41 @@ def draw_conditions(
     return Conditions(geometry, microscope, output_voxel_size_nm, tuple(output_shape))
 
 
+#: Residual alignment errors of the faint tier (:func:`draw_faint_conditions`): shift SD (nm)
+#: and tilt-angle error SD (°), uniform in these ranges.
+FAINT_SHIFT_ERROR_NM = (2.0, 5.0)
+FAINT_TILT_ERROR_DEG = (0.4, 1.2)
+#: The faint tier keeps a draw only if its vesicle contrast (tomogram SDs,
+#: :func:`analysis.evaluate.vesicle_contrast`) lies in this range: faint but still there. The
+#: independent simulator's rows with alignment errors lie in it (0.28–0.33); below about 0.15
+#: the vesicles are gone in the noise, and a network trained to find them anyway learns to
+#: guess.
+FAINT_CONTRAST = (0.15, 0.55)
+
+
+def draw_faint_conditions(
+    seed: int,
+    output_shape: tuple[int, int, int] = OUTPUT_SHAPE,
+    output_voxel_size_nm: float = OUTPUT_VOXEL_SIZE_NM,
+) -> Conditions:
+    """The conditions of :func:`draw_conditions` with residual alignment errors from the hard
+    end of the range (:data:`FAINT_SHIFT_ERROR_NM`, :data:`FAINT_TILT_ERROR_DEG`) in every
+    draw. Same seed, same draw; every other property is that of :func:`draw_conditions`.
+
+    Where the varied set has one tomogram in fourteen with vesicles as faint as those of the
+    independent simulator's alignment-error rows, this tier is made of them (with the
+    contrast filter of :func:`varied_dataset`).
+    """
+    conditions = draw_conditions(seed, output_shape, output_voxel_size_nm)
+    rng = np.random.default_rng([seed, 11])  # a stream of its own: the base draw is unchanged
+    microscope = replace(
+        conditions.microscope,
+        shift_error_nm=rng.uniform(*FAINT_SHIFT_ERROR_NM),
+        tilt_error_deg=rng.uniform(*FAINT_TILT_ERROR_DEG),
+    )
+    return replace(conditions, microscope=microscope)
+
+
 @dataclass
 class VariedSynapse:
     """A varied synthetic tomogram at the output voxel size, with its SV truth.
@@ -259,6 +294,8 @@ VARIED_SEEDS = {
     "train": range(10001, 11001),
     "validation": range(20001, 20101),
     "test": range(30001, 30101),
+    # training only: draw_faint_conditions, and only the draws in FAINT_CONTRAST are kept
+    "faint": range(12001, 14001),
 }
 
 #: Bump when the varied tomograms change, so that cached ones are made again.
@@ -270,13 +307,19 @@ VARIED_VERSION = 3
 def varied_dataset(
     split: str, n: int, *, outdir: str | os.PathLike | None = None, quick: bool = False
 ) -> list[dict]:
-    """The first ``n`` varied tomograms of ``split`` ("train", "validation" or "test"), cached.
+    """The first ``n`` varied tomograms of ``split`` ("train", "validation", "test" or "faint"),
+    cached.
+
+    The "faint" split draws with :func:`draw_faint_conditions` and keeps a draw only if its
+    vesicle contrast is in :data:`FAINT_CONTRAST` (about two in five are): its tomograms are
+    the first ``n`` seeds kept. A draw left out is remembered in the cache folder, so that it
+    is not made again.
 
     Parameters
     ----------
-    split : {"train", "validation", "test"}
+    split : {"train", "validation", "test", "faint"}
     n : int
-        How many (the first ``n`` seeds of :data:`VARIED_SEEDS`).
+        How many (the first ``n`` seeds of :data:`VARIED_SEEDS`, or kept seeds of "faint").
     outdir : path, optional
         Cache folder; ``default_data_dir() / "varied"`` by default.
     quick : bool
@@ -286,6 +329,11 @@ def varied_dataset(
     -------
     list of dict
         File paths by role (tomogram, labels, vesicles, conditions) per tomogram.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown split, or more tomograms than the split has seeds (or kept draws).
     """
     from analysis.synthetic import default_data_dir
 
@@ -295,25 +343,51 @@ def varied_dataset(
     if not 0 <= n <= len(seeds):
         raise ParameterError(f"the varied {split} set has {len(seeds)} tomograms, not {n}")
     outdir = Path(outdir) if outdir is not None else default_data_dir() / "varied"
+    draw = draw_faint_conditions if split == "faint" else draw_conditions
     out = []
-    for seed in seeds[:n]:
+    for seed in seeds:
+        if len(out) == n:
+            break
         name = f"varied_{split}_s{seed}" + ("_quick" if quick else "")
-        stamp = outdir / f".{name}.version"
-        files = {
-            role: outdir / f"{name}{suffix}"
-            for role, suffix in (
-                ("tomogram", ".mrc"),
-                ("labels", "_labels.mrc"),
-                ("vesicles", "_vesicles.csv"),
-                ("conditions", "_conditions.json"),
-            )
-        }
-        fresh = stamp.exists() and stamp.read_text().strip() == str(VARIED_VERSION)
-        if not (fresh and all(p.exists() for p in files.values())):
-            conditions = draw_conditions(seed)
-            if quick:
-                conditions = quick_conditions(conditions)
-            files = write_varied_synapse(make_varied_synapse(seed, conditions), outdir, name)
-            stamp.write_text(f"{VARIED_VERSION}\n")
-        out.append(files)
+        files = _cached_varied(name, seed, draw, outdir, quick, faint=split == "faint")
+        if files is not None:
+            out.append(files)
+    if len(out) < n:
+        raise ParameterError(f"the varied {split} set keeps {len(out)} tomograms, not {n}")
     return out
+
+
+def _cached_varied(name, seed, draw, outdir: Path, quick: bool, faint: bool) -> dict | None:
+    """The files of one varied tomogram, made if missing or of another version; None for a
+    faint draw outside :data:`FAINT_CONTRAST` (remembered in a ``.NAME.skip`` stamp)."""
+    stamp = outdir / f".{name}.version"
+    skip = outdir / f".{name}.skip"
+    files = {
+        role: outdir / f"{name}{suffix}"
+        for role, suffix in (
+            ("tomogram", ".mrc"),
+            ("labels", "_labels.mrc"),
+            ("vesicles", "_vesicles.csv"),
+            ("conditions", "_conditions.json"),
+        )
+    }
+    if skip.exists() and skip.read_text().split()[0] == str(VARIED_VERSION):
+        return None
+    if stamp.exists() and stamp.read_text().strip() == str(VARIED_VERSION):
+        if all(p.exists() for p in files.values()):
+            return files
+    conditions = draw(seed)
+    if quick:
+        conditions = quick_conditions(conditions)
+    synapse = make_varied_synapse(seed, conditions)
+    if faint:
+        from analysis.evaluate import vesicle_contrast
+
+        contrast = vesicle_contrast(synapse.tomogram, synapse.labels)
+        if not FAINT_CONTRAST[0] <= contrast <= FAINT_CONTRAST[1]:
+            outdir.mkdir(parents=True, exist_ok=True)
+            skip.write_text(f"{VARIED_VERSION} contrast {contrast:.3f}\n")
+            return None
+    files = write_varied_synapse(synapse, outdir, name)
+    stamp.write_text(f"{VARIED_VERSION}\n")
+    return files
