@@ -205,7 +205,7 @@ def test_the_faint_tier_keeps_the_draw_but_its_alignment_errors():
 def test_the_faint_split_keeps_only_draws_of_faint_vesicles(tmp_path, monkeypatch):
     """Draws outside FAINT_CONTRAST are left out and remembered; the kept ones are the first
     seeds whose contrast is in range. The contrast is stood in for by a table per seed."""
-    import analysis.evaluate as evaluate
+    import analysis.contrast as contrast_module
     import analysis.synthetic.variety as variety
     from analysis.errors import ParameterError
 
@@ -215,7 +215,9 @@ def test_the_faint_split_keeps_only_draws_of_faint_vesicles(tmp_path, monkeypatc
         variety, "make_varied_synapse", lambda seed, c: made.append(seed) or real(seed, c)
     )
     contrast = {12001: 0.9, 12002: 0.3, 12003: 0.05, 12004: 0.5}  # kept: 12002 and 12004
-    monkeypatch.setattr(evaluate, "vesicle_contrast", lambda tomogram, labels: contrast[made[-1]])
+    monkeypatch.setattr(
+        contrast_module, "vesicle_contrast", lambda tomogram, labels: contrast[made[-1]]
+    )
     monkeypatch.setattr(variety, "VARIED_SEEDS", {"faint": range(12001, 12005)})
     files = variety.varied_dataset("faint", 2, outdir=tmp_path, quick=True)
     assert [f["tomogram"].name for f in files] == [

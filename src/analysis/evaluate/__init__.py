@@ -5,11 +5,12 @@ per-vesicle detection (:mod:`.matching`: a true vesicle is found when a predicte
 inside it, one-to-one by the Hungarian algorithm; precision, recall, F1; diameter deviation
 δd and centre error Δc; connectors and tethers by the pairs they join, and per-vesicle counts
 of them against the truth), why each missed vesicle was missed (:mod:`.misses`: by the network
-or by a post-processing step), how conspicuous the vesicles are (:mod:`.contrast`) and the
-per-tomogram and summary tables (:mod:`.report`).
+or by a post-processing step), how conspicuous the vesicles are (:mod:`analysis.contrast`,
+which the generator's faint tier also uses) and the per-tomogram and summary tables
+(:mod:`.report`).
 """
 
-from analysis.evaluate.contrast import vesicle_contrast
+from analysis.contrast import vesicle_contrast
 from analysis.evaluate.matching import (
     MATCH_COLUMNS,
     count_errors,

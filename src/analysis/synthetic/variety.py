@@ -381,7 +381,7 @@ def _cached_varied(name, seed, draw, outdir: Path, quick: bool, faint: bool) -> 
         conditions = quick_conditions(conditions)
     synapse = make_varied_synapse(seed, conditions)
     if faint:
-        from analysis.evaluate import vesicle_contrast
+        from analysis.contrast import vesicle_contrast
 
         contrast = vesicle_contrast(synapse.tomogram, synapse.labels)
         if not FAINT_CONTRAST[0] <= contrast <= FAINT_CONTRAST[1]:
