@@ -11,11 +11,11 @@ as SynapseNet made its synaptosome vesicle model:
   patch (:func:`analysis.augment.intensity`, level "robust": filters, wedge, noise, gamma), with
   the training loss (soft Dice + cross-entropy over the confident voxels), and, with weight
   ``consistency_weight``, the teacher's probability itself where the teacher is unsure
-  (:func:`analysis.train.masked_bce`; since :data:`METHOD_VERSION` 3). Those voxels are mostly the edges of
-  vesicles and the faint ones: left free, the student drew vesicles smaller under the strong
-  augmentation, the teacher followed, and F1 fell on the independent simulator's 3 nm, ±50°,
-  misaligned tomograms (calibration seeds 9103–9104: 0.948 unadapted, 0.934 adapted; 0.940
-  with the soft loss);
+  (:func:`analysis.train.masked_bce`; since :data:`METHOD_VERSION` 3). Those voxels are
+  mostly the edges of vesicles and the faint ones: left free, the student drew vesicles
+  smaller under the strong augmentation, the teacher followed, and F1 fell on the independent
+  simulator's 3 nm, ±50°, misaligned tomograms (calibration seeds 9103–9104: 0.948
+  unadapted, 0.934 adapted; 0.940 with the soft loss);
 * after every step the teacher's weights become the exponential moving average of the
   student's (``ema_decay``), so its labels improve slowly and do not chase the student's
   mistakes. Its batch-normalisation statistics are its own: running averages over the clean
@@ -103,8 +103,8 @@ class AdaptConfig:
     #: Share of patches centred on the teacher's foreground (the rest uniform).
     foreground_fraction: float = 0.5
     #: Weight of a soft loss on the voxels the teacher is unsure of (its probability as the
-    #: target, :func:`analysis.train.masked_bce`). Without it nothing holds a vesicle's edge where the teacher
-    #: hesitates, and the student draws vesicles smaller: on the independent simulator's 3 nm,
+    #: target, :func:`analysis.train.masked_bce`). Without it nothing holds a vesicle's edge
+    #: where the teacher hesitates, and the student draws vesicles smaller: on the independent simulator's 3 nm,
     #: ±50°, misaligned tomograms (calibration seeds) F1 fell by 0.014 with weight 0, by
     #: 0.008 with 0.3 and 1; 0.3 kept the gain with alignment errors (+0.041; 1: +0.031).
     consistency_weight: float = 0.3

@@ -304,17 +304,14 @@ def train_command(
         _check_resumable(out)
     if synthetic:
         from analysis.synthetic import sample_dataset
+        from analysis.synthetic.variety import varied_dataset
 
         data = sample_dataset(quick=quick)
         if varied:
-            from analysis.synthetic.variety import varied_dataset
-
             n_val = max(1, varied // 20)
             data["train"] += varied_dataset("train", varied, quick=quick)
             data["validation"] += varied_dataset("validation", n_val, quick=quick)
         if faint:
-            from analysis.synthetic.variety import varied_dataset
-
             data["train"] += varied_dataset("faint", faint, quick=quick)
         pairs = [(f["tomogram"], f["labels"]) for f in data["train"]]
         val_pairs = [(f["tomogram"], f["labels"]) for f in data["validation"]]

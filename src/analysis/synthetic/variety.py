@@ -162,7 +162,7 @@ def draw_conditions(
 FAINT_SHIFT_ERROR_NM = (2.0, 5.0)
 FAINT_TILT_ERROR_DEG = (0.4, 1.2)
 #: The faint tier keeps a draw only if its vesicle contrast (tomogram SDs,
-#: :func:`analysis.evaluate.vesicle_contrast`) lies in this range: faint but still there. The
+#: :func:`analysis.contrast.vesicle_contrast`) lies in this range: faint but still there. The
 #: independent simulator's rows with alignment errors lie in it (0.28–0.33); below about 0.15
 #: the vesicles are gone in the noise, and a network trained to find them anyway learns to
 #: guess.
@@ -343,13 +343,12 @@ def varied_dataset(
     if not 0 <= n <= len(seeds):
         raise ParameterError(f"the varied {split} set has {len(seeds)} tomograms, not {n}")
     outdir = Path(outdir) if outdir is not None else default_data_dir() / "varied"
-    draw = draw_faint_conditions if split == "faint" else draw_conditions
     out = []
     for seed in seeds:
         if len(out) == n:
             break
         name = f"varied_{split}_s{seed}" + ("_quick" if quick else "")
-        files = _cached_varied(name, seed, draw, outdir, quick, faint=split == "faint")
+        files = _cached_varied(name, seed, outdir, quick, faint=split == "faint")
         if files is not None:
             out.append(files)
     if len(out) < n:
@@ -357,9 +356,10 @@ def varied_dataset(
     return out
 
 
-def _cached_varied(name, seed, draw, outdir: Path, quick: bool, faint: bool) -> dict | None:
-    """The files of one varied tomogram, made if missing or of another version; None for a
-    faint draw outside :data:`FAINT_CONTRAST` (remembered in a ``.NAME.skip`` stamp)."""
+def _cached_varied(name, seed, outdir: Path, quick: bool, faint: bool) -> dict | None:
+    """The files of one varied tomogram (of the faint tier if ``faint``), made if missing or of
+    another version; None for a faint draw outside :data:`FAINT_CONTRAST` (remembered in a
+    ``.NAME.skip`` stamp)."""
     stamp = outdir / f".{name}.version"
     skip = outdir / f".{name}.skip"
     files = {
@@ -376,7 +376,7 @@ def _cached_varied(name, seed, draw, outdir: Path, quick: bool, faint: bool) -> 
     if stamp.exists() and stamp.read_text().strip() == str(VARIED_VERSION):
         if all(p.exists() for p in files.values()):
             return files
-    conditions = draw(seed)
+    conditions = (draw_faint_conditions if faint else draw_conditions)(seed)
     if quick:
         conditions = quick_conditions(conditions)
     synapse = make_varied_synapse(seed, conditions)
