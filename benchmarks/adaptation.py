@@ -80,6 +80,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=AdaptConfig.steps_per_epoch)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--consistency-weight", type=float, default=AdaptConfig.consistency_weight)
+    parser.add_argument("--lr", type=float, default=AdaptConfig.lr)
     parser.add_argument(
         "--adapt-seeds",
         nargs="+",
@@ -98,6 +99,7 @@ def main(argv=None) -> None:
         steps_per_epoch=args.steps_per_epoch,
         seed=args.seed,
         consistency_weight=args.consistency_weight,
+        lr=args.lr,
     )
     rows = args.rows or default_rows(args.network, args.simulator)
     summaries = []

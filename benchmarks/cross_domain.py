@@ -366,6 +366,10 @@ def main(argv=None) -> None:
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks/results/cross_domain")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cross_domain.csv")
     args = parser.parse_args(argv)
+    # a mistyped row would otherwise be skipped in silence, and its column look complete
+    unknown = [r for r in args.rows or () if not any(r in ROWS.get(s, ()) for s in args.simulator)]
+    if unknown:
+        parser.error(f"no row {', '.join(unknown)} in {' or '.join(args.simulator)}")
     postprocess = {k: parse_value(v) for k, v in (p.split("=", 1) for p in args.postprocess)}
     cache = args.cache
     if args.network:

@@ -530,3 +530,19 @@ def test_a_bug_is_an_internal_error_not_bad_input(tmp_path, capsys, monkeypatch,
     assert last.startswith("internal error: LinAlgError: SVD did not converge")
     assert "bug" in last and "--verbose" in last and str(tomo) not in last
     assert ("Traceback" in err) is verbose
+
+
+def test_the_cross_domain_benchmark_refuses_a_row_no_simulator_has(capsys):
+    """A mistyped row name (``combined`` for ``combined_voxel3_tilt50_misaligned``) stops the
+    benchmark with one message naming it, instead of leaving the row out of the table."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cross_domain.py"
+    spec = importlib.util.spec_from_file_location("cross_domain_cli", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as stop:
+        module.main(["--simulator", "testsim", "--rows", "nominal", "combined"])
+    assert stop.value.code == 2
+    assert "no row combined in testsim" in capsys.readouterr().err
