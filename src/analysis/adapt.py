@@ -104,9 +104,10 @@ class AdaptConfig:
     foreground_fraction: float = 0.5
     #: Weight of a soft loss on the voxels the teacher is unsure of (its probability as the
     #: target, :func:`analysis.train.masked_bce`). Without it nothing holds a vesicle's edge
-    #: where the teacher hesitates, and the student draws vesicles smaller: on the independent simulator's 3 nm,
-    #: ±50°, misaligned tomograms (calibration seeds) F1 fell by 0.014 with weight 0, by
-    #: 0.008 with 0.3 and 1; 0.3 kept the gain with alignment errors (+0.041; 1: +0.031).
+    #: where the teacher hesitates, and the student draws vesicles smaller: on the independent
+    #: simulator's 3 nm, ±50°, misaligned tomograms (calibration seeds) F1 fell by 0.014 with
+    #: weight 0, by 0.008 with 0.3 and 1; 0.3 kept the gain with alignment errors (+0.041;
+    #: 1: +0.031).
     consistency_weight: float = 0.3
     augment_level: str = "robust"
     seed: int = 0
