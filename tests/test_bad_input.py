@@ -324,6 +324,13 @@ def train_unpaired_tomograms(d):
     return argv, None, "give --tomogram and --labels the same number of times"
 
 
+def train_held_without_a_starting_network(d):
+    tomo = _tomogram(d)
+    labels = write_mrc(d / "l.mrc", np.zeros(SHAPE, np.uint8), VS)
+    argv = ["train", str(d / "n.pt"), "--tomogram", str(tomo), "--labels", str(labels)]
+    return argv + ["--distill-weight", "1"], None, "need --init-from"
+
+
 def adapt_tomogram_missing(d):
     argv = ["adapt", str(d / "absent.mrc"), "--out", str(d / "adapted.pt")]
     return argv, d / "absent.mrc", "no such file"
@@ -401,6 +408,7 @@ CASES = [
     train_labels_missing,
     train_labels_of_another_shape,
     train_unpaired_tomograms,
+    train_held_without_a_starting_network,
     batch_missing_input_folder,
     compare_missing_study_table,
     synth_into_a_missing_folder,

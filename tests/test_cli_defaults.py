@@ -74,6 +74,8 @@ LIBRARY = {
                 "seed",
                 "device",
                 "augment_level",
+                "distill_weight",
+                "anchor_weight",
             )
         },
         **{name: (UNetConfig, name, _same) for name in ("depth", "base_channels", "dims")},

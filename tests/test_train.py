@@ -23,6 +23,7 @@ from analysis.train import (
 )
 
 NET = UNetConfig(depth=2, base_channels=8, dropout=0.0)
+PERCENTILE = {"method": "percentile"}
 
 
 def _toy_volume(seed=0, shape=(24, 32, 32)):
@@ -119,6 +120,64 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
     w = [_weights(m) for m in runs]
     assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
     assert not all(torch.equal(w[0][k], w[2][k]) for k in w[0])
+
+
+def _start(tmp_path):
+    torch.manual_seed(1)
+    return save_checkpoint(
+        tmp_path / "start.pt",
+        UNet3D(NET),
+        voxel_size_nm=2.0,
+        normalisation=PERCENTILE,
+        seed=0,
+        data={},
+    )
+
+
+def _distance(model, start):
+    """Squared distance of a network's weights from the starting ones."""
+    pairs = zip(model.parameters(), load(start)[0].parameters(), strict=True)
+    return float(sum((a.detach() - b.detach()).pow(2).sum() for a, b in pairs))
+
+
+def test_anchoring_holds_the_weights_near_the_starting_network(tmp_path):
+    start = _start(tmp_path)
+    cfg = _cfg(epochs=2, steps_per_epoch=10)
+    free, _ = _fit(tmp_path / "free.pt", cfg, init_from=start)
+    cfg = _cfg(epochs=2, steps_per_epoch=10, anchor_weight=5.0)
+    held, _ = _fit(tmp_path / "held.pt", cfg, init_from=start)
+    assert _distance(free, start) > 0.05  # it did move: otherwise the comparison says nothing
+    assert _distance(held, start) < 0.5 * _distance(free, start)
+    assert read_checkpoint(tmp_path / "held.pt")["train_config"]["anchor_weight"] == 5.0
+
+
+def test_distillation_holds_the_probabilities_near_the_starting_network(tmp_path):
+    from analysis.train import predict_tiles
+
+    start = _start(tmp_path)
+    image = _toy_volume().image
+
+    def change(model):  # mean absolute change of the probabilities on the toy volume
+        before = predict_tiles(load(start)[0], image, 16, "cpu")
+        return float(np.abs(predict_tiles(model, image, 16, "cpu") - before).mean())
+
+    free, _ = _fit(tmp_path / "free.pt", _cfg(epochs=2, steps_per_epoch=10), init_from=start)
+    cfg = _cfg(epochs=2, steps_per_epoch=10, distill_weight=20.0)
+    held, _ = _fit(tmp_path / "held.pt", cfg, init_from=start)
+    assert change(free) > 0.05
+    assert change(held) < 0.5 * change(free)
+    # resumed, the terms still refer to the starting network, not to the checkpoint resumed
+    _fit(tmp_path / "cut.pt", cfg, init_from=start, stop_after_epoch=1)
+    resumed, _ = _fit(tmp_path / "cut.pt", cfg, init_from=start, resume=True)
+    a, b = _weights(held), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_holding_to_a_start_needs_one(tmp_path):
+    with pytest.raises(ParameterError, match="init_from"):
+        _fit(tmp_path / "x.pt", _cfg(epochs=1, steps_per_epoch=1, distill_weight=1.0))
+    with pytest.raises(ParameterError, match="0 or positive"):
+        _fit(tmp_path / "x.pt", _cfg(anchor_weight=-1.0), init_from=_start(tmp_path))
 
 
 def test_volumes_smaller_than_a_patch_and_odd_shapes_work(tmp_path):

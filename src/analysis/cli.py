@@ -290,16 +290,26 @@ def train_command(
             help="Fine-tune from this checkpoint, a Keras .h5, or 'cryovesnet' (published)."
         ),
     ] = None,
+    distill_weight: Annotated[
+        float,
+        typer.Option(
+            help="With --init-from: keep the probabilities near the starting network's "
+            "(weight of that cross-entropy; 0 = off). Against forgetting what it could do."
+        ),
+    ] = 0.0,
+    anchor_weight: Annotated[
+        float,
+        typer.Option(
+            help="With --init-from: weight of the squared distance of the weights from the "
+            "starting network's (L2-SP; 0 = off)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Train a U-Net on annotated tomograms (or the synthetic set); resumable."""
     from analysis import train as tr
-    from analysis.augment import LEVELS
     from analysis.models import UNetConfig
 
-    if augment_level not in LEVELS:  # before any data is read
-        raise typer.BadParameter(
-            f"one of {LEVELS}, not {augment_level!r}", param_hint="--augment-level"
-        )
+    _check_train_options(augment_level, distill_weight or anchor_weight, init_from)
     if resume and out.exists():
         _check_resumable(out)
     if synthetic:
@@ -355,6 +365,8 @@ def train_command(
         device=device,
         augment_level=augment_level,
         val_every=val_every,
+        distill_weight=distill_weight,
+        anchor_weight=anchor_weight,
     )
     description = {
         "train": [Path(t).name for t, _ in pairs],
@@ -395,6 +407,18 @@ def train_command(
         typer.echo(
             f"{out}: epoch {history[-1]['epoch']}, validation Dice {history[-1]['val_dice']:.4f}"
         )
+
+
+def _check_train_options(augment_level: str, held: float, init_from) -> None:
+    """Refuse options that do not go together, before any data is read."""
+    from analysis.augment import LEVELS
+
+    if augment_level not in LEVELS:
+        raise typer.BadParameter(
+            f"one of {LEVELS}, not {augment_level!r}", param_hint="--augment-level"
+        )
+    if held and init_from is None:
+        raise ParameterError("--distill-weight and --anchor-weight need --init-from")
 
 
 #: What a checkpoint needs for ``train --resume`` (analysis.train writes it every epoch); exported

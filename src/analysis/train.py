@@ -119,6 +119,13 @@ class TrainConfig:
     warmup_steps: int = 50
     dice_weight: float = 1.0
     bce_weight: float = 1.0
+    #: fine-tuning only: weight of a cross-entropy term that keeps the network's probabilities
+    #: close to those of the network it starts from, on the same patches (learning without
+    #: forgetting, Li & Hoiem 2018); 0 turns it off
+    distill_weight: float = 0.0
+    #: fine-tuning only: weight of the squared distance of the weights from the starting ones
+    #: (L2-SP, Li et al. 2018), summed over all weights; 0 turns it off
+    anchor_weight: float = 0.0
     augment: bool = True
     #: "robust" adds Fourier and intensity augmentation to "physics" (see analysis.augment)
     augment_level: str = "robust"
@@ -253,6 +260,44 @@ def validation_dice(model, volumes, tile: int, device) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
+class StartingPoint:
+    """What a fine-tuning is held to: the network it starts from, frozen.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        The starting network; a frozen copy is kept, ``network`` itself is left as it is.
+    distill_weight, anchor_weight : float
+        Weights of the two terms (:class:`TrainConfig`).
+    """
+
+    def __init__(self, network: torch.nn.Module, distill_weight: float, anchor_weight: float):
+        import copy
+
+        if distill_weight < 0 or anchor_weight < 0:
+            raise ParameterError("distill and anchor weights must be 0 or positive")
+        self.network = copy.deepcopy(network).eval()
+        for p in self.network.parameters():
+            p.requires_grad_(False)
+        self.distill_weight = distill_weight
+        self.anchor_weight = anchor_weight
+
+    def penalty(self, model, image, logits, valid):
+        """The terms added to the loss of one batch (a 0-d tensor)."""
+        total = logits.new_zeros(())
+        if self.distill_weight:
+            with torch.no_grad():
+                target = torch.sigmoid(self.network(image).float())
+            total = total + self.distill_weight * masked_bce(logits, target, valid)
+        if self.anchor_weight:
+            sq = sum(
+                (p - p0).pow(2).sum()
+                for p, p0 in zip(model.parameters(), self.network.parameters(), strict=True)
+            )
+            total = total + self.anchor_weight * sq
+        return total
+
+
 # --- the loop ------------------------------------------------------------------------------
 
 
@@ -353,7 +398,17 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
+    held = cfg.distill_weight or cfg.anchor_weight
+    if held and init_from is None:
+        raise ParameterError(
+            "distill_weight and anchor_weight hold a fine-tuning to the network it starts "
+            "from: give init_from (--init-from)"
+        )
     state = None
+    start_point = None
+    if held:  # also when resuming: the terms refer to the starting network, not the checkpoint
+        start_point = StartingPoint(load(init_from)[0], cfg.distill_weight, cfg.anchor_weight)
+        start_point.network.to(device)
     if resume and checkpoint.exists():
         state = read_checkpoint(checkpoint)
         model = build_network(state["config"])
@@ -397,6 +452,8 @@ def train(
             with torch.autocast(device.type, enabled=use_amp):
                 logits = model(image)
             loss = dice_bce_loss(logits.float(), target, valid, cfg.dice_weight, cfg.bce_weight)
+            if start_point is not None:
+                loss = loss + start_point.penalty(model, image, logits.float(), valid)
             scaler.scale(loss).backward()
             scaler.step(optimiser)
             scaler.update()
