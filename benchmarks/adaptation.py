@@ -55,6 +55,8 @@ def adapted_network(
     """The network adapted on the unlabelled tomograms ``seeds`` of a row (made once, cached
     under its settings and the adaptation method's version)."""
     settings = {**asdict(cfg), "method_version": METHOD_VERSION}
+    if not settings["anchor_weight"]:  # added later, off: the earlier runs' keys still hold
+        del settings["anchor_weight"]
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     tag = "" if tuple(seeds) == ADAPT_SEEDS else "_on" + "-".join(map(str, seeds))
     out = cache / "adapted" / f"{sim}_{row}_{cd.digest(network)}_{key}{tag}.pt"
@@ -81,6 +83,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--consistency-weight", type=float, default=AdaptConfig.consistency_weight)
     parser.add_argument("--lr", type=float, default=AdaptConfig.lr)
+    parser.add_argument("--anchor-weight", type=float, default=AdaptConfig.anchor_weight)
     parser.add_argument(
         "--adapt-seeds",
         nargs="+",
@@ -100,6 +103,7 @@ def main(argv=None) -> None:
         seed=args.seed,
         consistency_weight=args.consistency_weight,
         lr=args.lr,
+        anchor_weight=args.anchor_weight,
     )
     rows = args.rows or default_rows(args.network, args.simulator)
     summaries = []

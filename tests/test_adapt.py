@@ -171,6 +171,31 @@ def test_bad_settings_are_refused():
         ad.AdaptConfig(confidence=0.4)
     with pytest.raises(ParameterError, match="ema_decay"):
         ad.AdaptConfig(ema_decay=1.0)
+    with pytest.raises(ParameterError, match="anchor_weight"):
+        ad.AdaptConfig(anchor_weight=-1.0)
+
+
+def test_an_anchor_holds_the_adapted_network_near_its_start(crop, tmp_path):
+    from dataclasses import replace
+
+    tomo, vs = crop
+    _, original = load()
+
+    def moved(anchor):  # squared distance of the adapted weights from the shipped ones
+        # a large rate and a teacher that is the student, so that four steps move it far
+        fast = dict(epochs=1, steps_per_epoch=4, lr=1e-2, ema_decay=0.0)
+        cfg = replace(TINY, anchor_weight=anchor, **fast)
+        net, _ = ad.adapt([tomo], [vs], tmp_path / f"{anchor}.pt", config=cfg, progress=False)
+        state = net.state_dict()
+        return sum(
+            float((state[k].float() - v.float()).pow(2).sum())
+            for k, v in original["model_state"].items()
+            if k.endswith("weight")
+        )
+
+    free, held = moved(0.0), moved(1.0)
+    assert free > 1.0  # the free run moved: otherwise the comparison says nothing
+    assert held < 0.5 * free
 
 
 def test_cli_adapts_and_refuses_a_set_without_vesicles(crop, tmp_path, capsys):

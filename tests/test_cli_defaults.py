@@ -128,6 +128,7 @@ LIBRARY = {
                 "confidence",
                 "ema_decay",
                 "consistency_weight",
+                "anchor_weight",
                 "seed",
             )
         },

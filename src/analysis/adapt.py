@@ -62,6 +62,7 @@ from analysis.models import (
 from analysis.models.keras import sha256
 from analysis.normalise import DEFAULT_NORMALISATION, normalise
 from analysis.train import (
+    StartingPoint,
     TrainingVolume,
     dice_bce_loss,
     masked_bce,
@@ -109,6 +110,10 @@ class AdaptConfig:
     #: weight 0, by 0.008 with 0.3 and 1; 0.3 kept the gain with alignment errors (+0.041;
     #: 1: +0.031).
     consistency_weight: float = 0.3
+    #: Weight of the squared distance of the student's weights from the starting network's
+    #: (L2-SP, :class:`analysis.train.StartingPoint`); 0 = off. The teacher follows the
+    #: student, so nothing else keeps the adapted network near where it started.
+    anchor_weight: float = 0.0
     augment_level: str = "robust"
     seed: int = 0
     device: str = "auto"
@@ -120,6 +125,8 @@ class AdaptConfig:
             raise ParameterError(f"ema_decay must lie in [0, 1), not {self.ema_decay}")
         if self.augment_level not in LEVELS:
             raise ParameterError(f"augment_level must be one of {LEVELS}")
+        if self.anchor_weight < 0:
+            raise ParameterError(f"anchor_weight must be 0 or positive, not {self.anchor_weight}")
         if min(self.epochs, self.steps_per_epoch, self.batch_size, self.patch_size) < 1:
             raise ParameterError("epochs, steps_per_epoch, batch_size and patch_size must be ≥ 1")
 
@@ -318,6 +325,7 @@ def adapt(
     for tomo, vs, name in zip(tomograms, voxel_sizes_nm, names, strict=True):
         volumes.append(_teacher_volume(teacher, prepare(tomo, vs, meta, invert), name, device))
     found = [float(v.target.mean()) for v in volumes]
+    start_point = StartingPoint(teacher, 0.0, cfg.anchor_weight) if cfg.anchor_weight else None
     if max(found) < MIN_FOREGROUND_FRACTION:
         raise DataError(
             f"the starting network finds no vesicle in any of the {len(volumes)} tomograms "
@@ -385,6 +393,8 @@ def adapt(
             loss = dice_bce_loss(logits, target, valid)
             if cfg.consistency_weight:
                 loss = loss + cfg.consistency_weight * masked_bce(logits, prob, 1 - valid)
+            if start_point is not None:
+                loss = loss + start_point.penalty(student, strong, logits, valid)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -613,6 +613,13 @@ def adapt(
             "where the teacher is unsure (0: ignore those voxels)."
         ),
     ] = 0.3,
+    anchor_weight: Annotated[
+        float,
+        typer.Option(
+            help="Weight of the squared distance of the weights from the starting network's "
+            "(L2-SP; 0 = off): holds the adapted network near where it started."
+        ),
+    ] = 0.0,
     seed: Annotated[int, typer.Option()] = 0,
     invert: InvertOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue from OUT if it exists.")] = False,
@@ -629,6 +636,7 @@ def adapt(
         confidence=confidence,
         ema_decay=ema_decay,
         consistency_weight=consistency_weight,
+        anchor_weight=anchor_weight,
         seed=seed,
         device=device,
     )
