@@ -182,6 +182,13 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     # and which network it started from, by path and by content
     started = read_checkpoint(tuned)["data"]["init_from"]
     assert started.startswith(str(out)) and "(SHA-256 " in started
+    # and how that network was made: a chain of fine-tunings keeps its history
+    from analysis.models import provenance
+
+    steps = provenance(read_checkpoint(tuned))
+    assert [s["step"] for s in steps] == ["", "start"]
+    assert steps[1]["command"] == read_checkpoint(out)["data"]["command"]
+    assert "--init-from" in steps[0]["command"]
 
 
 def test_train_on_the_synthetic_set_records_the_generator_versions(tmp_path, monkeypatch):

@@ -382,6 +382,9 @@ def train_command(
             from analysis.models.keras import sha256
 
             description["init_from"] += f" (SHA-256 {sha256(init_name)[:12]})"
+        # how the starting network was made, so that a chain of fine-tunings keeps its history
+        if init_from[1].get("data"):
+            description["start"] = init_from[1]["data"]
     if synthetic:
         from analysis.synthetic import GENERATOR_VERSION
         from analysis.synthetic.variety import VARIED_VERSION

@@ -276,7 +276,10 @@ def provenance(meta: dict) -> list[dict]:
     """How a network was made, as its checkpoint records it: one dict per step.
 
     The checkpoint's own step first (``step`` ""), then, for a network made by
-    :func:`average_weights`, its parts depth first (``"part 1"``, ``"part 1.2"``, …). Each dict
+    :func:`average_weights`, its parts depth first (``"part 1"``, ``"part 1.2"``, …), and for a
+    fine-tuning that records the network it started from (``data["start"]``, written by
+    ``analysis train --init-from``), that network's steps (``"start"``, ``"start.1"`` for its
+    first part, ``"part 2.start"`` for the start of a soup's second part). Each dict
     has ``step``, ``command`` (the command that made it), ``generator`` (the synthetic data's
     generator versions, and seeds where recorded) and ``init_from`` (the network it was
     fine-tuned from); a field the checkpoint does not record is "".
@@ -289,6 +292,8 @@ def _steps(data: dict, step: str) -> list[dict]:
     rows = [{"step": step, **fields}]
     for i, part in enumerate(data.get("parts") or [], start=1):
         rows += _steps(part, _part_name(step, i))
+    if data.get("start"):
+        rows += _steps(data["start"], f"{step}.start" if step else "start")
     return rows
 
 
