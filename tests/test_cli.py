@@ -189,6 +189,11 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     assert [s["step"] for s in steps] == ["", "start"]
     assert steps[1]["command"] == read_checkpoint(out)["data"]["command"]
     assert "--init-from" in steps[0]["command"]
+    # and their learning curves: the start's three epochs, then the fine-tuning's one
+    from analysis.models import training_history
+
+    runs = [(row["run"], row["epoch"]) for row in training_history(read_checkpoint(tuned))]
+    assert runs == [("final step", 1), ("start", 1), ("start", 2), ("start", 3)]
 
 
 def test_train_on_the_synthetic_set_records_the_generator_versions(tmp_path, monkeypatch):

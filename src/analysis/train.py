@@ -405,6 +405,7 @@ def train(
             "from: give init_from (--init-from)"
         )
     state = None
+    start_metrics = None  # the curves of the network fine-tuned, kept with its own
     start_point = None
     if held:  # also when resuming: the terms refer to the starting network, not the checkpoint
         start_point = StartingPoint(load(init_from)[0], cfg.distill_weight, cfg.anchor_weight)
@@ -414,9 +415,13 @@ def train(
         model = build_network(state["config"])
         model.load_state_dict(state["model_state"])
         normalisation = _inherited_normalisation(normalisation, state["normalisation"])
+        start_metrics = (state.get("metrics") or {}).get("start")
     elif init_from is not None:
         model, start = load(init_from)
         normalisation = _inherited_normalisation(normalisation, start["normalisation"])
+        start_metrics = dict(start.get("metrics") or {})
+        if start.get("history"):  # a training checkpoint keeps its curve beside the metrics
+            start_metrics["history"] = list(start["history"])
     else:
         model = UNet3D(model_config)
     model.to(device)
@@ -484,7 +489,8 @@ def train(
             normalisation=normalisation or DEFAULT_NORMALISATION,
             seed=cfg.seed,
             data=data or {},
-            metrics={"val_dice": val, "epoch": epoch},
+            metrics={"val_dice": val, "epoch": epoch}
+            | ({"start": start_metrics} if start_metrics else {}),
             optimiser_state=optimiser.state_dict(),
             scheduler_state=scheduler.state_dict(),
             numpy_rng_state=rng.bit_generator.state,

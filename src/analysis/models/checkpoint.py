@@ -255,21 +255,31 @@ def training_history(meta: dict) -> list[dict]:
     For a network made by :func:`average_weights` the curves of its parts, each row with a
     ``run`` key: ``"part 1"``, ``"part 2"``, … in the order they were averaged, and
     ``"part 1.2"`` for the second part of a first part that was itself averaged (parts that
-    record no curve are left out). Empty if the checkpoint records none.
+    record no curve are left out). A fine-tuning that records the curves of the network it
+    started from (``metrics["start"]``) adds them as ``"start"``, ``"start.1"``, … (as
+    :func:`provenance` names the steps), and its own rows are then ``"final step"``. Empty if
+    the checkpoint records none.
     """
-    return _histories(meta.get("metrics") or {}, meta, "")
+    rows = _histories(meta.get("metrics") or {}, meta, "")
+    if any("run" in row for row in rows):
+        rows = [row if "run" in row else {**row, "run": "final step"} for row in rows]
+    return rows
 
 
 def _histories(metrics: dict, payload: dict, run: str) -> list[dict]:
     parts = metrics.get("parts")
     if parts is None:
         history = _history_of(payload).get("history") or metrics.get("history") or []
-        return [{**row, "run": run} if run else dict(row) for row in history]
-    return [
-        row
-        for i, part in enumerate(parts, start=1)
-        for row in _histories(part, {}, _part_name(run, i))
-    ]
+        rows = [{**row, "run": run} if run else dict(row) for row in history]
+    else:
+        rows = [
+            row
+            for i, part in enumerate(parts, start=1)
+            for row in _histories(part, {}, _part_name(run, i))
+        ]
+    if metrics.get("start"):
+        rows += _histories(metrics["start"], {}, f"{run}.start" if run else "start")
+    return rows
 
 
 def provenance(meta: dict) -> list[dict]:
