@@ -144,11 +144,11 @@ def test_anchoring_holds_the_weights_near_the_starting_network(tmp_path):
     start = _start(tmp_path)
     cfg = _cfg(epochs=2, steps_per_epoch=10)
     free, _ = _fit(tmp_path / "free.pt", cfg, init_from=start)
-    cfg = _cfg(epochs=2, steps_per_epoch=10, anchor_weight=5.0)
+    cfg = _cfg(epochs=2, steps_per_epoch=10, anchor_weight=100.0)
     held, _ = _fit(tmp_path / "held.pt", cfg, init_from=start)
     assert _distance(free, start) > 0.05  # it did move: otherwise the comparison says nothing
     assert _distance(held, start) < 0.5 * _distance(free, start)
-    assert read_checkpoint(tmp_path / "held.pt")["train_config"]["anchor_weight"] == 5.0
+    assert read_checkpoint(tmp_path / "held.pt")["train_config"]["anchor_weight"] == 100.0
 
 
 def test_distillation_holds_the_probabilities_near_the_starting_network(tmp_path):

@@ -110,9 +110,9 @@ class AdaptConfig:
     #: weight 0, by 0.008 with 0.3 and 1; 0.3 kept the gain with alignment errors (+0.041;
     #: 1: +0.031).
     consistency_weight: float = 0.3
-    #: Weight of the squared distance of the student's weights from the starting network's
-    #: (L2-SP, :class:`analysis.train.StartingPoint`); 0 = off. The teacher follows the
-    #: student, so nothing else keeps the adapted network near where it started.
+    #: After each step the student's weights move this × the learning rate of the way back to
+    #: the starting network's (L2-SP, :meth:`analysis.train.StartingPoint.pull`); 0 = off.
+    #: The teacher follows the student, so nothing else keeps it near where it started.
     anchor_weight: float = 0.0
     augment_level: str = "robust"
     seed: int = 0
@@ -393,11 +393,11 @@ def adapt(
             loss = dice_bce_loss(logits, target, valid)
             if cfg.consistency_weight:
                 loss = loss + cfg.consistency_weight * masked_bce(logits, prob, 1 - valid)
-            if start_point is not None:
-                loss = loss + start_point.penalty(student, strong, logits, valid)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if start_point is not None:
+                start_point.pull(student, cfg.lr)
             ema_update(teacher, student, cfg.ema_decay)
             update_statistics(teacher, clean)
             step += 1

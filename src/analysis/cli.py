@@ -300,8 +300,8 @@ def train_command(
     anchor_weight: Annotated[
         float,
         typer.Option(
-            help="With --init-from: weight of the squared distance of the weights from the "
-            "starting network's (L2-SP; 0 = off)."
+            help="With --init-from: after each step move the weights this × the learning rate "
+            "of the way back to the starting network's (L2-SP; 0 = off)."
         ),
     ] = 0.0,
 ) -> None:
@@ -619,8 +619,8 @@ def adapt(
     anchor_weight: Annotated[
         float,
         typer.Option(
-            help="Weight of the squared distance of the weights from the starting network's "
-            "(L2-SP; 0 = off): holds the adapted network near where it started."
+            help="After each step move the weights this × the learning rate of the way back to "
+            "the starting network's (L2-SP; 0 = off)."
         ),
     ] = 0.0,
     seed: Annotated[int, typer.Option()] = 0,

@@ -123,8 +123,9 @@ class TrainConfig:
     #: close to those of the network it starts from, on the same patches (learning without
     #: forgetting, Li & Hoiem 2018); 0 turns it off
     distill_weight: float = 0.0
-    #: fine-tuning only: weight of the squared distance of the weights from the starting ones
-    #: (L2-SP, Li et al. 2018), summed over all weights; 0 turns it off
+    #: fine-tuning only: after each step the weights move this × the learning rate of the way
+    #: back to the starting ones (L2-SP, Li et al. 2018, decoupled from the gradient as AdamW
+    #: decays weights); 0 turns it off
     anchor_weight: float = 0.0
     augment: bool = True
     #: "robust" adds Fourier and intensity augmentation to "physics" (see analysis.augment)
@@ -282,20 +283,30 @@ class StartingPoint:
         self.distill_weight = distill_weight
         self.anchor_weight = anchor_weight
 
-    def penalty(self, model, image, logits, valid):
-        """The terms added to the loss of one batch (a 0-d tensor)."""
-        total = logits.new_zeros(())
-        if self.distill_weight:
-            with torch.no_grad():
-                target = torch.sigmoid(self.network(image).float())
-            total = total + self.distill_weight * masked_bce(logits, target, valid)
-        if self.anchor_weight:
-            sq = sum(
-                (p - p0).pow(2).sum()
-                for p, p0 in zip(model.parameters(), self.network.parameters(), strict=True)
-            )
-            total = total + self.anchor_weight * sq
-        return total
+    def penalty(self, image, logits, valid):
+        """The distillation term added to the loss of one batch (a 0-d tensor)."""
+        if not self.distill_weight:
+            return logits.new_zeros(())
+        with torch.no_grad():
+            target = torch.sigmoid(self.network(image).float())
+        return self.distill_weight * masked_bce(logits, target, valid)
+
+    def pull(self, model, lr: float) -> None:
+        """After an optimiser step: move every weight ``lr · anchor_weight`` of the way back to
+        its starting value.
+
+        Decoupled from the gradient on purpose: as a squared distance in the loss, the pull
+        passes through Adam's normalisation, which turns it into steps of the full learning
+        rate back and forth around the start for every weight the loss leaves alone. Measured
+        (faint fine-tuning, 500 steps; generator nominal, calibration seeds 40003-40004): Dice
+        0.991 before, 0.986 after the fine-tuning without an anchor, 0.982 with that form.
+        """
+        if not self.anchor_weight:
+            return
+        share = min(lr * self.anchor_weight, 1.0)
+        with torch.no_grad():
+            for p, p0 in zip(model.parameters(), self.network.parameters(), strict=True):
+                p.lerp_(p0, share)
 
 
 # --- the loop ------------------------------------------------------------------------------
@@ -458,10 +469,12 @@ def train(
                 logits = model(image)
             loss = dice_bce_loss(logits.float(), target, valid, cfg.dice_weight, cfg.bce_weight)
             if start_point is not None:
-                loss = loss + start_point.penalty(model, image, logits.float(), valid)
+                loss = loss + start_point.penalty(image, logits.float(), valid)
             scaler.scale(loss).backward()
             scaler.step(optimiser)
             scaler.update()
+            if start_point is not None:
+                start_point.pull(model, optimiser.param_groups[0]["lr"])
             scheduler.step()
             step += 1
             losses.append(loss.item())
