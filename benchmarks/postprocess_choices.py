@@ -10,12 +10,14 @@ On the three held-out synthetic tomograms (generator v3, seeds 301–303, 128 ×
   0.5): vesicles found, true ones matched, precision and recall;
 * **mask against spheres** — the Dice of the mask p > 0.5 and of the final labels.
 
-Run (about a minute on one core):
+Run (about a minute on one core; ``--network CKPT`` for another network):
 
     .venv/bin/python benchmarks/postprocess_choices.py
 """
 
 from __future__ import annotations
+
+import argparse
 
 import pandas as pd
 
@@ -35,8 +37,10 @@ def scores_of(result, truth, voxel_size_nm) -> dict:
     return {k: s[k] for k in ("n_pred", "n_matched", "precision", "recall", "f1", "dice")}
 
 
-def main() -> None:
-    model = Predictor.load()
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--network", help="a checkpoint instead of the shipped network")
+    model = Predictor.load(parser.parse_args(argv).network)
     splits, outliers = [], []
     for files in sample_dataset()["test"]:
         tomo = read_tomogram(files["tomogram"])
