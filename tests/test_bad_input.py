@@ -331,6 +331,11 @@ def train_held_without_a_starting_network(d):
     return argv + ["--distill-weight", "1"], None, "need --init-from"
 
 
+def train_negative_anchor(d):
+    argv = ["train", str(d / "n.pt"), "--synthetic", "--init-from", "shipped"]
+    return argv + ["--anchor-weight", "-1"], None, "must be 0 or positive"
+
+
 def adapt_tomogram_missing(d):
     argv = ["adapt", str(d / "absent.mrc"), "--out", str(d / "adapted.pt")]
     return argv, d / "absent.mrc", "no such file"
@@ -409,6 +414,7 @@ CASES = [
     train_labels_of_another_shape,
     train_unpaired_tomograms,
     train_held_without_a_starting_network,
+    train_negative_anchor,
     batch_missing_input_folder,
     compare_missing_study_table,
     synth_into_a_missing_folder,

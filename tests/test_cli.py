@@ -194,6 +194,10 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
 
     runs = [(row["run"], row["epoch"]) for row in training_history(read_checkpoint(tuned))]
     assert runs == [("final step", 1), ("start", 1), ("start", 2), ("start", 3)]
+    # resumed without --init-from, it still knows where it started
+    assert main([*args[:1], str(tuned), *args[2:], "--resume", "--epochs", "2"]) == 0
+    assert [s["step"] for s in provenance(read_checkpoint(tuned))] == ["", "start"]
+    assert read_checkpoint(tuned)["data"]["init_from"] == started
 
 
 def test_train_on_the_synthetic_set_records_the_generator_versions(tmp_path, monkeypatch):

@@ -149,6 +149,14 @@ def test_anchoring_holds_the_weights_near_the_starting_network(tmp_path):
     assert _distance(free, start) > 0.05  # it did move: otherwise the comparison says nothing
     assert _distance(held, start) < 0.5 * _distance(free, start)
     assert read_checkpoint(tmp_path / "held.pt")["train_config"]["anchor_weight"] == 100.0
+    # resumed, it pulls toward the same start; resumed with another weight, it is refused
+    _fit(tmp_path / "cut.pt", cfg, init_from=start, stop_after_epoch=1)
+    resumed, _ = _fit(tmp_path / "cut.pt", cfg, init_from=start, resume=True)
+    a, b = _weights(held), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = _cfg(epochs=2, steps_per_epoch=10, anchor_weight=50.0)
+    with pytest.raises(ParameterError, match="trained with anchor_weight 100.0"):
+        _fit(tmp_path / "cut.pt", other, init_from=start, resume=True)
 
 
 def test_distillation_holds_the_probabilities_near_the_starting_network(tmp_path):

@@ -309,7 +309,7 @@ def train_command(
     from analysis import train as tr
     from analysis.models import UNetConfig
 
-    _check_train_options(augment_level, distill_weight or anchor_weight, init_from)
+    _check_train_options(augment_level, distill_weight, anchor_weight, init_from)
     if resume and out.exists():
         _check_resumable(out)
     if synthetic:
@@ -376,15 +376,7 @@ def train_command(
         # each part's): a synthetic file name does not say which generator version drew it
         "command": _invocation(),
     }
-    if init_name is not None:
-        description["init_from"] = init_name
-        if Path(init_name).is_file():  # which bytes, as a shipped file changes between releases
-            from analysis.models.keras import sha256
-
-            description["init_from"] += f" (SHA-256 {sha256(init_name)[:12]})"
-        # how the starting network was made, so that a chain of fine-tunings keeps its history
-        if init_from[1].get("data"):
-            description["start"] = init_from[1]["data"]
+    description.update(_start_record(init_name, init_from, out if resume else None))
     if synthetic:
         from analysis.synthetic import GENERATOR_VERSION
         from analysis.synthetic.variety import VARIED_VERSION
@@ -412,7 +404,7 @@ def train_command(
         )
 
 
-def _check_train_options(augment_level: str, held: float, init_from) -> None:
+def _check_train_options(augment_level: str, distill: float, anchor: float, init_from) -> None:
     """Refuse options that do not go together, before any data is read."""
     from analysis.augment import LEVELS
 
@@ -420,8 +412,31 @@ def _check_train_options(augment_level: str, held: float, init_from) -> None:
         raise typer.BadParameter(
             f"one of {LEVELS}, not {augment_level!r}", param_hint="--augment-level"
         )
-    if held and init_from is None:
+    if distill < 0 or anchor < 0:
+        raise ParameterError("--distill-weight and --anchor-weight must be 0 or positive")
+    if (distill or anchor) and init_from is None:
         raise ParameterError("--distill-weight and --anchor-weight need --init-from")
+
+
+def _start_record(init_name: str | None, init_from, resumed: Path | None) -> dict:
+    """What a checkpoint records of the network it was fine-tuned from: ``init_from`` (name,
+    and SHA-256 of a file) and ``start`` (how that network was made, so that a chain of
+    fine-tunings keeps its history). Resumed without ``--init-from``, what the run recorded."""
+    if init_name is None:
+        if resumed is None or not resumed.exists():
+            return {}
+        from analysis.models import read_checkpoint
+
+        before = read_checkpoint(resumed).get("data") or {}
+        return {key: before[key] for key in ("init_from", "start") if key in before}
+    record = {"init_from": init_name}
+    if Path(init_name).is_file():  # which bytes, as a shipped file changes between releases
+        from analysis.models.keras import sha256
+
+        record["init_from"] += f" (SHA-256 {sha256(init_name)[:12]})"
+    if init_from[1].get("data"):
+        record["start"] = init_from[1]["data"]
+    return record
 
 
 #: What a checkpoint needs for ``train --resume`` (analysis.train writes it every epoch); exported

@@ -124,8 +124,9 @@ class TrainConfig:
     #: forgetting, Li & Hoiem 2018); 0 turns it off
     distill_weight: float = 0.0
     #: fine-tuning only: after each step the weights move this × the learning rate of the way
-    #: back to the starting ones (L2-SP, Li et al. 2018, decoupled from the gradient as AdamW
-    #: decays weights); 0 turns it off
+    #: back to the starting ones (a decoupled form of L2-SP, Li et al. 2018, applied apart
+    #: from the gradient as AdamW decays weights); 0 turns it off. BatchNorm running
+    #: statistics are not held: training re-estimates them from its batches
     anchor_weight: float = 0.0
     augment: bool = True
     #: "robust" adds Fourier and intensity augmentation to "physics" (see analysis.augment)
@@ -269,7 +270,9 @@ class StartingPoint:
     network : torch.nn.Module
         The starting network; a frozen copy is kept, ``network`` itself is left as it is.
     distill_weight, anchor_weight : float
-        Weights of the two terms (:class:`TrainConfig`).
+        Weight of the distillation term, and share of the pull per unit learning rate
+        (:class:`TrainConfig`). Neither holds the BatchNorm running statistics, which
+        training re-estimates from its own batches.
     """
 
     def __init__(self, network: torch.nn.Module, distill_weight: float, anchor_weight: float):
@@ -295,11 +298,10 @@ class StartingPoint:
         """After an optimiser step: move every weight ``lr · anchor_weight`` of the way back to
         its starting value.
 
-        Decoupled from the gradient on purpose: as a squared distance in the loss, the pull
-        passes through Adam's normalisation, which turns it into steps of the full learning
-        rate back and forth around the start for every weight the loss leaves alone. Measured
-        (faint fine-tuning, 500 steps; generator nominal, calibration seeds 40003-40004): Dice
-        0.991 before, 0.986 after the fine-tuning without an anchor, 0.982 with that form.
+        Apart from the gradient on purpose: as a squared distance in the loss, the pull passes
+        through Adam's normalisation, which makes it a step of the full learning rate back and
+        forth around the start for every weight the labels leave alone; applied here, its
+        strength is that of ``anchor_weight`` alone.
         """
         if not self.anchor_weight:
             return
@@ -338,6 +340,17 @@ def _inherited_normalisation(given: dict | None, recorded: dict | None) -> dict 
             "normalise the volumes as it was trained (or leave normalisation out)"
         )
     return recorded or given
+
+
+def _check_same_hold(state: dict, cfg: TrainConfig, checkpoint: Path) -> None:
+    """Refuse to resume a run with other distillation or anchor weights than it started with."""
+    before = state.get("train_config") or {}
+    for key in ("distill_weight", "anchor_weight"):
+        if float(before.get(key, 0.0)) != float(getattr(cfg, key)):
+            raise ParameterError(
+                f"{checkpoint} was trained with {key} {before.get(key, 0.0)}, not "
+                f"{getattr(cfg, key)}: resume it with the same setting"
+            )
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:
@@ -427,6 +440,7 @@ def train(
         model.load_state_dict(state["model_state"])
         normalisation = _inherited_normalisation(normalisation, state["normalisation"])
         start_metrics = (state.get("metrics") or {}).get("start")
+        _check_same_hold(state, cfg, checkpoint)
     elif init_from is not None:
         model, start = load(init_from)
         normalisation = _inherited_normalisation(normalisation, start["normalisation"])

@@ -256,8 +256,8 @@ def training_history(meta: dict) -> list[dict]:
     ``run`` key: ``"part 1"``, ``"part 2"``, … in the order they were averaged, and
     ``"part 1.2"`` for the second part of a first part that was itself averaged (parts that
     record no curve are left out). A fine-tuning that records the curves of the network it
-    started from (``metrics["start"]``) adds them as ``"start"``, ``"start.1"``, … (as
-    :func:`provenance` names the steps), and its own rows are then ``"final step"``. Empty if
+    started from (``metrics["start"]``) adds them as ``"start"``, ``"start.1"``,
+    ``"start.start"``, … (as :func:`provenance` names the steps), and its own rows are then ``"final step"``. Empty if
     the checkpoint records none.
     """
     rows = _histories(meta.get("metrics") or {}, meta, "")
@@ -288,8 +288,9 @@ def provenance(meta: dict) -> list[dict]:
     The checkpoint's own step first (``step`` ""), then, for a network made by
     :func:`average_weights`, its parts depth first (``"part 1"``, ``"part 1.2"``, …), and for a
     fine-tuning that records the network it started from (``data["start"]``, written by
-    ``analysis train --init-from``), that network's steps (``"start"``, ``"start.1"`` for its
-    first part, ``"part 2.start"`` for the start of a soup's second part). Each dict
+    ``analysis train --init-from``), that network's steps (``"start"``; ``"start.1"`` for the
+    first part of a start that was averaged, ``"start.start"`` for the start of a start,
+    ``"part 2.start"`` for the start of a soup's second part). Each dict
     has ``step``, ``command`` (the command that made it), ``generator`` (the synthetic data's
     generator versions, and seeds where recorded) and ``init_from`` (the network it was
     fine-tuned from); a field the checkpoint does not record is "".
