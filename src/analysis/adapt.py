@@ -325,7 +325,6 @@ def adapt(
     for tomo, vs, name in zip(tomograms, voxel_sizes_nm, names, strict=True):
         volumes.append(_teacher_volume(teacher, prepare(tomo, vs, meta, invert), name, device))
     found = [float(v.target.mean()) for v in volumes]
-    start_point = StartingPoint(teacher, 0.0, cfg.anchor_weight) if cfg.anchor_weight else None
     if max(found) < MIN_FOREGROUND_FRACTION:
         raise DataError(
             f"the starting network finds no vesicle in any of the {len(volumes)} tomograms "
@@ -333,6 +332,8 @@ def adapt(
             "the contrast (membranes dark, or use invert), and that they show synapses"
         )
 
+    # held to the starting network, also when resuming (the teacher is still it here)
+    start_point = StartingPoint(teacher, 0.0, cfg.anchor_weight) if cfg.anchor_weight else None
     # the first guesses above come from the starting network, also when resuming, so that
     # a resumed run samples the same patches as an uninterrupted one
     state = read_checkpoint(checkpoint) if resume and checkpoint.exists() else None

@@ -30,6 +30,7 @@ from analysis.models import (
     save_checkpoint,
     select_device,
 )
+from analysis.models.checkpoint import metrics_with_history
 from analysis.normalise import DEFAULT_NORMALISATION, normalise
 
 
@@ -428,25 +429,27 @@ def train(
             "distill_weight and anchor_weight hold a fine-tuning to the network it starts "
             "from: give init_from (--init-from)"
         )
+    resuming = resume and checkpoint.exists()
+    # the starting network, read once: the model of a new fine-tuning, and what a held one
+    # (also when resumed) is held to
+    started = load(init_from) if init_from is not None and (held or not resuming) else None
     state = None
     start_metrics = None  # the curves of the network fine-tuned, kept with its own
     start_point = None
-    if held:  # also when resuming: the terms refer to the starting network, not the checkpoint
-        start_point = StartingPoint(load(init_from)[0], cfg.distill_weight, cfg.anchor_weight)
+    if held:
+        start_point = StartingPoint(started[0], cfg.distill_weight, cfg.anchor_weight)
         start_point.network.to(device)
-    if resume and checkpoint.exists():
+    if resuming:
         state = read_checkpoint(checkpoint)
         model = build_network(state["config"])
         model.load_state_dict(state["model_state"])
         normalisation = _inherited_normalisation(normalisation, state["normalisation"])
         start_metrics = (state.get("metrics") or {}).get("start")
         _check_same_hold(state, cfg, checkpoint)
-    elif init_from is not None:
-        model, start = load(init_from)
+    elif started is not None:
+        model, start = started
         normalisation = _inherited_normalisation(normalisation, start["normalisation"])
-        start_metrics = dict(start.get("metrics") or {})
-        if start.get("history"):  # a training checkpoint keeps its curve beside the metrics
-            start_metrics["history"] = list(start["history"])
+        start_metrics = metrics_with_history(start)
     else:
         model = UNet3D(model_config)
     model.to(device)

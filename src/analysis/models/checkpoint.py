@@ -237,11 +237,15 @@ def average_weights(
     if command:
         fields["data"]["command"] = command
     # each part's learning curve (a training checkpoint keeps it beside its metrics)
-    fields["metrics"] = {
-        "parts": [{**(p.get("metrics") or {}), **_history_of(p)} for p in payloads]
-    }
+    fields["metrics"] = {"parts": [metrics_with_history(p) for p in payloads]}
     fields.update(metadata)
     return save_checkpoint(out, model, **fields)
+
+
+def metrics_with_history(payload: dict) -> dict:
+    """A checkpoint's metrics with its learning curve (``history``), which a training
+    checkpoint keeps beside them: what a network made from it records of it."""
+    return {**(payload.get("metrics") or {}), **_history_of(payload)}
 
 
 def _history_of(payload: dict) -> dict:
@@ -257,8 +261,8 @@ def training_history(meta: dict) -> list[dict]:
     ``"part 1.2"`` for the second part of a first part that was itself averaged (parts that
     record no curve are left out). A fine-tuning that records the curves of the network it
     started from (``metrics["start"]``) adds them as ``"start"``, ``"start.1"``,
-    ``"start.start"``, … (as :func:`provenance` names the steps), and its own rows are then ``"final step"``. Empty if
-    the checkpoint records none.
+    ``"start.start"``, … (as :func:`provenance` names the steps), and its own rows are then
+    ``"final step"``. Empty if the checkpoint records none.
     """
     rows = _histories(meta.get("metrics") or {}, meta, "")
     if any("run" in row for row in rows):
