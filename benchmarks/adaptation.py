@@ -31,7 +31,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cross_domain as cd  # noqa: E402
 
-from analysis.adapt import METHOD_VERSION, AdaptConfig, adapt  # noqa: E402
+from analysis.adapt import METHOD_VERSION, METHODS, AdaptConfig, adapt  # noqa: E402
 from analysis.evaluate import cross_domain_scores  # noqa: E402
 from analysis.models import read_checkpoint  # noqa: E402
 
@@ -55,8 +55,11 @@ def adapted_network(
     """The network adapted on the unlabelled tomograms ``seeds`` of a row (made once, cached
     under its settings and the adaptation method's version)."""
     settings = {**asdict(cfg), "method_version": METHOD_VERSION}
-    if not settings["anchor_weight"]:  # added later, off: the earlier runs' keys still hold
+    # settings added later, at their defaults: the earlier runs' keys still hold
+    if not settings["anchor_weight"]:
         del settings["anchor_weight"]
+    if settings["method"] == "mean-teacher":
+        del settings["method"]
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     tag = "" if tuple(seeds) == ADAPT_SEEDS else "_on" + "-".join(map(str, seeds))
     out = cache / "adapted" / f"{sim}_{row}_{cd.digest(network)}_{key}{tag}.pt"
@@ -84,6 +87,7 @@ def main(argv=None) -> None:
     parser.add_argument("--consistency-weight", type=float, default=AdaptConfig.consistency_weight)
     parser.add_argument("--lr", type=float, default=AdaptConfig.lr)
     parser.add_argument("--anchor-weight", type=float, default=AdaptConfig.anchor_weight)
+    parser.add_argument("--method", default=AdaptConfig.method, choices=METHODS)
     parser.add_argument(
         "--adapt-seeds",
         nargs="+",
@@ -104,6 +108,7 @@ def main(argv=None) -> None:
         consistency_weight=args.consistency_weight,
         lr=args.lr,
         anchor_weight=args.anchor_weight,
+        method=args.method,
     )
     rows = args.rows or default_rows(args.network, args.simulator)
     summaries = []

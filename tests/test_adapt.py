@@ -1,6 +1,9 @@
-"""Mean-teacher adaptation: the arithmetic, the checkpoint, resuming and bad input."""
+"""Adaptation (mean teacher, statistics only): the arithmetic, the checkpoint, resuming and bad
+input."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -8,7 +11,7 @@ import torch
 
 from analysis import adapt as ad
 from analysis import augment as aug
-from analysis.errors import DataError, ParameterError
+from analysis.errors import DataError, InputFileError, ParameterError
 from analysis.io import read_tomogram
 from analysis.models import SHIPPED_WEIGHTS, UNet3D, UNetConfig, load
 
@@ -173,6 +176,8 @@ def test_bad_settings_are_refused():
         ad.AdaptConfig(ema_decay=1.0)
     with pytest.raises(ParameterError, match="anchor_weight"):
         ad.AdaptConfig(anchor_weight=-1.0)
+    with pytest.raises(ParameterError, match="method must be one of"):
+        ad.AdaptConfig(method="adabn")
 
 
 def test_an_anchor_holds_the_adapted_network_near_its_start(crop, tmp_path):
@@ -208,6 +213,11 @@ def test_cli_adapts_and_refuses_a_set_without_vesicles(crop, tmp_path, capsys):
     args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(out), "--quiet"]
     assert main([*args, "--epochs", "1", "--steps-per-epoch", "1"]) == 0
     assert load(out)[1]["data"]["target"] == ["crop.mrc"]
+    stats = tmp_path / "stats.pt"
+    args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(stats), "--method", "statistics"]
+    assert main([*args, "--epochs", "1", "--steps-per-epoch", "2", "-q"]) == 0
+    assert "statistics of 2 batches" in capsys.readouterr().out
+    assert load(stats)[1]["data"]["method"].startswith("batch-norm statistics")
 
     write_mrc(tmp_path / "noise.mrc", np.random.default_rng(0).normal(size=(48, 64, 64)), vs)
     capsys.readouterr()
@@ -220,9 +230,101 @@ def test_cli_adapts_and_refuses_a_set_without_vesicles(crop, tmp_path, capsys):
 def test_resuming_from_a_network_that_is_not_an_adaptation_is_refused(crop, tmp_path):
     import shutil
 
-    from analysis.errors import InputFileError
-
     tomo, vs = crop
     shutil.copy(SHIPPED_WEIGHTS, tmp_path / "x.pt")
     with pytest.raises(InputFileError, match="not an adaptation in progress"):
         ad.adapt([tomo], [vs], tmp_path / "x.pt", config=TINY, resume=True, progress=False)
+
+
+def _first_conv_and_norm(net):
+    modules = list(net.modules())
+    return next(
+        (m, n)
+        for m, n in zip(modules, modules[1:], strict=False)
+        if isinstance(m, torch.nn.Conv3d) and isinstance(n, torch.nn.BatchNorm3d)
+    )
+
+
+def test_estimated_statistics_are_the_average_over_all_batches():
+    # two batches of means 2 and 6: the first layer's running mean is the average of the
+    # convolution's per-batch means, not a moving average weighted to the last batch
+    torch.manual_seed(0)
+    net = UNet3D(UNetConfig(depth=2, base_channels=4)).eval()
+    weights = [p.clone() for p in net.parameters()]
+    noise = 0.1 * torch.randn(2, 1, 16, 16, 16)
+    batches = [noise + 2.0, noise + 6.0]
+    ad.estimate_statistics(net, batches)
+    conv, norm = _first_conv_and_norm(net)
+    with torch.no_grad():
+        means = [conv(b).mean(dim=(0, 2, 3, 4)) for b in batches]
+    torch.testing.assert_close(norm.running_mean, (means[0] + means[1]) / 2)
+    assert int(norm.num_batches_tracked) == 2
+    assert not net.training and norm.momentum == 0.1  # the layer's own momentum is back
+    for p, w in zip(net.parameters(), weights, strict=True):
+        assert torch.equal(p, w)
+
+    # going on without a reset continues the same average
+    again = copy.deepcopy(net)
+    ad.estimate_statistics(again, batches[:1])
+    ad.estimate_statistics(again, batches[1:], reset=False)
+    for a, b in zip(net.buffers(), again.buffers(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_network_without_batch_norm_has_no_statistics_to_adapt(crop, tmp_path):
+    from analysis.models import save_checkpoint
+    from analysis.normalise import DEFAULT_NORMALISATION
+
+    net = UNet3D(UNetConfig(depth=2, base_channels=4, norm="group"))
+    with pytest.raises(ParameterError, match="no batch-norm layer"):
+        ad.estimate_statistics(net, [torch.zeros(1, 1, 8, 8, 8)])
+    # and adapt says so, naming the network, before any tomogram is predicted
+    group = save_checkpoint(
+        tmp_path / "group.pt",
+        net,
+        voxel_size_nm=2.2,
+        normalisation=DEFAULT_NORMALISATION,
+        seed=0,
+        data={},
+    )
+    cfg = ad.AdaptConfig(method="statistics")
+    with pytest.raises(InputFileError, match="group.pt.*no batch-norm layer"):
+        ad.adapt([crop[0]], [crop[1]], tmp_path / "s.pt", model=group, config=cfg)
+    assert not (tmp_path / "s.pt").exists()
+
+
+STATS = ad.AdaptConfig(
+    epochs=2, steps_per_epoch=3, batch_size=1, patch_size=32, seed=5, method="statistics"
+)
+
+
+def test_statistics_adaptation_moves_only_the_statistics_and_resumes(crop, adapted, tmp_path):
+    tomo, vs = crop
+    out = tmp_path / "stats.pt"
+    net, history = ad.adapt([tomo], [vs], out, config=STATS, names=["crop"], progress=False)
+    assert [h["step"] for h in history] == [3, 6]
+    assert all(np.isnan(h["loss"]) and 0 < h["agreement"] <= 1 for h in history)
+    _, meta = load(out)
+    assert meta["data"]["method"].startswith("batch-norm statistics only")
+    _, shipped = load()
+    changed = {
+        k for k, v in shipped["model_state"].items() if not torch.equal(v, meta["model_state"][k])
+    }
+    # every running mean and variance is measured again, no weight moved
+    assert changed and all(
+        k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in changed
+    )
+    assert {k for k in shipped["model_state"] if k.endswith("running_var")} <= changed
+    assert int(meta["model_state"][next(k for k in changed if k.endswith("tracked"))]) == 6
+
+    # interrupted after the first epoch and resumed: the same numbers
+    part = tmp_path / "part.pt"
+    ad.adapt([tomo], [vs], part, config=STATS, progress=False, stop_after_epoch=1)
+    resumed, again = ad.adapt([tomo], [vs], part, config=STATS, resume=True, progress=False)
+    assert len(again) == 2
+    for a, b in zip(net.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+    # a mean-teacher run cannot be resumed as a statistics one
+    with pytest.raises(InputFileError, match="by method 'statistics' .no statistics_batches"):
+        ad.adapt([tomo], [vs], adapted[0], config=STATS, resume=True, progress=False)

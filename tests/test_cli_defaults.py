@@ -129,6 +129,7 @@ LIBRARY = {
                 "ema_decay",
                 "consistency_weight",
                 "anchor_weight",
+                "method",
                 "seed",
             )
         },

@@ -638,13 +638,21 @@ def adapt(
             "the starting network's (L2-SP; 0 = off)."
         ),
     ] = 0.0,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="mean-teacher (weights and statistics), or statistics: only the batch-norm "
+            "statistics are measured again on the tomograms (AdaBN; minutes, nothing learnt)."
+        ),
+    ] = "mean-teacher",
     seed: Annotated[int, typer.Option()] = 0,
     invert: InvertOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue from OUT if it exists.")] = False,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
-    """Adapt a network to unlabelled tomograms (mean teacher); then segment with --model OUT."""
+    """Adapt a network to unlabelled tomograms (mean teacher, or batch-norm statistics only);
+    then segment with --model OUT."""
     from analysis.adapt import AdaptConfig, adapt_files
 
     config = AdaptConfig(
@@ -655,6 +663,7 @@ def adapt(
         ema_decay=ema_decay,
         consistency_weight=consistency_weight,
         anchor_weight=anchor_weight,
+        method=method,
         seed=seed,
         device=device,
     )
@@ -670,6 +679,12 @@ def adapt(
         progress=not quiet,
     )
     last = history[-1]
+    if method == "statistics":
+        typer.echo(
+            f"{out}: batch-norm statistics of {last['step']} batches; foreground agrees with "
+            f"the starting network's by Dice {last['agreement']:.3f}"
+        )
+        return
     typer.echo(
         f"{out}: epoch {last['epoch']}, {last['confident']:.0%} of voxels pseudo-labelled, "
         f"teacher–student agreement {last['agreement']:.3f}"
