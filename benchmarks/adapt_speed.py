@@ -1,5 +1,7 @@
-"""What keeping the teacher's batch-norm statistics costs an adaptation, and what adapting the
-statistics only saves, in the same run.
+"""Adaptation speed in one run: the teacher's statistics' cost, and the statistics-only saving.
+
+What keeping the teacher's batch-norm statistics costs an adaptation, and what adapting the
+statistics only saves, measured in the same run.
 
 Baseline: :func:`analysis.adapt.adapt` with :func:`analysis.adapt.update_statistics` replaced
 by a no-op — the steps of the first method version, whose teacher took the student's
@@ -12,7 +14,7 @@ the medians is printed. Seconds include the first whole-tomogram prediction, whi
 A third variant in the same rotation, ``method="statistics"`` (batch-norm statistics only,
 the same number of batches), is compared with the package's mean teacher.
 
-Run:  .venv/bin/python benchmarks/adapt_speed.py   (about 3 minutes on one core)
+Run:  .venv/bin/python benchmarks/adapt_speed.py   (about 4 minutes on one core)
 """
 
 from __future__ import annotations

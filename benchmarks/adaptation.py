@@ -1,4 +1,5 @@
-"""Does mean-teacher adaptation (``analysis adapt``) help where a network fails?
+"""Does adaptation without labels (``analysis adapt``: mean teacher, or ``--method statistics``)
+help where a network fails?
 
 For each row of the cross-domain benchmark (``cross_domain.py``, independent simulator by
 default), the network is adapted on two **unlabelled** tomograms of that row (seeds 9201–9202:
@@ -31,7 +32,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cross_domain as cd  # noqa: E402
 
-from analysis.adapt import METHOD_VERSION, METHODS, AdaptConfig, adapt  # noqa: E402
+from analysis.adapt import (  # noqa: E402
+    METHOD_VERSION,
+    METHODS,
+    STATISTICS_VERSION,
+    AdaptConfig,
+    adapt,
+)
 from analysis.evaluate import cross_domain_scores  # noqa: E402
 from analysis.models import read_checkpoint  # noqa: E402
 
@@ -54,7 +61,8 @@ def adapted_network(
 ) -> Path:
     """The network adapted on the unlabelled tomograms ``seeds`` of a row (made once, cached
     under its settings and the adaptation method's version)."""
-    settings = {**asdict(cfg), "method_version": METHOD_VERSION}
+    version = STATISTICS_VERSION if cfg.method == "statistics" else METHOD_VERSION
+    settings = {**asdict(cfg), "method_version": version}
     # settings added later, at their defaults: the earlier runs' keys still hold
     if not settings["anchor_weight"]:
         del settings["anchor_weight"]
@@ -99,7 +107,9 @@ def main(argv=None) -> None:
         "--seeds", nargs="+", type=int, help="the tomograms scored (default 9101 9102)"
     )
     parser.add_argument("--cache", type=Path, default=cd.ROOT / "benchmarks/results/cross_domain")
-    parser.add_argument("--out", type=Path, default=cd.ROOT / "benchmarks/results/adaptation.csv")
+    parser.add_argument(
+        "--out", type=Path, help="default benchmarks/results/adaptation[_statistics].csv"
+    )
     args = parser.parse_args(argv)
     cfg = AdaptConfig(
         epochs=args.epochs,
@@ -110,6 +120,8 @@ def main(argv=None) -> None:
         anchor_weight=args.anchor_weight,
         method=args.method,
     )
+    suffix = "_statistics" if args.method == "statistics" else ""
+    out = args.out or cd.ROOT / f"benchmarks/results/adaptation{suffix}.csv"
     rows = args.rows or default_rows(args.network, args.simulator)
     summaries = []
     for row in rows:
@@ -125,7 +137,7 @@ def main(argv=None) -> None:
     wide["f1_gain"] = wide["f1_adapted"] - wide["f1_unadapted"]
     wide = wide.reset_index()
     wide.insert(1, "simulator", args.simulator)
-    write_summary(wide, args.out, args.network, "adapt_config", cfg)
+    write_summary(wide, out, args.network, "adapt_config", cfg)
 
 
 def write_summary(table: pd.DataFrame, out: Path, network: Path, name: str, config) -> None:
