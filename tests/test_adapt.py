@@ -345,6 +345,6 @@ def test_statistics_adaptation_moves_only_the_statistics_and_resumes(crop, adapt
 
 
 def test_mean_teacher_settings_are_refused_for_the_statistics_method():
-    with pytest.raises(ParameterError, match="anchor_weight, augment_level only apply to the"):
+    with pytest.raises(ParameterError, match="settings: leave out anchor_weight, augment_level$"):
         ad.AdaptConfig(method="statistics", anchor_weight=300.0, augment_level="physics")
     ad.AdaptConfig(method="statistics", epochs=2, steps_per_epoch=7, batch_size=4)

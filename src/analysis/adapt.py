@@ -169,8 +169,8 @@ class AdaptConfig:
             changed = [k for k in MEAN_TEACHER_ONLY if getattr(self, k) != defaults[k]]
             if changed:
                 raise ParameterError(
-                    f"{', '.join(changed)} only apply to the mean teacher; method 'statistics' "
-                    "learns nothing (leave them out)"
+                    "method 'statistics' learns nothing, so it takes none of the mean "
+                    f"teacher's settings: leave out {', '.join(changed)}"
                 )
         if not 0.5 < self.confidence < 1:
             raise ParameterError(f"confidence must lie in (0.5, 1), not {self.confidence}")
