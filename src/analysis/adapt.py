@@ -97,7 +97,7 @@ METHOD_NAMES = {
 _RNG_KEYS = ("numpy_rng_state", "torch_rng_state", "history", "epoch")
 RESUME_KEYS = {
     "mean-teacher": ("student_state", "optimiser_state", *_RNG_KEYS),
-    "statistics": ("statistics_batches", *_RNG_KEYS),
+    "statistics": _RNG_KEYS,
 }
 #: 1: the statistics-only method measures with dropout off (the first trial had it on).
 STATISTICS_VERSION = 1
@@ -599,8 +599,7 @@ def _mean_teacher_epochs(
             step += 1
             sums += (
                 loss.item(),
-                float(valid.mean()),
-                float((target * valid).sum() / valid.sum().clamp_min(1)),
+                *_label_shares(target, valid),
                 _dice(target, (logits > 0).float()),
             )
             bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -623,31 +622,27 @@ def _statistics_epochs(
     if state is not None:
         network.load_state_dict(state["model_state"])
     history, first = _restore(rng, state)
-    batches = 0 if state is None else int(state["statistics_batches"])
+    batches = (first - 1) * cfg.steps_per_epoch
     for epoch in _epochs(cfg, first, stop_after_epoch):
         started = time.perf_counter()
-        clean = []
-
-        def epoch_batches(epoch=epoch, clean=clean):
-            for _ in _steps(cfg, epoch, progress):
-                clean[:] = [_batch(volumes, cfg, rng, strong_view=False)[0].to(device)]
-                yield clean[0]
-
-        estimate_statistics(network, epoch_batches(), reset=batches == 0)
-        batches += cfg.steps_per_epoch
+        for _ in _steps(cfg, epoch, progress):
+            clean = _batch(volumes, cfg, rng, strong_view=False)[0].to(device)
+            # one batch at a time: the average goes on over calls (num_batches_tracked)
+            estimate_statistics(network, [clean], reset=batches == 0)
+            batches += 1
         with torch.no_grad():  # how the last batch looks to the adapted and the starting network
-            prob = torch.sigmoid(network(clean[0]))
-            before = (start(clean[0]) > 0).float()
+            prob = torch.sigmoid(network(clean))
+            before = (start(clean) > 0).float()
         target, valid = pseudo_labels(prob, cfg.confidence)
-        summary = (
-            np.nan,
-            float(valid.mean()),
-            float((target * valid).sum() / valid.sum().clamp_min(1)),
-            _dice(target, before),
-        )
+        summary = (np.nan, *_label_shares(target, valid), _dice(target, before))
         history.append(_history_row(epoch, batches, summary, started))
-        save(network, history, statistics_batches=batches)
+        save(network, history)
     return history
+
+
+def _label_shares(target: torch.Tensor, valid: torch.Tensor) -> tuple[float, float]:
+    """Share of voxels pseudo-labelled, and share of vesicle voxels among them."""
+    return float(valid.mean()), float((target * valid).sum() / valid.sum().clamp_min(1))
 
 
 def _history_row(epoch: int, step: int, means, started: float) -> dict:
