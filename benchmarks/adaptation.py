@@ -32,13 +32,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cross_domain as cd  # noqa: E402
 
-from analysis.adapt import (  # noqa: E402
-    METHOD_VERSION,
-    METHODS,
-    STATISTICS_VERSION,
-    AdaptConfig,
-    adapt,
-)
+from analysis.adapt import METHOD_VERSIONS, METHODS, AdaptConfig, adapt  # noqa: E402
 from analysis.evaluate import cross_domain_scores  # noqa: E402
 from analysis.models import read_checkpoint  # noqa: E402
 
@@ -61,8 +55,7 @@ def adapted_network(
 ) -> Path:
     """The network adapted on the unlabelled tomograms ``seeds`` of a row (made once, cached
     under its settings and the adaptation method's version)."""
-    version = STATISTICS_VERSION if cfg.method == "statistics" else METHOD_VERSION
-    settings = {**asdict(cfg), "method_version": version}
+    settings = {**asdict(cfg), "method_version": METHOD_VERSIONS[cfg.method]}
     # settings added later, at their defaults: the earlier runs' keys still hold
     if not settings["anchor_weight"]:
         del settings["anchor_weight"]

@@ -314,6 +314,7 @@ def test_statistics_adaptation_moves_only_the_statistics_and_resumes(crop, adapt
     assert all(np.isnan(h["loss"]) and 0 < h["agreement"] <= 1 for h in history)
     _, meta = load(out)
     assert meta["data"]["method"].startswith("batch-norm statistics only")
+    assert meta["data"]["method_version"] == ad.STATISTICS_VERSION
     _, shipped = load()
     changed = {
         k for k, v in shipped["model_state"].items() if not torch.equal(v, meta["model_state"][k])

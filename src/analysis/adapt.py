@@ -101,6 +101,8 @@ RESUME_KEYS = {
 }
 #: 1: the statistics-only method measures with dropout off (the first trial had it on).
 STATISTICS_VERSION = 1
+#: Each method's version, as an adapted checkpoint records it (``data["method_version"]``).
+METHOD_VERSIONS = {"mean-teacher": METHOD_VERSION, "statistics": STATISTICS_VERSION}
 #: Settings that only the mean teacher uses; refused with ``method="statistics"``.
 MEAN_TEACHER_ONLY = (
     "lr",
@@ -471,7 +473,7 @@ def adapt(
         "invert": invert,
         "command": command,
         "method": METHOD_NAMES[cfg.method],
-        "method_version": METHOD_VERSION,
+        "method_version": METHOD_VERSIONS[cfg.method],
     }
     metrics_path = checkpoint.with_name(f"{checkpoint.stem}_metrics.csv")
 
