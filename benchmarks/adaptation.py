@@ -60,7 +60,7 @@ def adapted_network(
     if not settings["anchor_weight"]:
         del settings["anchor_weight"]
     if settings["method"] == "mean-teacher":
-        del settings["method"]
+        del settings["method"], settings["prior_weight"]
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     tag = "" if tuple(seeds) == ADAPT_SEEDS else "_on" + "-".join(map(str, seeds))
     out = cache / "adapted" / f"{sim}_{row}_{cd.digest(network)}_{key}{tag}.pt"
@@ -90,6 +90,12 @@ def main(argv=None) -> None:
     parser.add_argument("--anchor-weight", type=float, default=AdaptConfig.anchor_weight)
     parser.add_argument("--method", default=AdaptConfig.method, choices=METHODS)
     parser.add_argument(
+        "--prior-weight",
+        type=float,
+        default=AdaptConfig.prior_weight,
+        help="statistics method: weight of the starting network's statistics",
+    )
+    parser.add_argument(
         "--adapt-seeds",
         nargs="+",
         type=int,
@@ -112,6 +118,7 @@ def main(argv=None) -> None:
         lr=args.lr,
         anchor_weight=args.anchor_weight,
         method=args.method,
+        prior_weight=args.prior_weight,
     )
     suffix = "_statistics" if args.method == "statistics" else ""
     out = args.out or cd.ROOT / f"benchmarks/results/adaptation{suffix}.csv"

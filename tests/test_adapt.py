@@ -273,6 +273,36 @@ def test_estimated_statistics_are_the_average_over_all_batches():
         torch.testing.assert_close(a, b)
 
 
+def test_a_prior_weighs_the_old_statistics_as_so_many_batches():
+    # old running mean 0 counting as 2 batches, new batches of means 2 and 6: a quarter of
+    # the way from nothing, (2 · old + m2 + m6) / 4, as Schneider et al. weigh them
+    torch.manual_seed(0)
+    net = UNet3D(UNetConfig(depth=2, base_channels=4)).eval()
+    conv, norm = _first_conv_and_norm(net)
+    norm.running_mean.fill_(0.5)
+    norm.running_var.fill_(3.0)
+    noise = 0.1 * torch.randn(2, 1, 16, 16, 16)
+    batches = [noise + 2.0, noise + 6.0]
+    with torch.no_grad():
+        means = [conv(b).mean(dim=(0, 2, 3, 4)) for b in batches]
+        variances = [conv(b).var(dim=(0, 2, 3, 4)) for b in batches]
+    ad.estimate_statistics(net, batches, prior_batches=2)
+    torch.testing.assert_close(norm.running_mean, (2 * 0.5 + means[0] + means[1]) / 4)
+    torch.testing.assert_close(norm.running_var, (2 * 3.0 + variances[0] + variances[1]) / 4)
+    assert int(norm.num_batches_tracked) == 4
+    with pytest.raises(ParameterError, match="prior_batches must be 0 or positive"):
+        ad.estimate_statistics(net, batches, prior_batches=-1)
+
+    # the setting: a weight, turned into batches of the run
+    cfg = ad.AdaptConfig(method="statistics", epochs=2, steps_per_epoch=3, prior_weight=0.25)
+    assert cfg.prior_batches() == 2  # 0.25 / 0.75 × 6
+    assert ad.AdaptConfig(method="statistics", prior_weight=0).prior_batches() == 0
+    with pytest.raises(ParameterError, match=r"prior_weight must lie in \[0, 1\)"):
+        ad.AdaptConfig(method="statistics", prior_weight=1.0)
+    with pytest.raises(ParameterError, match="prior_weight belongs to method 'statistics'"):
+        ad.AdaptConfig(prior_weight=0.5)
+
+
 def test_a_network_without_batch_norm_has_no_statistics_to_adapt(crop, tmp_path):
     from analysis.models import save_checkpoint
     from analysis.normalise import DEFAULT_NORMALISATION
@@ -324,7 +354,9 @@ def test_statistics_adaptation_moves_only_the_statistics_and_resumes(crop, adapt
         k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in changed
     )
     assert {k for k in shipped["model_state"] if k.endswith("running_var")} <= changed
-    assert int(meta["model_state"][next(k for k in changed if k.endswith("tracked"))]) == 6
+    # six batches measured, the shipped statistics counting as two more (prior weight 0.25)
+    tracked = meta["model_state"][next(k for k in changed if k.endswith("tracked"))]
+    assert STATS.prior_batches() == 2 and int(tracked) == 6 + 2
 
     # interrupted after the first epoch and resumed: the same numbers
     part = tmp_path / "part.pt"

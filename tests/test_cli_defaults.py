@@ -130,6 +130,7 @@ LIBRARY = {
                 "consistency_weight",
                 "anchor_weight",
                 "method",
+                "prior_weight",
                 "seed",
             )
         },

@@ -645,6 +645,13 @@ def adapt(
             "statistics are measured again on the tomograms (AdaBN; minutes, nothing learnt)."
         ),
     ] = "mean-teacher",
+    prior_weight: Annotated[
+        float,
+        typer.Option(
+            help="Method statistics: weight of the starting network's statistics beside the "
+            "tomograms' (0: the tomograms' alone)."
+        ),
+    ] = 0.25,
     seed: Annotated[int, typer.Option()] = 0,
     invert: InvertOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue from OUT if it exists.")] = False,
@@ -664,6 +671,7 @@ def adapt(
         consistency_weight=consistency_weight,
         anchor_weight=anchor_weight,
         method=method,
+        prior_weight=prior_weight,
         seed=seed,
         device=device,
     )
@@ -681,8 +689,9 @@ def adapt(
     last = history[-1]
     if method == "statistics":
         typer.echo(
-            f"{out}: batch-norm statistics of {last['step']} batches; foreground agrees with "
-            f"the starting network's by Dice {last['agreement']:.3f}"
+            f"{out}: batch-norm statistics of {last['step']} batches, weighed "
+            f"{1 - prior_weight:.0%} against the starting network's {prior_weight:.0%}; "
+            f"foreground agrees with the starting network's by Dice {last['agreement']:.3f}"
         )
         return
     typer.echo(
