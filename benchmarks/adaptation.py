@@ -32,7 +32,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cross_domain as cd  # noqa: E402
 
-from analysis.adapt import METHOD_VERSIONS, METHODS, AdaptConfig, adapt  # noqa: E402
+from analysis.adapt import (  # noqa: E402
+    METHOD_VERSIONS,
+    METHODS,
+    STATISTICS_LAYERS,
+    AdaptConfig,
+    adapt,
+)
 from analysis.evaluate import cross_domain_scores  # noqa: E402
 from analysis.models import read_checkpoint  # noqa: E402
 
@@ -60,7 +66,7 @@ def adapted_network(
     if not settings["anchor_weight"]:
         del settings["anchor_weight"]
     if settings["method"] == "mean-teacher":
-        del settings["method"], settings["prior_weight"]
+        del settings["method"], settings["prior_weight"], settings["statistics_layers"]
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     tag = "" if tuple(seeds) == ADAPT_SEEDS else "_on" + "-".join(map(str, seeds))
     out = cache / "adapted" / f"{sim}_{row}_{cd.digest(network)}_{key}{tag}.pt"
@@ -90,6 +96,9 @@ def main(argv=None) -> None:
     parser.add_argument("--anchor-weight", type=float, default=AdaptConfig.anchor_weight)
     parser.add_argument("--method", default=AdaptConfig.method, choices=METHODS)
     parser.add_argument(
+        "--statistics-layers", default=AdaptConfig.statistics_layers, choices=STATISTICS_LAYERS
+    )
+    parser.add_argument(
         "--prior-weight",
         type=float,
         default=AdaptConfig.prior_weight,
@@ -118,6 +127,7 @@ def main(argv=None) -> None:
         lr=args.lr,
         anchor_weight=args.anchor_weight,
         method=args.method,
+        statistics_layers=args.statistics_layers,
         prior_weight=args.prior_weight,
     )
     suffix = "_statistics" if args.method == "statistics" else ""

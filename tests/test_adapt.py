@@ -4,6 +4,7 @@ input."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from unittest import mock
 
 import numpy as np
@@ -218,7 +219,7 @@ def test_cli_adapts_and_refuses_a_set_without_vesicles(crop, tmp_path, capsys):
     stats = tmp_path / "stats.pt"
     args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(stats), "--method", "statistics"]
     assert main([*args, "--epochs", "1", "--steps-per-epoch", "2", "-q"]) == 0
-    assert "statistics of 2 batches" in capsys.readouterr().out
+    assert "statistics of the encoder layers measured again on 2 batches" in capsys.readouterr().out
     assert load(stats)[1]["data"]["method"].startswith("batch-norm statistics")
 
     write_mrc(tmp_path / "noise.mrc", np.random.default_rng(0).normal(size=(48, 64, 64)), vs)
@@ -273,34 +274,54 @@ def test_estimated_statistics_are_the_average_over_all_batches():
         torch.testing.assert_close(a, b)
 
 
-def test_a_prior_weighs_the_old_statistics_as_so_many_batches():
-    # old running mean 0 counting as 2 batches, new batches of means 2 and 6: a quarter of
-    # the way from nothing, (2 · old + m2 + m6) / 4, as Schneider et al. weigh them
+def test_blended_statistics_keep_a_share_of_the_prior_ones():
+    # old mean 0.5 and variance 3, new ones measured: weight 0.25 gives a quarter of the old
     torch.manual_seed(0)
-    net = UNet3D(UNetConfig(depth=2, base_channels=4)).eval()
-    conv, norm = _first_conv_and_norm(net)
-    norm.running_mean.fill_(0.5)
-    norm.running_var.fill_(3.0)
-    noise = 0.1 * torch.randn(2, 1, 16, 16, 16)
-    batches = [noise + 2.0, noise + 6.0]
-    with torch.no_grad():
-        means = [conv(b).mean(dim=(0, 2, 3, 4)) for b in batches]
-        variances = [conv(b).var(dim=(0, 2, 3, 4)) for b in batches]
-    ad.estimate_statistics(net, batches, prior_batches=2)
-    torch.testing.assert_close(norm.running_mean, (2 * 0.5 + means[0] + means[1]) / 4)
-    torch.testing.assert_close(norm.running_var, (2 * 3.0 + variances[0] + variances[1]) / 4)
-    assert int(norm.num_batches_tracked) == 4
-    with pytest.raises(ParameterError, match="prior_batches must be 0 or positive"):
-        ad.estimate_statistics(net, batches, prior_batches=-1)
+    prior = UNet3D(UNetConfig(depth=2, base_channels=4)).eval()
+    _, prior_norm = _first_conv_and_norm(prior)
+    prior_norm.running_mean.fill_(0.5)
+    prior_norm.running_var.fill_(3.0)
+    net = ad.estimate_statistics(copy.deepcopy(prior), [torch.randn(2, 1, 16, 16, 16) + 4.0])
+    _, norm = _first_conv_and_norm(net)
+    measured_mean, measured_var = norm.running_mean.clone(), norm.running_var.clone()
+    assert not torch.allclose(measured_mean, prior_norm.running_mean)
+    ad.blend_statistics(net, prior, 0.25)
+    torch.testing.assert_close(norm.running_mean, 0.25 * 0.5 + 0.75 * measured_mean)
+    torch.testing.assert_close(norm.running_var, 0.25 * 3.0 + 0.75 * measured_var)
+    for p, q in zip(net.parameters(), prior.parameters(), strict=True):
+        assert torch.equal(p, q)  # weights untouched
+    with pytest.raises(ParameterError, match=r"must lie in \[0, 1\], not 1.5"):
+        ad.blend_statistics(net, prior, 1.5)
+    other = UNet3D(UNetConfig(depth=2, base_channels=8))
+    with pytest.raises(ParameterError, match="batch-norm layers differ"):
+        ad.blend_statistics(net, other, 0.5)
 
-    # the setting: a weight, turned into batches of the run
-    cfg = ad.AdaptConfig(method="statistics", epochs=2, steps_per_epoch=3, prior_weight=0.25)
-    assert cfg.prior_batches() == 2  # 0.25 / 0.75 × 6
-    assert ad.AdaptConfig(method="statistics", prior_weight=0).prior_batches() == 0
+    # the settings: statistics method only, and within their ranges
     with pytest.raises(ParameterError, match=r"prior_weight must lie in \[0, 1\)"):
         ad.AdaptConfig(method="statistics", prior_weight=1.0)
+    with pytest.raises(ParameterError, match="statistics_layers must be one of"):
+        ad.AdaptConfig(method="statistics", statistics_layers="decoder")
     with pytest.raises(ParameterError, match="prior_weight belongs to method 'statistics'"):
-        ad.AdaptConfig(prior_weight=0.5)
+        ad.AdaptConfig(prior_weight=0.25)
+    with pytest.raises(ParameterError, match="statistics_layers belongs to method 'statistics'"):
+        ad.AdaptConfig(statistics_layers="all")
+
+
+def test_encoder_statistics_leave_the_other_layers_alone():
+    torch.manual_seed(0)
+    net = UNet3D(UNetConfig(depth=2, base_channels=4)).eval()
+    before = copy.deepcopy(net.state_dict())
+    ad.estimate_statistics(net, [torch.randn(2, 1, 16, 16, 16) + 3.0], layers="encoder")
+    moved = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved and all(k.startswith("down.") for k in moved)
+    assert {k for k in before if k.startswith("down.") and k.endswith("running_mean")} <= moved
+    # the published network's encoder is its two "down" levels: four layers of batch norm
+    from analysis.models.cryovesnet import CryoVesNetUNet
+
+    assert len(ad.batch_norms(CryoVesNetUNet(), "encoder")) == 4
+    plain = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3), torch.nn.BatchNorm3d(2))
+    with pytest.raises(ParameterError, match="Sequential does not say which layers"):
+        ad.estimate_statistics(plain, [torch.zeros(1, 1, 8, 8, 8)], layers="encoder")
 
 
 def test_a_network_without_batch_norm_has_no_statistics_to_adapt(crop, tmp_path):
@@ -345,32 +366,60 @@ def test_statistics_adaptation_moves_only_the_statistics_and_resumes(crop, adapt
     _, meta = load(out)
     assert meta["data"]["method"].startswith("batch-norm statistics only")
     assert meta["data"]["method_version"] == ad.STATISTICS_VERSION
-    _, shipped = load()
-    changed = {
-        k for k, v in shipped["model_state"].items() if not torch.equal(v, meta["model_state"][k])
-    }
-    # every running mean and variance is measured again, no weight moved
-    assert changed and all(
-        k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in changed
+    # the checkpoint records the statistics method's settings, not the mean teacher's
+    assert (
+        meta["adapt_config"]["statistics_layers"] == "encoder" and "lr" not in meta["adapt_config"]
     )
-    assert {k for k in shipped["model_state"] if k.endswith("running_var")} <= changed
-    # six batches measured, the shipped statistics counting as two more (prior weight 0.25)
-    tracked = meta["model_state"][next(k for k in changed if k.endswith("tracked"))]
-    assert STATS.prior_batches() == 2 and int(tracked) == 6 + 2
+    _, shipped = load()
+    statistics = ("running_mean", "running_var")
+
+    def changed(state):
+        return {k for k, v in shipped["model_state"].items() if not torch.equal(v, state[k])}
+
+    # the encoder's running means and variances are measured again; nothing else moved
+    moved = changed(meta["model_state"])
+    encoder_vars = {
+        k for k in shipped["model_state"] if k.startswith("down.") and k.endswith("_var")
+    }
+    assert encoder_vars <= moved
+    assert all(k.startswith("down.") for k in moved)
+    assert all(k.endswith((*statistics, "num_batches_tracked")) for k in moved)
+    assert int(meta["model_state"]["down.0.1.num_batches_tracked"]) == 6
+    # all layers when asked
+    every = ad.adapt(
+        [tomo], [vs], tmp_path / "all.pt", config=replace(STATS, statistics_layers="all"),
+        progress=False,
+    )[0].state_dict()  # fmt: skip
+    assert {k for k in shipped["model_state"] if k.endswith("running_var")} <= changed(every)
+
+    # a quarter of the shipped statistics kept: a quarter theirs, three quarters those measured
+    blended_cfg = replace(STATS, prior_weight=0.25)
+    blended, blended_history = ad.adapt(
+        [tomo], [vs], tmp_path / "blend.pt", config=blended_cfg, progress=False
+    )
+    for k in moved:
+        if k.endswith(statistics):
+            expected = 0.25 * shipped["model_state"][k] + 0.75 * net.state_dict()[k]
+            torch.testing.assert_close(blended.state_dict()[k], expected)
 
     # interrupted after the first epoch and resumed: the same numbers
     part = tmp_path / "part.pt"
-    ad.adapt([tomo], [vs], part, config=STATS, progress=False, stop_after_epoch=1)
-    resumed, again = ad.adapt([tomo], [vs], part, config=STATS, resume=True, progress=False)
+    ad.adapt([tomo], [vs], part, config=blended_cfg, progress=False, stop_after_epoch=1)
+    resumed, again = ad.adapt([tomo], [vs], part, config=blended_cfg, resume=True, progress=False)
 
     def without_time(rows):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     pd.testing.assert_frame_equal(
-        pd.DataFrame(without_time(again)), pd.DataFrame(without_time(history))
+        pd.DataFrame(without_time(again)), pd.DataFrame(without_time(blended_history))
     )
-    for a, b in zip(net.state_dict().values(), resumed.state_dict().values(), strict=True):
+    for a, b in zip(blended.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+    # nor with other settings (here the encoder's statistics, resumed over all layers)
+    with pytest.raises(InputFileError, match=r"other settings \(statistics_layers 'encoder'\)"):
+        other = replace(blended_cfg, statistics_layers="all")
+        ad.adapt([tomo], [vs], part, config=other, resume=True, progress=False)
 
     # a mean-teacher run cannot be resumed as a statistics one, and the error says how
     with pytest.raises(InputFileError, match="by method 'mean-teacher': resume it with that"):

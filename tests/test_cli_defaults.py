@@ -130,6 +130,7 @@ LIBRARY = {
                 "consistency_weight",
                 "anchor_weight",
                 "method",
+                "statistics_layers",
                 "prior_weight",
                 "seed",
             )

@@ -28,15 +28,15 @@ as SynapseNet made its synaptosome vesicle model:
 
 With ``method="statistics"`` nothing is learnt: only the batch-normalisation statistics are
 measured again, on clean patches of the new tomograms (:func:`estimate_statistics`; AdaBN,
-Li et al. 2018). A layer whose input has another mean and spread on the new data (another
-contrast, noise or blur) then normalises it as it normalised its training data. The starting
-network's statistics keep a weight (``prior_weight``, 0.25; Schneider et al. 2020). It takes
-about a quarter of the mean teacher's time and no weight moves; the network still changes
-everywhere its statistics do. On the independent simulator's test seeds
-(``benchmarks/adaptation.py --method statistics``: adapted on 9201–9202, scored on
-9101–9102) it lifted 3 nm alignment errors from 0.074 to 0.696 F1 and lost more than the
-mean teacher on the combined row (0.929 → 0.898); with the new data's statistics alone the
-nominal control fell too (0.993 → 0.982; with the weight 0.993).
+Li et al. 2018), and only in the encoder (``statistics_layers``), whose layers meet the
+tomogram's contrast, blur and noise first; the bottleneck and decoder keep theirs. A layer
+whose input has another mean and spread on the new data then normalises it as it normalised
+its training data. It takes about a quarter of the mean teacher's time and no weight moves.
+On the independent simulator's test seeds (``benchmarks/adaptation.py --method statistics``:
+adapted on 9201–9202, scored on 9101–9102) it lifted F1 from 0.074 to 0.647 with 3 nm
+alignment errors (mean teacher 0.77) and from 0.935 to 0.960 with 2 nm errors (0.952), and
+cost the combined row 0.005 (mean teacher 0.019); measured in every layer, the statistics
+cost the combined row 0.033 and the nominal control 0.011.
 
 The saved checkpoint is the **teacher** (with ``method="statistics"``, the network with its
 new statistics): ``analysis segment --model CKPT`` uses it like any other. It keeps the
@@ -101,11 +101,14 @@ METHOD_NAMES = {
 _RNG_KEYS = ("numpy_rng_state", "torch_rng_state", "history", "epoch")
 RESUME_KEYS = {
     "mean-teacher": ("student_state", "optimiser_state", *_RNG_KEYS),
-    "statistics": _RNG_KEYS,
+    "statistics": ("measured_statistics", *_RNG_KEYS),
 }
 #: 1: the statistics-only method measures with dropout off (the first trial had it on).
-#: 2: the starting network's statistics count beside the new data's (``prior_weight``).
+#: 2: the encoder's statistics only (``statistics_layers``); ``prior_weight`` may keep a share
+#: of the starting ones.
 STATISTICS_VERSION = 2
+#: Which batch-norm layers the statistics method measures again.
+STATISTICS_LAYERS = ("encoder", "all")
 #: Each method's version, as an adapted checkpoint records it (``data["method_version"]``).
 METHOD_VERSIONS = {"mean-teacher": METHOD_VERSION, "statistics": STATISTICS_VERSION}
 #: Settings that only the mean teacher uses; refused with ``method="statistics"``.
@@ -119,7 +122,7 @@ MEAN_TEACHER_ONLY = (
     "augment_level",
 )
 #: Settings that only the statistics method uses; refused with ``method="mean-teacher"``.
-STATISTICS_ONLY = ("prior_weight",)
+STATISTICS_ONLY = ("prior_weight", "statistics_layers")
 #: Columns of the per-epoch history. Mean teacher: the epoch's means of the loss, of the share
 #: of confident voxels (pseudo-labelled), of the share of the teacher's foreground among them,
 #: and of the teacher–student Dice. Statistics only: no loss; the same shares for the adapted
@@ -168,19 +171,22 @@ class AdaptConfig:
     #: batches of clean patches, beside the starting ones (``prior_weight``); no weight moves
     #: and nothing is learnt.
     method: str = "mean-teacher"
-    #: Statistics method: the weight of the starting network's batch-norm statistics in the
-    #: adapted ones, the rest the new data's average (Schneider et al. 2020; 0 = AdaBN, the new
-    #: data alone). The starting statistics count as ``prior_weight / (1 − prior_weight)`` ×
-    #: the batches measured (:meth:`prior_batches`). Chosen on the independent simulator's
-    #: calibration seeds (adapted on 9203–9204, scored on 9103–9104; shipped network 0.948,
-    #: 0.516, 0.921, 0.991 F1): with weight 0 the combined row (3 nm, ±50°, misaligned) fell
-    #: to 0.928 while 3 nm alignment errors rose to 0.788; 0.25 gave 0.946 and 0.749 (2 nm
-    #: errors 0.942, nominal 0.989); 0.5 gave 0.948 and 0.695; 0.75 0.948 and 0.585. The
-    #: largest gain where the network fails, with no row losing more than 0.01. On the test
-    #: seeds (adapted on 9201–9202, scored on 9101–9102), run once after that choice, the
-    #: weight kept the nominal control (0.993; 0.982 with weight 0) and not the combined row
-    #: (0.898; 0.896 with weight 0; shipped 0.929).
-    prior_weight: float = 0.25
+    #: Statistics method only: which batch-norm layers are measured again, "encoder" (the
+    #: contracting path, ``network.encoder``; the bottleneck and decoder keep the starting
+    #: statistics) or "all". Chosen on the independent simulator's calibration seeds
+    #: (adapted on 9203–9204; scored on 9103–9104, and the combined row also on 9105–9108):
+    #: measured in every layer the statistics cost the combined row (3 nm voxels, ±50°,
+    #: misaligned) 0.020 F1 on 9103–9104, and still 0.026 on 9105–9108 with a quarter of the
+    #: starting ones kept, where the encoder's alone cost 0.001 and 0.006, with the same gain
+    #: with 3 nm alignment errors (0.516 → 0.749) and more with 2 nm errors (0.921 → 0.964).
+    #: The appearance of a tomogram (contrast, blur, noise) reaches the encoder first; what
+    #: the deeper layers see is meant to be the same on any data.
+    statistics_layers: str = "encoder"
+    #: Statistics method only: the weight of the starting network's batch-norm statistics in
+    #: the adapted ones, the rest the new data's average (Schneider et al. 2020; 0 = the new
+    #: data's alone). On the calibration seeds above, 0.25 (encoder only) gave 3 nm errors
+    #: 0.730 instead of 0.749 and changed no other row by more than 0.007.
+    prior_weight: float = 0.0
     seed: int = 0
     device: str = "auto"
 
@@ -202,6 +208,11 @@ class AdaptConfig:
             )
         if not 0 <= self.prior_weight < 1:
             raise ParameterError(f"prior_weight must lie in [0, 1), not {self.prior_weight}")
+        if self.statistics_layers not in STATISTICS_LAYERS:
+            raise ParameterError(
+                f"statistics_layers must be one of {STATISTICS_LAYERS}, not "
+                f"{self.statistics_layers!r}"
+            )
         if not 0.5 < self.confidence < 1:
             raise ParameterError(f"confidence must lie in (0.5, 1), not {self.confidence}")
         if not 0 <= self.ema_decay < 1:
@@ -213,11 +224,11 @@ class AdaptConfig:
         if min(self.epochs, self.steps_per_epoch, self.batch_size, self.patch_size) < 1:
             raise ParameterError("epochs, steps_per_epoch, batch_size and patch_size must be ≥ 1")
 
-    def prior_batches(self) -> int:
-        """As how many batches the starting network's statistics count in the statistics
-        method's average (``prior_weight`` of ``epochs × steps_per_epoch`` batches measured)."""
-        measured = self.epochs * self.steps_per_epoch
-        return round(self.prior_weight / (1 - self.prior_weight) * measured)
+    def settings(self) -> dict:
+        """The settings as a dict, without those of the other method (what a checkpoint
+        records)."""
+        other = MEAN_TEACHER_ONLY if self.method == "statistics" else STATISTICS_ONLY
+        return {k: v for k, v in asdict(self).items() if k not in other}
 
 
 def pseudo_labels(
@@ -267,25 +278,41 @@ def update_statistics(teacher: torch.nn.Module, clean: torch.Tensor) -> None:
     teacher.eval()
 
 
-def batch_norms(network: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
-    """The network's batch-normalisation layers (none with instance or group normalisation)."""
+def batch_norms(
+    network: torch.nn.Module, layers: str = "all"
+) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    """The network's batch-normalisation layers (none with instance or group normalisation);
+    with ``layers="encoder"`` only those of its contracting path (``network.encoder``).
+
+    Raises
+    ------
+    ParameterError
+        If ``layers`` is "encoder" and the network does not say which layers its encoder has.
+    """
+    if layers == "encoder":
+        if not hasattr(network, "encoder"):
+            raise ParameterError(
+                f"a {type(network).__name__} does not say which layers are its encoder: "
+                "measure the statistics of all layers"
+            )
+        network = network.encoder
     return [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
 
 @torch.no_grad()
 def estimate_statistics(
-    network: torch.nn.Module, batches, *, reset: bool = True, prior_batches: int = 0
+    network: torch.nn.Module, batches, *, reset: bool = True, layers: str = "all"
 ) -> torch.nn.Module:
     """Measure a network's batch-norm statistics again on other data (AdaBN), weights fixed.
 
     Every batch-norm layer's running mean and variance become the plain average, over all the
     ``batches``, of the per-batch statistics of its input (momentum None), so that the layer
     normalises features of the new data as it normalised those of its training data. Li et
-    al. (2018, AdaBN) found this alone adapts a network to a new domain in part. With
-    ``prior_batches`` N the statistics the network has count as N batches of that average:
-    after n batches a layer's mean is (N · old + n · new) / (N + n), as Schneider et al.
-    (2020) weigh the training data's statistics against a few test samples'. Dropout is off
-    while they are measured; the result does not depend on any random state.
+    al. (2018, AdaBN) found this alone adapts a network to a new domain in part
+    (:func:`blend_statistics` keeps a share of the old ones). With ``layers="encoder"`` only
+    the contracting path's layers are measured; the others keep their statistics and
+    normalise with them while the encoder's are measured, as they will afterwards. Dropout is
+    off while they are measured; the result does not depend on any random state.
 
     Parameters
     ----------
@@ -296,9 +323,8 @@ def estimate_statistics(
     reset : bool
         Start the averages afresh (False: go on averaging, as when resuming; the number of
         batches seen so far is each layer's ``num_batches_tracked``).
-    prior_batches : int
-        With ``reset``: as how many batches the network's present statistics count (0: they
-        are forgotten).
+    layers : {"all", "encoder"}
+        Which batch-norm layers to measure (:func:`batch_norms`).
 
     Returns
     -------
@@ -308,20 +334,15 @@ def estimate_statistics(
     Raises
     ------
     ParameterError
-        If the network has no batch-norm layer (nothing to measure), or ``prior_batches`` is
-        negative.
+        If the network has no batch-norm layer (nothing to measure), or no encoder that it
+        names (``layers="encoder"``).
     """
-    norms = batch_norms(network)
+    norms = batch_norms(network, layers)
     if not norms:
         raise ParameterError("the network has no batch-norm layer: its statistics cannot move")
-    if prior_batches < 0:
-        raise ParameterError(f"prior_batches must be 0 or positive, not {prior_batches}")
     momenta = [m.momentum for m in norms]
     for m in norms:
-        if reset and prior_batches:
-            # the cumulative average (momentum None) weighs each new batch 1 / count
-            m.num_batches_tracked.fill_(prior_batches)
-        elif reset:
+        if reset:
             m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches seen
     # only the batch-norm layers in training mode: dropout stays off, as at inference, so
@@ -340,6 +361,53 @@ def estimate_statistics(
             m.momentum = momentum
         network.eval()
     return network
+
+
+@torch.no_grad()
+def blend_statistics(
+    network: torch.nn.Module, prior: torch.nn.Module, weight: float
+) -> torch.nn.Module:
+    """Keep a share of another network's batch-norm statistics (Schneider et al. 2020).
+
+    Every batch-norm layer's running mean and variance become ``weight`` × those of the same
+    layer in ``prior`` + (1 − ``weight``) × its own: statistics measured on a few tomograms
+    (:func:`estimate_statistics`) are weighted against those the network had, which rest on
+    far more data.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        Changed in place (its statistics measured on the new data).
+    prior : torch.nn.Module
+        A network of the same architecture (the starting one).
+    weight : float
+        In [0, 1]: 0 leaves ``network`` as it is, 1 gives it ``prior``'s statistics.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``network``, with the blended statistics.
+
+    Raises
+    ------
+    ParameterError
+        If ``weight`` is outside [0, 1], or the networks' batch-norm layers differ.
+    """
+    if not 0 <= weight <= 1:
+        raise ParameterError(f"the weight of the prior statistics must lie in [0, 1], not {weight}")
+    mine, theirs = batch_norms(network), batch_norms(prior)
+    if [m.num_features for m in mine] != [m.num_features for m in theirs]:
+        raise ParameterError("the two networks' batch-norm layers differ: no statistics to blend")
+    for m, p in zip(mine, theirs, strict=True):
+        m.running_mean.mul_(1 - weight).add_(p.running_mean, alpha=weight)
+        m.running_var.mul_(1 - weight).add_(p.running_var, alpha=weight)
+    return network
+
+
+def _statistics_state(network: torch.nn.Module) -> dict:
+    """The batch-norm buffers of ``network`` (means, variances, batch counts), copied."""
+    buffers = ("running_mean", "running_var", "num_batches_tracked")
+    return {k: v.detach().clone() for k, v in network.state_dict().items() if k.endswith(buffers)}
 
 
 def prepare(tomogram: np.ndarray, voxel_size_nm: float, meta: dict, invert: bool = False):
@@ -500,6 +568,13 @@ def adapt(
     teacher, meta = load(source, device=device)
     if cfg.method == "statistics" and not batch_norms(teacher):
         raise InputFileError(source, "has no batch-norm layer, so it has no statistics to adapt")
+    if cfg.method == "statistics" and cfg.statistics_layers == "encoder":
+        if not hasattr(teacher, "encoder") or not batch_norms(teacher, "encoder"):
+            raise InputFileError(
+                source,
+                "does not name batch-norm layers of an encoder; adapt the statistics of all "
+                "its layers (statistics_layers 'all')",
+            )
     check_memory([t.shape for t in tomograms], voxel_sizes_nm, meta["voxel_size_nm"])
     volumes = []
     for tomo, vs, name in zip(tomograms, voxel_sizes_nm, names, strict=True):
@@ -522,6 +597,7 @@ def adapt(
         "method": METHOD_NAMES[cfg.method],
         "method_version": METHOD_VERSIONS[cfg.method],
     }
+
     metrics_path = checkpoint.with_name(f"{checkpoint.stem}_metrics.csv")
 
     def save(network, history, **resume_state):
@@ -537,7 +613,7 @@ def adapt(
             torch_rng_state=torch.get_rng_state(),
             history=history,
             epoch=history[-1]["epoch"],
-            adapt_config=asdict(cfg),
+            adapt_config=cfg.settings(),
             **resume_state,
         )
         with atomic_output(metrics_path) as tmp:
@@ -549,7 +625,7 @@ def adapt(
         volumes,
         cfg,
         rng,
-        _resume_state(checkpoint, cfg.method) if resume else None,
+        _resume_state(checkpoint, cfg) if resume else None,
         save,
         device=device,
         stop_after_epoch=stop_after_epoch,
@@ -558,11 +634,14 @@ def adapt(
     return teacher.eval(), history
 
 
-def _resume_state(checkpoint: Path, method: str) -> dict | None:
-    """The state of an adaptation in progress at ``checkpoint`` (None if there is none yet)."""
+def _resume_state(checkpoint: Path, cfg: AdaptConfig) -> dict | None:
+    """The state of an adaptation in progress at ``checkpoint`` (None if there is none yet),
+    made by the same method with the same settings (only ``epochs`` and ``device`` may
+    differ)."""
     if not checkpoint.exists():
         return None
     state = read_checkpoint(checkpoint)
+    method = cfg.method
     made_by = state.get("adapt_config", {}).get("method", "mean-teacher")
     if "adapt_config" in state and made_by != method:
         raise InputFileError(
@@ -576,6 +655,16 @@ def _resume_state(checkpoint: Path, method: str) -> dict | None:
             f"is not an adaptation in progress by method {method!r} (no "
             f"{', '.join(k for k in RESUME_KEYS[method] if k not in state)}), so it cannot be "
             "resumed; write the adaptation to another file",
+        )
+    stored, mine = state.get("adapt_config", {}), cfg.settings()
+    differ = [
+        k for k in mine if k in stored and k not in ("epochs", "device") and stored[k] != mine[k]
+    ]
+    if differ:
+        raise InputFileError(
+            checkpoint,
+            f"was started with other settings ({', '.join(f'{k} {stored[k]!r}' for k in differ)}): "
+            "resume it with those, or write this one to another file",
         )
     return state
 
@@ -666,11 +755,13 @@ def _statistics_epochs(
     network, volumes, cfg, rng, state, save, *, device, stop_after_epoch, progress
 ) -> list[dict]:
     """The statistics-only epochs of :func:`adapt` (network changed in place): batch-norm
-    statistics averaged over ``epochs × steps_per_epoch`` batches of clean patches, the
-    starting ones counting as :meth:`AdaptConfig.prior_batches` more."""
+    statistics averaged over ``epochs × steps_per_epoch`` batches of clean patches, then
+    blended with the starting ones (:func:`blend_statistics`, ``cfg.prior_weight``); only the
+    layers of ``cfg.statistics_layers``. Each epoch saves
+    the blended network, and the measured average (``measured_statistics``) to go on from."""
     start = copy.deepcopy(network).eval()
     if state is not None:
-        network.load_state_dict(state["model_state"])
+        network.load_state_dict(state["model_state"] | state["measured_statistics"])
     history, first = _restore(rng, state)
     batches = (first - 1) * cfg.steps_per_epoch
     for epoch in _epochs(cfg, first, stop_after_epoch):
@@ -678,17 +769,17 @@ def _statistics_epochs(
         for _ in _steps(cfg, epoch, progress):
             clean = _batch(volumes, cfg, rng, strong_view=False)[0].to(device)
             # one batch at a time: the average goes on over calls (num_batches_tracked)
-            estimate_statistics(
-                network, [clean], reset=batches == 0, prior_batches=cfg.prior_batches()
-            )
+            estimate_statistics(network, [clean], reset=batches == 0, layers=cfg.statistics_layers)
             batches += 1
+        adapted = blend_statistics(copy.deepcopy(network), start, cfg.prior_weight)
         with torch.no_grad():  # how the last batch looks to the adapted and the starting network
-            prob = torch.sigmoid(network(clean))
+            prob = torch.sigmoid(adapted(clean))
             before = (start(clean) > 0).float()
         target, valid = pseudo_labels(prob, cfg.confidence)
         summary = (np.nan, *_label_shares(target, valid), _dice(target, before))
         history.append(_history_row(epoch, batches, summary, started))
-        save(network, history)
+        save(adapted, history, measured_statistics=_statistics_state(network))
+    blend_statistics(network, start, cfg.prior_weight)
     return history
 
 

@@ -645,13 +645,20 @@ def adapt(
             "statistics are measured again on the tomograms (AdaBN; minutes, nothing learnt)."
         ),
     ] = "mean-teacher",
+    statistics_layers: Annotated[
+        str,
+        typer.Option(
+            help="Method statistics only: measure the statistics of the encoder's layers "
+            "(the rest keep the network's), or of all layers."
+        ),
+    ] = "encoder",
     prior_weight: Annotated[
         float,
         typer.Option(
-            help="Method statistics: weight of the starting network's statistics beside the "
-            "tomograms' (0: the tomograms' alone)."
+            help="Method statistics only: weight of the starting network's statistics beside "
+            "the tomograms' (0: the tomograms' alone)."
         ),
-    ] = 0.25,
+    ] = 0.0,
     seed: Annotated[int, typer.Option()] = 0,
     invert: InvertOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue from OUT if it exists.")] = False,
@@ -671,6 +678,7 @@ def adapt(
         consistency_weight=consistency_weight,
         anchor_weight=anchor_weight,
         method=method,
+        statistics_layers=statistics_layers,
         prior_weight=prior_weight,
         seed=seed,
         device=device,
@@ -689,9 +697,10 @@ def adapt(
     last = history[-1]
     if method == "statistics":
         typer.echo(
-            f"{out}: batch-norm statistics of {last['step']} batches, weighed "
-            f"{1 - prior_weight:.0%} against the starting network's {prior_weight:.0%}; "
-            f"foreground agrees with the starting network's by Dice {last['agreement']:.3f}"
+            f"{out}: batch-norm statistics of the {statistics_layers} layers measured again "
+            f"on {last['step']} batches"
+            + (f", the starting network's kept at {prior_weight:.0%}" if prior_weight else "")
+            + f"; foreground agrees with the starting network's by Dice {last['agreement']:.3f}"
         )
         return
     typer.echo(

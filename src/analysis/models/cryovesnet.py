@@ -78,6 +78,12 @@ class CryoVesNetUNet(nn.Module):
 
     multiple = 4  # two 2× poolings
 
+    @property
+    def encoder(self) -> nn.ModuleList:
+        """The contracting path's blocks, before the middle ones (as
+        :attr:`analysis.models.UNet3D.encoder`)."""
+        return nn.ModuleList(m for name, m in self.blocks.items() if name.startswith("down_"))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]
         r = self.blur.shape[-1] // 2

@@ -137,6 +137,13 @@ class UNet3D(nn.Module):
         """Spatial sizes are padded to a multiple of this inside ``forward``."""
         return 2**self.config.depth
 
+    @property
+    def encoder(self) -> nn.ModuleList:
+        """The contracting path's blocks, before the bottleneck (what sees the image's
+        appearance most directly; :func:`analysis.adapt.estimate_statistics` may measure their
+        statistics alone)."""
+        return self.down
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]
         pad = [(-n) % (p**self.config.depth) for n, p in zip(size, self._pool, strict=True)]
