@@ -1,5 +1,5 @@
-"""Does adaptation without labels (``analysis adapt``: mean teacher, or ``--method statistics``)
-help where a network fails?
+"""Does adaptation without labels (``analysis adapt``: batch-norm statistics, or ``--method
+mean-teacher``) help where a network fails?
 
 For each row of the cross-domain benchmark (``cross_domain.py``, independent simulator by
 default), the network is adapted on two **unlabelled** tomograms of that row (seeds 9201–9202:
@@ -12,7 +12,8 @@ adaptation must not spoil data the network already handles.
 Adapted checkpoints and scores are cached in ``--cache`` (the cross-domain cache), so a rerun
 only computes what is new. Run:
 
-    .venv/bin/python benchmarks/adaptation.py
+    .venv/bin/python benchmarks/adaptation.py                          # statistics (default)
+    .venv/bin/python benchmarks/adaptation.py --method mean-teacher    # adaptation.csv
     .venv/bin/python benchmarks/adaptation.py --rows misaligned nominal --steps-per-epoch 25
     .venv/bin/python benchmarks/adaptation.py --rows misaligned \
         --adapt-seeds 9203 9204 --seeds 9103 9104 --out /tmp/calibration.csv   # calibration

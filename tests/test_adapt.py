@@ -18,7 +18,9 @@ from analysis.errors import DataError, InputFileError, ParameterError
 from analysis.io import read_tomogram
 from analysis.models import SHIPPED_WEIGHTS, UNet3D, UNetConfig, load
 
-TINY = ad.AdaptConfig(epochs=2, steps_per_epoch=2, batch_size=1, patch_size=32, seed=5)
+TINY = ad.AdaptConfig(
+    epochs=2, steps_per_epoch=2, batch_size=1, patch_size=32, seed=5, method="mean-teacher"
+)
 
 
 @pytest.fixture(scope="module")
@@ -174,11 +176,11 @@ def test_a_set_too_large_for_memory_is_refused_before_work():
 
 def test_bad_settings_are_refused():
     with pytest.raises(ParameterError, match="confidence"):
-        ad.AdaptConfig(confidence=0.4)
+        ad.AdaptConfig(method="mean-teacher", confidence=0.4)
     with pytest.raises(ParameterError, match="ema_decay"):
-        ad.AdaptConfig(ema_decay=1.0)
+        ad.AdaptConfig(method="mean-teacher", ema_decay=1.0)
     with pytest.raises(ParameterError, match="anchor_weight"):
-        ad.AdaptConfig(anchor_weight=-1.0)
+        ad.AdaptConfig(method="mean-teacher", anchor_weight=-1.0)
     with pytest.raises(ParameterError, match="method must be one of"):
         ad.AdaptConfig(method="adabn")
 
@@ -213,11 +215,12 @@ def test_cli_adapts_and_refuses_a_set_without_vesicles(crop, tmp_path, capsys):
     tomo, vs = crop
     write_mrc(tmp_path / "crop.mrc", tomo, vs)
     out = tmp_path / "adapted.pt"
-    args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(out), "--quiet"]
-    assert main([*args, "--epochs", "1", "--steps-per-epoch", "1"]) == 0
+    args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(out), "--method", "mean-teacher"]
+    assert main([*args, "--epochs", "1", "--steps-per-epoch", "1", "--quiet"]) == 0
     assert load(out)[1]["data"]["target"] == ["crop.mrc"]
-    stats = tmp_path / "stats.pt"
-    args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(stats), "--method", "statistics"]
+    assert load(out)[1]["data"]["method"].startswith("mean teacher")
+    stats = tmp_path / "stats.pt"  # the default method
+    args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(stats)]
     assert main([*args, "--epochs", "1", "--steps-per-epoch", "2", "-q"]) == 0
     assert "statistics of the encoder layers measured again on 2 batches" in capsys.readouterr().out
     assert load(stats)[1]["data"]["method"].startswith("batch-norm statistics")
@@ -302,9 +305,9 @@ def test_blended_statistics_keep_a_share_of_the_prior_ones():
     with pytest.raises(ParameterError, match="statistics_layers must be one of"):
         ad.AdaptConfig(method="statistics", statistics_layers="decoder")
     with pytest.raises(ParameterError, match="prior_weight belongs to method 'statistics'"):
-        ad.AdaptConfig(prior_weight=0.25)
+        ad.AdaptConfig(method="mean-teacher", prior_weight=0.25)
     with pytest.raises(ParameterError, match="statistics_layers belongs to method 'statistics'"):
-        ad.AdaptConfig(statistics_layers="all")
+        ad.AdaptConfig(method="mean-teacher", statistics_layers="all")
 
 
 def test_encoder_statistics_leave_the_other_layers_alone():

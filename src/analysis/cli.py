@@ -641,10 +641,11 @@ def adapt(
     method: Annotated[
         str,
         typer.Option(
-            help="mean-teacher (weights and statistics), or statistics: only the batch-norm "
-            "statistics are measured again on the tomograms (AdaBN; minutes, nothing learnt)."
+            help="statistics: only the batch-norm statistics are measured again on the "
+            "tomograms (AdaBN; minutes, nothing learnt); or mean-teacher (weights and "
+            "statistics learn from the network's confident answers)."
         ),
-    ] = "mean-teacher",
+    ] = "statistics",
     statistics_layers: Annotated[
         str,
         typer.Option(
