@@ -222,7 +222,9 @@ def test_cli_adapts_and_refuses_a_set_without_vesicles(crop, tmp_path, capsys):
     stats = tmp_path / "stats.pt"  # the default method
     args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(stats)]
     assert main([*args, "--epochs", "1", "--steps-per-epoch", "2", "-q"]) == 0
-    assert "statistics of the encoder layers measured again on 2 batches" in capsys.readouterr().out
+    assert (
+        "statistics of the encoder's layers measured again on 2 batches" in capsys.readouterr().out
+    )
     assert load(stats)[1]["data"]["method"].startswith("batch-norm statistics")
 
     write_mrc(tmp_path / "noise.mrc", np.random.default_rng(0).normal(size=(48, 64, 64)), vs)
@@ -318,6 +320,11 @@ def test_encoder_statistics_leave_the_other_layers_alone():
     moved = {k for k, v in net.state_dict().items() if not torch.equal(v, before[k])}
     assert moved and all(k.startswith("down.") for k in moved)
     assert {k for k in before if k.startswith("down.") and k.endswith("running_mean")} <= moved
+    # blending the encoder's with the old ones leaves the other layers bit for bit
+    blended = ad.blend_statistics(copy.deepcopy(net), UNet3D(net.config).eval(), 0.1, "encoder")
+    for k, v in blended.state_dict().items():
+        if not k.startswith("down."):
+            assert torch.equal(v, net.state_dict()[k]), k
     # the published network's encoder is its two "down" levels: four layers of batch norm
     from analysis.models.cryovesnet import CryoVesNetUNet
 
@@ -419,6 +426,9 @@ def test_statistics_adaptation_moves_only_the_statistics_and_resumes(crop, adapt
     for a, b in zip(blended.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
+    # nor on other tomograms
+    with pytest.raises(InputFileError, match="started with other tomograms"):
+        ad.adapt([tomo], [vs], part, config=blended_cfg, names=["x"], resume=True, progress=False)
     # nor with other settings (here the encoder's statistics, resumed over all layers)
     with pytest.raises(InputFileError, match=r"other settings \(statistics_layers 'encoder'\)"):
         other = replace(blended_cfg, statistics_layers="all")
@@ -430,6 +440,9 @@ def test_statistics_adaptation_moves_only_the_statistics_and_resumes(crop, adapt
 
 
 def test_mean_teacher_settings_are_refused_for_the_statistics_method():
-    with pytest.raises(ParameterError, match="settings: leave out anchor_weight, augment_level$"):
+    with pytest.raises(
+        ParameterError,
+        match="leave out anchor_weight, augment_level, or choose method 'mean-teacher'$",
+    ):
         ad.AdaptConfig(method="statistics", anchor_weight=300.0, augment_level="physics")
     ad.AdaptConfig(method="statistics", epochs=2, steps_per_epoch=7, batch_size=4)

@@ -666,7 +666,7 @@ def adapt(
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
-    """Adapt a network to unlabelled tomograms (mean teacher, or batch-norm statistics only);
+    """Adapt a network to unlabelled tomograms (its batch-norm statistics, or a mean teacher);
     then segment with --model OUT."""
     from analysis.adapt import AdaptConfig, adapt_files
 
@@ -697,8 +697,9 @@ def adapt(
     )
     last = history[-1]
     if method == "statistics":
+        layers = "the encoder's layers" if statistics_layers == "encoder" else "all layers"
         typer.echo(
-            f"{out}: batch-norm statistics of the {statistics_layers} layers measured again "
+            f"{out}: batch-norm statistics of {layers} measured again "
             f"on {last['step']} batches"
             + (f", the starting network's kept at {prior_weight:.0%}" if prior_weight else "")
             + f"; foreground agrees with the starting network's by Dice {last['agreement']:.3f}"
