@@ -62,12 +62,12 @@ def adapted_network(
 ) -> Path:
     """The network adapted on the unlabelled tomograms ``seeds`` of a row (made once, cached
     under its settings and the adaptation method's version)."""
-    settings = {**asdict(cfg), "method_version": METHOD_VERSIONS[cfg.method]}
+    settings = {**cfg.settings(), "method_version": METHOD_VERSIONS[cfg.method]}
     # settings added later, at their defaults: the earlier runs' keys still hold
-    if not settings["anchor_weight"]:
+    if settings.get("anchor_weight") == 0:
         del settings["anchor_weight"]
     if settings["method"] == "mean-teacher":
-        del settings["method"], settings["prior_weight"], settings["statistics_layers"]
+        del settings["method"]
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     tag = "" if tuple(seeds) == ADAPT_SEEDS else "_on" + "-".join(map(str, seeds))
     out = cache / "adapted" / f"{sim}_{row}_{cd.digest(network)}_{key}{tag}.pt"

@@ -204,8 +204,7 @@ class AdaptConfig:
         if self.method not in METHODS:
             raise ParameterError(f"method must be one of {METHODS}, not {self.method!r}")
         defaults = {f.name: f.default for f in fields(self)}
-        others = MEAN_TEACHER_ONLY if self.method == "statistics" else STATISTICS_ONLY
-        changed = [k for k in others if getattr(self, k) != defaults[k]]
+        changed = [k for k in self._others() if getattr(self, k) != defaults[k]]
         if changed and self.method == "statistics":
             raise ParameterError(
                 "method 'statistics' learns nothing, so it takes none of the mean "
@@ -235,11 +234,14 @@ class AdaptConfig:
         if min(self.epochs, self.steps_per_epoch, self.batch_size, self.patch_size) < 1:
             raise ParameterError("epochs, steps_per_epoch, batch_size and patch_size must be ≥ 1")
 
+    def _others(self) -> tuple[str, ...]:
+        """The other method's settings."""
+        return MEAN_TEACHER_ONLY if self.method == "statistics" else STATISTICS_ONLY
+
     def settings(self) -> dict:
         """The settings as a dict, without those of the other method (what a checkpoint
         records)."""
-        other = MEAN_TEACHER_ONLY if self.method == "statistics" else STATISTICS_ONLY
-        return {k: v for k, v in asdict(self).items() if k not in other}
+        return {k: v for k, v in asdict(self).items() if k not in self._others()}
 
 
 def pseudo_labels(
