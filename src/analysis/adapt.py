@@ -39,7 +39,8 @@ adapted on 9201–9202, scored on 9101–9102) it lifted F1 from 0.074 to 0.647 
 alignment errors (mean teacher 0.77) and from 0.935 to 0.960 with 2 nm errors (0.952), and
 cost the combined row 0.005 (mean teacher 0.019); measured in every layer, the statistics
 cost the combined row 0.033 and the nominal control 0.011. On the generator's 4 nm alignment
-errors both methods cost F1 (0.909 → 0.884; mean teacher 0.894).
+errors (adapted on its 9201–9202, scored on 40001–40002) both methods cost F1 (0.909 →
+0.884; mean teacher 0.894).
 
 The saved checkpoint is the **teacher** (with ``method="statistics"``, the network with its
 new statistics): ``analysis segment --model CKPT`` uses it like any other. It keeps the
@@ -177,8 +178,9 @@ class AdaptConfig:
     #: adaptation is asked for — every row below F1 0.9 gains at least 0.1, none loses more
     #: than 0.01 (the combined row 0.005, a margin within run-to-run differences) — where the
     #: mean teacher gained more with 3 nm errors (0.77 against 0.65) and lost 0.019 on the
-    #: combined row. Neither holds on the generator's 4 nm alignment errors (test seeds
-    #: 40001–40002: 0.909 unadapted, 0.884 statistics, 0.894 mean teacher).
+    #: combined row. Neither holds on the generator's 4 nm alignment errors (adapted on its
+    #: 9201–9202, scored on 40001–40002: 0.909 unadapted, 0.884 statistics, 0.894 mean
+    #: teacher).
     method: str = "statistics"
     #: Statistics method only: which batch-norm layers are measured again, "encoder" (the
     #: contracting path, ``network.encoder``; the bottleneck and decoder keep the starting
