@@ -312,13 +312,15 @@ def run(
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Pooled scores per (simulator, row, network): detections summed over seeds, Dice mean."""
+    """Pooled scores per (simulator, row, network): detections summed over seeds, Dice and
+    the probability map's soft Dice (``mask_dice``) their means."""
     grouped = table.groupby(["simulator", "row", "network"], sort=False)
     out = grouped[["n_true", "n_pred", "n_matched"]].sum()
     out["precision"] = out["n_matched"] / out["n_pred"].clip(lower=1)
     out["recall"] = out["n_matched"] / out["n_true"].clip(lower=1)
     out["f1"] = 2 * out["n_matched"] / (out["n_true"] + out["n_pred"]).clip(lower=1)
     out["dice"] = grouped["dice"].mean()
+    out["mask_dice"] = grouped["mask_dice"].mean()
     out = out.reset_index()
     out.insert(
         2, "description", [ROWS[s][r][0] for s, r in zip(out.simulator, out.row, strict=True)]
