@@ -13,6 +13,12 @@ Beside each network's F1 and Dice, the table gives its probability map's soft Di
 (``mask_dice``): where the map gets better and the vesicles worse, the loss lies in the
 post-processing's step from map to vesicles.
 
+``analysis adapt`` then compares the two networks on the tomograms it adapted on (no labels:
+the vesicles each finds alone, :mod:`analysis.adaptation_report`) and warns when adaptation
+added no more vesicles than it lost; the columns ``lost``, ``new`` and ``warned`` are that
+comparison, and ``f1_guarded`` the F1 of the network a user heeding the warning keeps (the
+unadapted one where it warns).
+
 Adapted checkpoints and scores are cached in ``--cache`` (the cross-domain cache), so a rerun
 only computes what is new. Run:
 
@@ -44,6 +50,7 @@ from analysis.adapt import (  # noqa: E402
     AdaptConfig,
     adapt,
 )
+from analysis.adaptation_report import adaptation_warning, compare_networks  # noqa: E402
 from analysis.evaluate import cross_domain_scores  # noqa: E402
 from analysis.models import read_checkpoint  # noqa: E402
 
@@ -138,7 +145,7 @@ def main(argv=None) -> None:
     suffix = "_statistics" if args.method == "statistics" else ""
     out = args.out or cd.ROOT / f"benchmarks/results/adaptation{suffix}.csv"
     rows = args.rows or default_rows(args.network, args.simulator)
-    summaries = []
+    summaries, changes = [], []
     for row in rows:
         adapted = adapted_network(
             args.network, args.simulator, row, cfg, args.cache, args.adapt_seeds
@@ -146,6 +153,7 @@ def main(argv=None) -> None:
         networks = {"unadapted": args.network, "adapted": adapted}
         table = cd.run(networks, [args.simulator], [row], False, args.cache, args.seeds)
         summaries.append(cd.summarise(table))
+        changes.append({"row": row, **changes_on_adaptation_set(args, row, adapted)})
     summary = pd.concat(summaries, ignore_index=True)
     # the map's soft Dice beside the vesicles' F1 and Dice: a map that got better while the
     # vesicles got worse points at the post-processing, not at the adaptation
@@ -153,9 +161,34 @@ def main(argv=None) -> None:
     wide = summary.pivot_table(index="row", columns="network", values=values, sort=False)
     wide.columns = [f"{metric}_{net}" for metric, net in wide.columns]
     wide["f1_gain"] = wide["f1_adapted"] - wide["f1_unadapted"]
-    wide = wide.reset_index()
+    wide = wide.reset_index().merge(pd.DataFrame(changes), on="row")
+    wide["f1_guarded"] = wide["f1_adapted"].where(~wide["warned"], wide["f1_unadapted"])
     wide.insert(1, "simulator", args.simulator)
     write_summary(wide, out, args.network, "adapt_config", cfg)
+
+
+def changes_on_adaptation_set(args, row: str, adapted: Path) -> dict:
+    """What ``analysis adapt`` reports after adapting: the vesicles the two networks find
+    alone on the (unlabelled) tomograms adapted on, pooled, and whether it warns (cached
+    beside the adapted network, per starting network and post-processing settings)."""
+    key = f"{adapted.stem}_from{cd.digest(args.network)}_pp{cd.postprocess_key()}"
+    kept = args.cache / "changes" / f"{key}.json"
+    if kept.exists():
+        return json.loads(kept.read_text())
+    tomos, sizes = [], []
+    for seed in args.adapt_seeds:
+        tomo, _, vs = cd.tomogram(args.simulator, row, seed, False, args.cache)  # no labels
+        tomos.append(tomo)
+        sizes.append(vs)
+    table = compare_networks(tomos, sizes, args.network, adapted)
+    result = {
+        "lost": int(table["lost"].sum()),
+        "new": int(table["new"].sum()),
+        "warned": adaptation_warning(table) is not None,
+    }
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(result))
+    return result
 
 
 def write_summary(table: pd.DataFrame, out: Path, network: Path, name: str, config) -> None:

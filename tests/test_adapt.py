@@ -16,7 +16,7 @@ from analysis import adapt as ad
 from analysis import augment as aug
 from analysis.errors import DataError, InputFileError, ParameterError
 from analysis.io import read_tomogram
-from analysis.models import SHIPPED_WEIGHTS, UNet3D, UNetConfig, load
+from analysis.models import SHIPPED_WEIGHTS, Predictor, UNet3D, UNetConfig, load
 
 TINY = ad.AdaptConfig(
     epochs=2, steps_per_epoch=2, batch_size=1, patch_size=32, seed=5, method="mean-teacher"
@@ -216,15 +216,21 @@ def test_cli_adapts_and_refuses_a_set_without_vesicles(crop, tmp_path, capsys):
     write_mrc(tmp_path / "crop.mrc", tomo, vs)
     out = tmp_path / "adapted.pt"
     args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(out), "--method", "mean-teacher"]
-    assert main([*args, "--epochs", "1", "--steps-per-epoch", "1", "--quiet"]) == 0
+    assert main([*args, "--epochs", "1", "--steps-per-epoch", "1", "--quiet", "--no-compare"]) == 0
+    assert not (tmp_path / "adapted_changes.csv").exists()
     assert load(out)[1]["data"]["target"] == ["crop.mrc"]
     assert load(out)[1]["data"]["method"].startswith("mean teacher")
     stats = tmp_path / "stats.pt"  # the default method
     args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(stats)]
     assert main([*args, "--epochs", "1", "--steps-per-epoch", "2", "-q"]) == 0
-    assert (
-        "statistics of the encoder's layers measured again on 2 batches" in capsys.readouterr().out
-    )
+    printed = capsys.readouterr()
+    assert "statistics of the encoder's layers measured again on 2 batches" in printed.out
+    # then both networks segment the tomogram, and what changed is written and printed
+    changes = pd.read_csv(tmp_path / "stats_changes.csv")
+    assert changes["tomogram"].tolist() == ["crop.mrc"] and changes["found_before"][0] >= 5
+    line = f"crop.mrc: {changes['found_before'][0]} vesicles before, {changes['found_after'][0]}"
+    assert line in printed.out
+    assert ("warning:" in printed.err) == (changes["new"][0] <= changes["lost"][0])
     assert load(stats)[1]["data"]["method"].startswith("batch-norm statistics")
 
     write_mrc(tmp_path / "noise.mrc", np.random.default_rng(0).normal(size=(48, 64, 64)), vs)
@@ -446,3 +452,102 @@ def test_mean_teacher_settings_are_refused_for_the_statistics_method():
     ):
         ad.AdaptConfig(method="statistics", anchor_weight=300.0, augment_level="physics")
     ad.AdaptConfig(method="statistics", epochs=2, steps_per_epoch=7, batch_size=4)
+
+
+def _vesicles(centres, radius=10.0, kept=None):
+    table = pd.DataFrame(np.asarray(centres, float), columns=["z_vox", "y_vox", "x_vox"])
+    table.insert(0, "vesicle_id", np.arange(1, len(table) + 1))
+    table["radius_vox"] = radius
+    if kept is not None:
+        table["kept"] = kept
+    return table
+
+
+def test_vesicle_changes_counts_the_lost_and_the_new():
+    from analysis.adaptation_report import vesicle_changes
+
+    before = _vesicles([(20, 20, 20), (20, 60, 20), (20, 20, 60)])
+    after = _vesicles(
+        # the first two moved by 3 voxels (inside their radius: the same vesicles), the third
+        # is gone but for a dropped candidate, two are new far away
+        [(23, 20, 20), (20, 63, 20), (20, 20, 60), (60, 60, 60), (60, 20, 60)],
+        kept=[True, True, False, True, True],
+    )
+    assert vesicle_changes(before, after, 2.0) == {
+        "found_before": 3,
+        "found_after": 4,
+        "lost": 1,
+        "new": 2,
+    }
+    # a vesicle moved by more than its radius is another vesicle: one lost, one new
+    far = _vesicles([(20, 20, 20)]), _vesicles([(20, 20, 32)])
+    assert vesicle_changes(*far, 2.0) == {"found_before": 1, "found_after": 1, "lost": 1, "new": 1}
+    # the starting network's radius decides: a small new vesicle 7 voxels from the centre of
+    # a large old one (radius 10) is the same; the other way round (old radius 3) it is not
+    big, small = _vesicles([(20, 20, 20)], radius=10.0), _vesicles([(20, 20, 27)], radius=3.0)
+    assert vesicle_changes(big, small, 2.0)["lost"] == 0
+    assert vesicle_changes(small, big, 2.0)["lost"] == 1
+
+
+def test_adaptation_warning_needs_more_new_than_lost():
+    from analysis.adaptation_report import adaptation_warning
+
+    def table(lost, new):
+        return pd.DataFrame({"lost": lost, "new": new})
+
+    assert adaptation_warning(table([1, 2], [30, 0])) is None
+    warning = adaptation_warning(table([4, 2], [3, 0]))
+    assert "finds 3 vesicle(s) the starting one did not" in warning and "finds 6" in warning
+    assert adaptation_warning(table([2], [2])) is not None  # as many found as lost
+    assert adaptation_warning(table([0], [0])) is not None  # nothing changed: nothing gained
+
+
+def test_kept_vesicles_of_an_empty_map_is_empty_and_a_full_map_an_error():
+    from analysis.adaptation_report import kept_vesicles
+
+    tomo = np.random.default_rng(0).normal(size=(24, 24, 24)).astype(np.float32)
+    assert kept_vesicles(np.zeros_like(tomo), tomo, 2.0).empty
+    with pytest.raises(DataError, match="not a vesicle map"):
+        kept_vesicles(np.ones_like(tomo), tomo, 2.0)
+
+
+def test_compare_networks_of_one_network_with_itself_changes_nothing(crop):
+    from analysis.adaptation_report import adaptation_warning, compare_networks
+
+    tomo, vs = crop
+    changes = compare_networks([tomo], [vs], None, "shipped", names=["crop"])
+    assert list(changes.columns) == ["tomogram", "found_before", "found_after", "lost", "new"]
+    same = changes.iloc[0]
+    assert same.tomogram == "crop"
+    assert same.found_before == same.found_after >= 5  # the crop holds vesicles
+    assert same.lost == same.new == 0
+    assert adaptation_warning(changes) is not None
+    # the same tomogram with bright membranes, inverted back: the same vesicles ...
+    inverted = compare_networks([-tomo], [vs], None, None, invert=True)
+    # ... which needs the post-processing to see dark membranes too: given the bright ones it
+    # keeps another number of vesicles
+    from analysis.adaptation_report import kept_vesicles
+    from analysis.inference import predict
+
+    probability = predict(-tomo, vs, Predictor.load(None), invert=True)
+    assert len(kept_vesicles(probability, tomo, vs)) == same.found_before
+    assert len(kept_vesicles(probability, -tomo, vs)) != same.found_before
+    assert inverted.iloc[0].found_before == same.found_before
+    assert inverted.iloc[0].lost == inverted.iloc[0].new == 0
+
+
+def test_cli_says_the_network_is_written_when_the_comparison_fails(crop, tmp_path, capsys):
+    from analysis.cli import main
+    from analysis.io import write_mrc
+
+    tomo, vs = crop
+    write_mrc(tmp_path / "crop.mrc", tomo, vs)
+    out = tmp_path / "stats.pt"
+    args = ["adapt", str(tmp_path / "crop.mrc"), "--out", str(out), "--epochs", "1"]
+    broken = DataError("95% of the voxels have a vesicle probability above 0.5")
+    with mock.patch("analysis.adaptation_report.compare_networks", side_effect=broken):
+        code = main([*args, "--steps-per-epoch", "1", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith(f"error: {out}: written, but comparing it") and "crop.mrc" in err[0]
+    assert out.exists() and not (tmp_path / "stats_changes.csv").exists()

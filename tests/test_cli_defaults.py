@@ -215,7 +215,7 @@ OWN = {
     "train": {"tomogram", "labels", "val_tomogram", "val_labels", "synthetic", "varied", "faint"},
     "predict": {"quiet"},  # progress bar
     "segment": {"auto_invert", "quiet"},  # invert="auto"; progress bar
-    "adapt": {"quiet"},
+    "adapt": {"quiet", "compare"},  # progress bar; adaptation_report.compare_files afterwards
     "check": {"out", "as_json"},  # where the report goes
     "evaluate": {"as_json", "misses"},  # where the misses go
     "batch": {"quiet"},

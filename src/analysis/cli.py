@@ -663,12 +663,21 @@ def adapt(
     seed: Annotated[int, typer.Option()] = 0,
     invert: InvertOpt = False,
     resume: Annotated[bool, typer.Option(help="Continue from OUT if it exists.")] = False,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            help="Then segment the tomograms with the starting and the adapted network and "
+            "count the vesicles each finds alone (OUT_changes.csv); warn when adaptation adds "
+            "no more than it loses."
+        ),
+    ] = True,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Adapt a network to unlabelled tomograms (its batch-norm statistics, or a mean teacher);
     then segment with --model OUT."""
     from analysis.adapt import AdaptConfig, adapt_files
+    from analysis.adaptation_report import adaptation_warning, compare_files
 
     config = AdaptConfig(
         epochs=epochs,
@@ -704,11 +713,39 @@ def adapt(
             + (f", the starting network's kept at {prior_weight:.0%}" if prior_weight else "")
             + f"; foreground agrees with the starting network's by Dice {last['agreement']:.3f}"
         )
+    else:
+        typer.echo(
+            f"{out}: epoch {last['epoch']}, {last['confident']:.0%} of voxels pseudo-labelled, "
+            f"teacher–student agreement {last['agreement']:.3f}"
+        )
+    if not compare:
         return
-    typer.echo(
-        f"{out}: epoch {last['epoch']}, {last['confident']:.0%} of voxels pseudo-labelled, "
-        f"teacher–student agreement {last['agreement']:.3f}"
-    )
+    changes_path = out.with_name(f"{out.stem}_changes.csv")
+    try:
+        changes = compare_files(
+            tomograms,
+            model,
+            out,
+            voxel_size_nm=voxel_size_nm,
+            invert=invert,
+            device=device,
+            out=changes_path,
+        )
+    except InputFileError as err:  # the network is written: say so, and why not to use it
+        raise InputFileError(
+            out,
+            f"written, but comparing it with the starting network on {err.path} failed: "
+            f"{err.problem}",
+        ) from err
+    for row in changes.itertuples():
+        typer.echo(
+            f"{row.tomogram}: {row.found_before} vesicles before, {row.found_after} after "
+            f"({row.new} new, {row.lost} lost)"
+        )
+    typer.echo(f"written: {changes_path}")
+    warning = adaptation_warning(changes)
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()

@@ -16,12 +16,10 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
 from analysis.errors import DataError, InputFileError, ParameterError
 from analysis.inference import domain, predict, predict_file
 from analysis.io import atomic_output, read_mask, read_tomogram, tomogram_stem
-from analysis.io.memmap import map_slabs, work_array
+from analysis.io.memmap import negated
 from analysis.models import Predictor
 from analysis.postprocess import WORK_MEMORY_BYTES, output_files, segment_vesicles, write_outputs
 
@@ -130,8 +128,7 @@ def segment_file(
         log.info("%s: probability map in %.1f s", tomogram, time.perf_counter() - start)
         data = tomo.data
         if invert:  # post-processing looks for dark membranes
-            data = work_array(tomo.shape, np.float32, memory_limit_bytes=WORK_MEMORY_BYTES)
-            map_slabs(np.negative, data, tomo.data)
+            data = negated(tomo.data, memory_limit_bytes=WORK_MEMORY_BYTES)
         try:
             vesicles = segment_vesicles(
                 probability,  # memory maps stay memory maps: read a slab or a box at a time

@@ -92,3 +92,11 @@ def work_array(
         with contextlib.suppress(OSError):  # Windows cannot unlink an open file; it stays
             Path(name).unlink()
     return array
+
+
+def negated(volume, *, memory_limit_bytes: int, folder: str | os.PathLike | None = None):
+    """``-volume`` as float32, slab by slab into a :func:`work_array` (on disk when larger
+    than ``memory_limit_bytes``): the contrast of a tomogram inverted without reading it
+    into memory at once. ``volume`` is (z, y, x), possibly a memory map."""
+    out = work_array(volume.shape, np.float32, memory_limit_bytes=memory_limit_bytes, folder=folder)
+    return map_slabs(np.negative, out, volume)
