@@ -10,8 +10,8 @@ Adaptation is meant to find vesicles the network missed. When it adds no more ve
 loses, it did not do that, and the starting network is the safer choice until annotated
 vesicles say otherwise (:func:`adaptation_warning`). On the adaptation benchmark (book,
 chapter 7: test, calibration and fresh seeds) the warning fired on both rows where the
-statistics method lost more than 0.005 F1 (the generator's 4 nm alignment errors) and never
-where adaptation gained more than 0.003. It does not see false vesicles: a method that adds
+statistics method lost more than 0.01 F1 (the generator's 4 nm alignment errors) and never
+where adaptation gained more than 0.004. It does not see false vesicles: a method that adds
 false ones (the mean teacher on that generator row) looks as if it gained.
 """
 
