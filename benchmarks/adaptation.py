@@ -84,15 +84,21 @@ def adapted_network(
     out = cache / "adapted" / f"{sim}_{row}_{cd.digest(network)}_{key}{tag}.pt"
     # an interrupted run is resumed; a finished one is used as it is
     if not out.exists() or read_checkpoint(out)["epoch"] < cfg.epochs:
-        tomos, sizes, names = [], [], []
-        for seed in seeds:
-            tomo, _, vs = cd.tomogram(sim, row, seed, False, cache)  # labels never used
-            tomos.append(tomo)
-            sizes.append(vs)
-            names.append(f"{sim}_{row}_{seed}")
+        tomos, sizes, names = adaptation_set(sim, row, seeds, cache)
         out.parent.mkdir(parents=True, exist_ok=True)
         adapt(tomos, sizes, out, model=network, names=names, config=cfg, resume=True)
     return out
+
+
+def adaptation_set(sim: str, row: str, seeds, cache: Path):
+    """(tomograms, voxel sizes, names) of the unlabelled tomograms ``seeds`` of a row: their
+    labels are never read."""
+    tomos, sizes = [], []
+    for seed in seeds:
+        tomo, _, vs = cd.tomogram(sim, row, seed, False, cache)  # the labels go at once
+        tomos.append(tomo)
+        sizes.append(vs)
+    return tomos, sizes, [f"{sim}_{row}_{seed}" for seed in seeds]
 
 
 def main(argv=None) -> None:
@@ -175,11 +181,7 @@ def changes_on_adaptation_set(args, row: str, adapted: Path) -> dict:
     kept = args.cache / "changes" / f"{key}.json"
     if kept.exists():
         return json.loads(kept.read_text())
-    tomos, sizes = [], []
-    for seed in args.adapt_seeds:
-        tomo, _, vs = cd.tomogram(args.simulator, row, seed, False, args.cache)  # no labels
-        tomos.append(tomo)
-        sizes.append(vs)
+    tomos, sizes, _ = adaptation_set(args.simulator, row, args.adapt_seeds, args.cache)
     table = compare_networks(tomos, sizes, args.network, adapted)
     result = {
         "lost": int(table["lost"].sum()),

@@ -27,7 +27,7 @@ from analysis.errors import DataError, ParameterError
 from analysis.evaluate import match_vesicles
 from analysis.io.atomic import atomic_output
 from analysis.io.memmap import negated
-from analysis.postprocess import WORK_MEMORY_BYTES
+from analysis.postprocess import TABLE_COLUMNS, WORK_MEMORY_BYTES
 
 #: Columns of :func:`compare_networks`' table, one row per tomogram.
 CHANGE_COLUMNS = ("tomogram", "found_before", "found_after", "lost", "new")
@@ -87,7 +87,7 @@ def kept_vesicles(probability, tomogram, voxel_size_nm: float) -> pd.DataFrame:
     from analysis.postprocess import segment_vesicles
 
     if not np.any(np.asarray(probability) > 0.5):
-        return pd.DataFrame(columns=["vesicle_id", "z_vox", "y_vox", "x_vox", "radius_vox"])
+        return pd.DataFrame(columns=[*TABLE_COLUMNS])
     table = segment_vesicles(probability, tomogram, voxel_size_nm).table
     return table[table["kept"]]
 
