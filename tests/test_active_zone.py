@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analysis import evaluate
 from analysis.active_zone import (
     DEFAULT_THRESHOLDS,
+    angle_to_beam_deg,
     az_distance_map,
     find_filaments,
     layer_profile,
@@ -111,6 +113,8 @@ def test_a_connector_and_a_tether_are_found_and_nothing_else():
     assert (table_f.loc["tether", "vesicle_a"], table_f.loc["tether", "vesicle_b"]) == (1, 0)
     assert table_f.loc["connector", "length_nm"] == pytest.approx(5 * VS, abs=VS)
     assert table_f.loc["tether", "length_nm"] == pytest.approx(8 * VS, abs=VS)
+    # both lie across the beam (z): the connector along x, the tether along y
+    assert table_f["angle_to_beam_deg"].tolist() == pytest.approx([90, 90], abs=15)
     per = found.per_vesicle.set_index("vesicle_id")
     columns = ["n_connectors", "n_connected_vesicles", "n_tethers"]
     assert per.loc[1, columns].tolist() == [1, 1, 1] and per.loc[3, columns].tolist() == [0, 0, 0]
@@ -120,6 +124,33 @@ def test_a_connector_and_a_tether_are_found_and_nothing_else():
     )
     assert filament_detection(found.table, truth)["f1"] == 1.0
     assert (found.labels > 0).sum() == pytest.approx(found.table["volume_nm3"].sum() / VS**3)
+
+
+def test_a_connector_along_the_beam_has_a_small_angle_to_it():
+    # two balls stacked along z, 6 free voxels apart (z = 12 … 18), joined by a rod along z
+    az, region, labels, _ = flat_synapse([((6, 30.0, 20), 5.0), ((24, 30.0, 20), 5.0)])
+    tomo = np.random.default_rng(1).normal(0, 1.0, SHAPE).astype(np.float32)
+    tomo[labels > 0] = 1.0
+    _rod(tomo, (10, 30, 20), (20, 30, 20), -2.5)
+    tomo[az] = -2.5
+    found = find_filaments(
+        tomo, labels, az, region, VS, smooth_nm=0.0, thresholds=np.arange(-2.0, -0.95, 0.1)
+    )
+    connector = found.table[found.table["kind"] == "connector"]
+    assert len(connector) == 1
+    assert connector["angle_to_beam_deg"].item() == pytest.approx(0, abs=15)
+    assert connector["length_nm"].item() == pytest.approx(7 * VS, abs=1.5 * VS)
+
+
+def test_angles_to_the_beam_of_known_directions():
+    assert angle_to_beam_deg([3.0, 0.0, 0.0]) == 0.0
+    assert angle_to_beam_deg([-2.0, 0.0, 0.0]) == 0.0  # a line has no sign
+    assert angle_to_beam_deg([0.0, 1.0, 0.0]) == pytest.approx(90.0)
+    assert angle_to_beam_deg([1.0, 1.0, 0.0]) == pytest.approx(45.0)
+    assert angle_to_beam_deg([1.0, 0.0, np.sqrt(3.0)]) == pytest.approx(60.0)
+    assert np.isnan(angle_to_beam_deg([0.0, 0.0, 0.0]))
+    many = angle_to_beam_deg(np.array([[0.0, 0.0, 5.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    np.testing.assert_allclose(many, [90.0, 0.0, np.nan])
 
 
 def test_the_search_volumes_are_what_find_filaments_thresholds_and_tests():
@@ -206,6 +237,31 @@ def test_filament_scores_count_pairs_once_and_map_vesicle_ids():
     assert scores["n_found"] == 3 and scores["n_true"] == 3
     assert scores["recall"] == pytest.approx(2 / 3) and scores["precision"] == pytest.approx(2 / 3)
     assert scores["tether_recall"] == 1.0 and scores["tether_precision"] == 0.5
+
+
+def test_the_true_filaments_found_are_marked_pair_by_pair():
+    truth = pd.DataFrame(
+        {
+            "kind": ["connector", "connector", "tether"],
+            "vesicle_a": [1, 3, 2],
+            "vesicle_b": [2, 4, 0],
+        }
+    )
+    # a connector found the other way round, twice, and a tether to the wrong vesicle
+    found = pd.DataFrame(
+        {
+            "kind": ["connector", "connector", "tether"],
+            "vesicle_a": [2, 2, 1],
+            "vesicle_b": [1, 1, 0],
+        }
+    )
+    marked = evaluate.filaments_found(found, truth)
+    assert marked["found"].tolist() == [True, False, False]
+    assert marked["found"].mean() == filament_detection(found, truth)["recall"]
+    # found between segmented vesicles 11, 12, 20: mapped to the true ids first
+    segmented = pd.DataFrame({"kind": ["tether"], "vesicle_a": [20], "vesicle_b": [0]})
+    mapped = evaluate.filaments_found(segmented, truth, vesicle_map={20: 2})
+    assert mapped["found"].tolist() == [False, False, True]
 
 
 def test_counts_per_vesicle_and_their_errors_against_the_truth():

@@ -36,6 +36,12 @@ piece, vesicles had 2.8 times their true connectors and 2.5 times their tethers
 (``benchmarks/filament_detection.py``: calibration seeds 501–508, generator version 3 at its
 default imaging). A finite ``merge_nm`` counts pieces farther apart as filaments of their
 own.
+
+Each filament's ``angle_to_beam_deg`` is the angle between the line joining its two contacts
+and the z axis (the beam): 0° along the beam, 90° across it. The missing wedge blurs a
+filament across the beam most, so that fewer are found there (on generated tomograms, true
+connectors within 30° of the beam 95 %, beyond 60° 59 %: ``benchmarks/filament_detection.py``);
+tethers follow the AZ membrane's normal, so their angle says how the synapse lies in the ice.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ FILAMENT_COLUMNS = [
     "path_grey",
     "volume_nm3",
     "length_nm",
+    "angle_to_beam_deg",
     "z_vox",
     "y_vox",
     "x_vox",
@@ -591,11 +598,26 @@ def _filament_row(i, fil, az_id, grey, ends: _Ends, voxel_size_nm, cut) -> dict:
         "volume_nm3": len(fil["voxels"]) * voxel_size_nm**3,
         # between the facing surfaces of the two boundary voxels: one voxel less
         "length_nm": max(np.linalg.norm(first - second) - 1.0, 0.0) * voxel_size_nm,
+        "angle_to_beam_deg": angle_to_beam_deg(second - first),
         "z_vox": centre[0],
         "y_vox": centre[1],
         "x_vox": centre[2],
         "path_cut": np.nan if cut is None else cut[kind],
     }
+
+
+def angle_to_beam_deg(direction):
+    """Angle (degrees, 0–90) between a direction (z, y, x) and the beam (z); NaN for none.
+
+    ``direction`` is one vector, shape (3,), giving a float, or an array of them, shape
+    (..., 3), giving an array of angles (a line has no sign: −z is 0° too).
+    """
+    direction = np.asarray(direction, float)
+    norm = np.linalg.norm(direction, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosine = np.abs(direction[..., 0]) / norm
+    angle = np.degrees(np.arccos(np.clip(cosine, 0.0, 1.0)))
+    return float(angle) if np.ndim(angle) == 0 else angle
 
 
 def piece_gaps(pieces: list[np.ndarray], shape) -> np.ndarray:

@@ -17,6 +17,7 @@ from analysis.evaluate.matching import (
     detection_scores,
     filament_curve,
     filament_detection,
+    filaments_found,
     match_vesicles,
     merges_and_splits,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "explain_misses",
     "filament_curve",
     "filament_detection",
+    "filaments_found",
     "interior_mask",
     "kept_rows",
     "match_vesicles",

@@ -156,6 +156,18 @@ def filament_key(kind: str, vesicle_a, vesicle_b) -> tuple:
     return (kind, int(vesicle_a), 0)
 
 
+def _keys(table: pd.DataFrame, mapping: dict | None = None) -> set:
+    """The pairs of a filament table (:func:`filament_key`), its vesicle ids mapped by
+    ``mapping`` (unmatched ones to ids no true filament has)."""
+    out = set()
+    for kind, a, b in table[["kind", "vesicle_a", "vesicle_b"]].itertuples(index=False):
+        if mapping is not None:
+            a = mapping.get(a, -1)
+            b = 0 if b == 0 else mapping.get(b, -2)
+        out.add(filament_key(kind, a, b))
+    return out
+
+
 def filament_detection(
     found: pd.DataFrame, truth: pd.DataFrame, *, vesicle_map: dict | None = None
 ) -> dict[str, float]:
@@ -181,16 +193,7 @@ def filament_detection(
         same per kind (``connector_recall``, ``tether_precision``, …).
     """
 
-    def keys(table, mapping=None):
-        out = set()
-        for kind, a, b in table[["kind", "vesicle_a", "vesicle_b"]].itertuples(index=False):
-            if mapping is not None:
-                a = mapping.get(a, -1)
-                b = 0 if b == 0 else mapping.get(b, -2)
-            out.add(filament_key(kind, a, b))
-        return out
-
-    true_keys, found_keys = keys(truth), keys(found, vesicle_map)
+    true_keys, found_keys = _keys(truth), _keys(found, vesicle_map)
     scores = {}
     for label, subset in (("", None), ("connector_", "connector"), ("tether_", "tether")):
         t = {k for k in true_keys if subset in (None, k[0])}
@@ -204,6 +207,22 @@ def filament_detection(
             f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
             scores.update(f1=f1, n_true=len(t), n_found=len(f))
     return scores
+
+
+def filaments_found(
+    found: pd.DataFrame, truth: pd.DataFrame, *, vesicle_map: dict | None = None
+) -> pd.DataFrame:
+    """The true filaments with a ``found`` column: whether a found filament joins the same
+    pair of boundaries, as :func:`filament_detection` counts a hit (arguments as there).
+
+    Grouping its ``found`` column by any property of the true filaments (their direction,
+    length, distance to the AZ) gives the recall by that property.
+    """
+    hits = _keys(found, vesicle_map)
+    out = truth.copy()
+    pairs = out[["kind", "vesicle_a", "vesicle_b"]].itertuples(index=False)
+    out["found"] = [filament_key(*pair) in hits for pair in pairs]
+    return out
 
 
 def count_errors(
