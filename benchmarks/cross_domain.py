@@ -49,7 +49,7 @@ import pandas as pd
 
 from analysis import testsim
 from analysis.evaluate import evaluate_segmentation, interior_mask
-from analysis.inference import predict
+from analysis.inference import predict, spectrum
 from analysis.io.atomic import atomic_output
 from analysis.models import Predictor
 from analysis.models.keras import sha256
@@ -188,29 +188,56 @@ def postprocess_key(postprocess=None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
-def map_key(sim: str, row: str, seed: int, path: Path, quick: bool, tta: str = "none") -> str:
-    """The name of (row, seed, network file, test-time augmentation) in the cache: its
-    probability map's file name."""
+def map_key(
+    sim: str,
+    row: str,
+    seed: int,
+    path: Path,
+    quick: bool,
+    tta: str = "none",
+    match_spectrum: bool = False,
+) -> str:
+    """The name of (row, seed, network file, test-time augmentation, spectrum matching) in
+    the cache: its probability map's file name."""
     key = f"{sim}_{row}_{seed}_{digest(path)}_v{VERSIONS[sim]}" + ("_quick" if quick else "")
-    return key + ("" if tta == "none" else f"_tta{tta}")
+    matched = f"_ms{spectrum.MATCH_VERSION}" if match_spectrum else ""
+    return key + ("" if tta == "none" else f"_tta{tta}") + matched
 
 
 def map_path(
-    cache: Path, sim: str, row: str, seed: int, path: Path, quick: bool, tta: str = "none"
+    cache: Path,
+    sim: str,
+    row: str,
+    seed: int,
+    path: Path,
+    quick: bool,
+    tta: str = "none",
+    match_spectrum: bool = False,
 ) -> Path:
     """Where :func:`probability_map` keeps the map of (row, seed, network file) in ``cache``."""
-    return cache / "maps" / f"{map_key(sim, row, seed, path, quick, tta)}.npy"
+    key = map_key(sim, row, seed, path, quick, tta, match_spectrum)
+    return cache / "maps" / f"{key}.npy"
 
 
 def score_key(
-    sim: str, row: str, seed: int, path: Path, quick: bool, postprocess=None, tta: str = "none"
+    sim: str,
+    row: str,
+    seed: int,
+    path: Path,
+    quick: bool,
+    postprocess=None,
+    tta: str = "none",
+    match_spectrum: bool = False,
 ) -> str:
     """The name of the cached scores of (row, seed, network file) under today's defaults (or
     ``postprocess``)."""
-    return f"{map_key(sim, row, seed, path, quick, tta)}_pp{postprocess_key(postprocess)}"
+    key = map_key(sim, row, seed, path, quick, tta, match_spectrum)
+    return f"{key}_pp{postprocess_key(postprocess)}"
 
 
-def probability_map(model, tomogram, voxel_size_nm, path: Path) -> np.ndarray:
+def probability_map(
+    model, tomogram, voxel_size_nm, path: Path, match_spectrum: bool = False
+) -> np.ndarray:
     """The network's map of ``tomogram``, kept in ``path`` as float16 (predicted if missing).
 
     The map is rounded to float16 also when it was just predicted, so that a first run and a
@@ -218,7 +245,8 @@ def probability_map(model, tomogram, voxel_size_nm, path: Path) -> np.ndarray:
     """
     if path.exists():
         return np.load(path).astype(np.float32)
-    kept = predict(tomogram, voxel_size_nm, model).astype(np.float16)
+    kept = predict(tomogram, voxel_size_nm, model, match_spectrum=match_spectrum)
+    kept = kept.astype(np.float16)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, kept)
@@ -272,10 +300,12 @@ def run(
     seeds=None,
     postprocess: dict | None = None,
     tta: str = "none",
+    match_spectrum: bool = False,
 ) -> pd.DataFrame:
     """Score every network on every row and seed (``seeds``, default :data:`SEEDS` of each
-    simulator) with the post-processing defaults or ``postprocess`` and test-time augmentation
-    ``tta``; cached scores and maps are reused."""
+    simulator) with the post-processing defaults or ``postprocess``, test-time augmentation
+    ``tta`` and, with ``match_spectrum``, each tomogram's spectrum matched to the network's
+    training data first; cached scores and maps are reused."""
     cache.mkdir(parents=True, exist_ok=True)
     loaded = {}
     records = []
@@ -286,7 +316,8 @@ def run(
             for seed in seeds or SEEDS[sim]:
                 tomo = None
                 for name, path in networks.items():
-                    hit = cache / f"{score_key(sim, row, seed, path, quick, postprocess, tta)}.json"
+                    key = score_key(sim, row, seed, path, quick, postprocess, tta, match_spectrum)
+                    hit = cache / f"{key}.json"
                     if hit.exists():
                         result = json.loads(hit.read_text())
                     else:
@@ -295,8 +326,8 @@ def run(
                         if name not in loaded:
                             loaded[name] = load(path, tta)
                         started = time.perf_counter()
-                        maps = map_path(cache, sim, row, seed, path, quick, tta)
-                        probability = probability_map(loaded[name], tomo, vs, maps)
+                        maps = map_path(cache, sim, row, seed, path, quick, tta, match_spectrum)
+                        probability = probability_map(loaded[name], tomo, vs, maps, match_spectrum)
                         result = score(probability, tomo, labels, vs, postprocess)
                         result["seconds"] = round(time.perf_counter() - started, 1)
                         hit.write_text(json.dumps(result))
@@ -365,6 +396,11 @@ def main(argv=None) -> None:
         default="none",
         help="test-time augmentation of every column (flips: the mean over four xy flips)",
     )
+    parser.add_argument(
+        "--match-spectrum",
+        action="store_true",
+        help="match each tomogram's amplitude spectrum to the network's training data first",
+    )
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks/results/cross_domain")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cross_domain.csv")
     args = parser.parse_args(argv)
@@ -385,7 +421,15 @@ def main(argv=None) -> None:
         if PUBLISHED.exists():
             networks["published"] = PUBLISHED
     table = run(
-        networks, args.simulator, args.rows, args.quick, cache, args.seeds, postprocess, args.tta
+        networks,
+        args.simulator,
+        args.rows,
+        args.quick,
+        cache,
+        args.seeds,
+        postprocess,
+        args.tta,
+        args.match_spectrum,
     )
     summary = summarise(table)
     # which file each column is, so that a table shipped with weights can be checked against them

@@ -97,6 +97,7 @@ LIBRARY = {
         "batch_size": (predict, "batch_size", _same),
         "max_rescale": (predict, "max_rescale", _same),
         "invert": (predict, "invert", _same),
+        "match_spectrum": (predict, "match_spectrum", _same),
     },
     "segment": {
         "model": (segment_file, "model", _same),
@@ -114,6 +115,7 @@ LIBRARY = {
         "tile": (predict, "tile", _tile),
         "overlap": (predict, "overlap", _overlap),
         "batch_size": (predict, "batch_size", _same),
+        "match_spectrum": (predict, "match_spectrum", _same),
         "precision": (Predictor.load, "precision", _same),
         "tta": (Predictor.load, "tta", _same),
         "device": (Predictor.load, "device", _same),

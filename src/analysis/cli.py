@@ -75,6 +75,12 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar."
 InvertOpt = Annotated[
     bool, typer.Option(help="Invert the contrast (for tomograms with membranes bright).")
 ]
+MatchSpectrumOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Match the tomogram's amplitude spectrum to the network's training data first."
+    ),
+]
 OutFolderOpt = Annotated[Path, typer.Option(help="Output folder (created if missing).")]
 
 
@@ -493,6 +499,7 @@ def predict(
         float, typer.Option(help="Refuse voxel sizes more than this factor from the network's.")
     ] = 3.0,
     invert: InvertOpt = False,
+    match_spectrum: MatchSpectrumOpt = False,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
@@ -511,6 +518,7 @@ def predict(
         batch_size=batch_size,
         max_rescale=max_rescale,
         invert=invert,
+        match_spectrum=match_spectrum,
         progress=not quiet,
     )
     typer.echo(f"{out}: probability map of {tomogram}")
@@ -554,6 +562,7 @@ def segment(
     auto_invert: Annotated[
         bool, typer.Option(help="Invert the contrast where the domain check finds it inverted.")
     ] = False,
+    match_spectrum: MatchSpectrumOpt = False,
     check: Annotated[
         bool, typer.Option(help="Run the domain check and write STEM_check.json.")
     ] = True,
@@ -583,7 +592,12 @@ def segment(
         write_probability=probability,
         az_mask=az_mask,
         region_mask=region_mask,
-        predict_options=dict(**_tiling(tile, overlap), batch_size=batch_size, progress=not quiet),
+        predict_options=dict(
+            **_tiling(tile, overlap),
+            batch_size=batch_size,
+            match_spectrum=match_spectrum,
+            progress=not quiet,
+        ),
         postprocess_options=dict(
             threshold=threshold,
             min_radius_nm=min_radius_nm,

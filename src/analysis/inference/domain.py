@@ -40,23 +40,30 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 from scipy import ndimage
 
+# the spectrum and the training data's reference are shared with inference (spectrum matching)
+from analysis.inference.spectrum import (  # noqa: F401  (re-exported: domain.power_spectrum, …)
+    CROP_SHAPE,
+    REFERENCE_FILE,
+    SPECTRUM_EDGES_PER_NM,
+    _abs_frequencies,
+    central_crop,
+    load_references,
+    power_spectrum,
+    radial_log_amplitude,
+    select_reference,
+)
+
 #: Axis names of (z, y, x) arrays.
 AXES = "zyx"
 #: (beam axis, tilt axis) pairs a missing wedge can have; (0, 1) is the expected one.
 WEDGE_PAIRS = ((0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1))
 EXPECTED_WEDGE = (0, 1)
-#: Central crop, in voxels at the network's voxel size, on which the image statistics and the
-#: test-time augmentation are computed (about 106 × 211 × 211 nm at 2.2 nm).
-CROP_SHAPE = (48, 96, 96)
-#: Radial frequency bin edges of the amplitude spectrum, cycles/nm (periods 60 nm to 5 nm).
-SPECTRUM_EDGES_PER_NM = tuple(np.round(np.linspace(1 / 60, 0.2, 12), 5))
 #: Vesicle radii (nm) expected of synaptic vesicles.
 EXPECTED_RADIUS_NM = (15.0, 30.0)
 STATUSES = ("pass", "warn", "skip")
@@ -224,15 +231,6 @@ def _plain(value):
 # --- image statistics: small pure functions over arrays -------------------------------------
 
 
-def central_crop(volume: np.ndarray, shape) -> np.ndarray:
-    """The central box of ``shape`` (the whole axis where the volume is smaller), float32."""
-    box = tuple(
-        slice(max(0, (n - s) // 2), max(0, (n - s) // 2) + min(n, s))
-        for n, s in zip(volume.shape, shape, strict=True)
-    )
-    return np.asarray(volume[box], dtype=np.float32)
-
-
 def band_pass(volume: np.ndarray, low_sigma_vox: float, high_sigma_vox: float) -> np.ndarray:
     """Difference of Gaussians: the detail between two scales (σ in voxels)."""
     v = np.asarray(volume, np.float32)
@@ -263,27 +261,6 @@ def polarity_skew(volume: np.ndarray, low_sigma_vox: float = 1.0, high_sigma_vox
     d -= d.mean()
     var = (d**2).mean()
     return float((d**3).mean() / var**1.5) if var > 0 else 0.0
-
-
-def _abs_frequencies(shape) -> list:
-    """|f| along each axis (cycles/voxel), as broadcastable arrays."""
-    return [
-        np.abs(np.fft.fftfreq(n)).reshape([-1 if a == i else 1 for a in range(len(shape))])
-        for i, n in enumerate(shape)
-    ]
-
-
-def power_spectrum(volume: np.ndarray) -> np.ndarray:
-    """|FFT|² of a mean-removed, Hann-windowed volume, divided by the window's energy (so
-    that volumes of different sizes compare), float64 of the volume's shape."""
-    v = np.asarray(volume, np.float64)
-    v = v - v.mean()
-    energy = 1.0
-    for axis, n in enumerate(v.shape):
-        w = np.hanning(n + 2)[1:-1]  # no zero weights at the ends of short axes
-        energy *= float((w**2).sum())
-        v = v * w.reshape([-1 if a == axis else 1 for a in range(v.ndim)])
-    return np.abs(np.fft.fftn(v)) ** 2 / energy
 
 
 def wedge_contrasts(
@@ -326,36 +303,6 @@ def wedge_contrasts(
             continue
         out[(beam, axis)] = float(logp[opposite].mean() - logp[wedge].mean())
     return out
-
-
-def radial_log_amplitude(
-    power: np.ndarray, voxel_size_nm: float, edges_per_nm=SPECTRUM_EDGES_PER_NM
-) -> np.ndarray:
-    """Mean natural-log amplitude in radial frequency bins.
-
-    Parameters
-    ----------
-    power : numpy.ndarray, shape (z, y, x)
-        :func:`power_spectrum`.
-    voxel_size_nm : float
-    edges_per_nm : sequence of float
-        Bin edges in cycles/nm.
-
-    Returns
-    -------
-    numpy.ndarray, shape (len(edges_per_nm) - 1,)
-        NaN for bins beyond the volume's Nyquist frequency.
-    """
-    f = _abs_frequencies(power.shape)
-    radius = (np.sqrt(sum(g**2 for g in f)) / voxel_size_nm).ravel()
-    n = len(edges_per_nm) - 1
-    idx = np.digitize(radius, edges_per_nm) - 1
-    keep = (idx >= 0) & (idx < n)
-    log_amplitude = 0.5 * np.log(power.ravel()[keep] + 1e-30)
-    sums = np.bincount(idx[keep], log_amplitude, minlength=n)
-    counts = np.bincount(idx[keep], minlength=n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / counts
 
 
 def spectrum_distance(spectrum: np.ndarray, references: np.ndarray) -> float:
@@ -430,34 +377,6 @@ def vesicle_statistics(table, scale: float) -> dict[str, float]:
         else np.nan,
         "shell_contrast": float(np.nanmedian(contrast)) if np.isfinite(contrast).any() else np.nan,
     }
-
-
-# --- the reference of a network's training data --------------------------------------------
-
-REFERENCE_FILE = "domain_reference.json"
-
-
-def load_references(path: str | os.PathLike | None = None) -> list[dict]:
-    """The reference spectra (and statistics) of the training data of known networks."""
-    if path is None:
-        text = resources.files("analysis.inference").joinpath(REFERENCE_FILE).read_text()
-    else:
-        text = Path(path).read_text()
-    return json.loads(text)["references"]
-
-
-def select_reference(meta: dict, references: list[dict], min_overlap: float = 0.5) -> dict | None:
-    """The reference made from (mostly) the training tomograms a checkpoint records in
-    ``data["train"]``: the one whose list overlaps most, if its Jaccard index reaches
-    ``min_overlap`` (None otherwise: another network's training data is no reference)."""
-    trained = set((meta.get("data") or {}).get("train") or [])
-    best, overlap = None, 0.0
-    for ref in references:
-        names = set(ref["train"])
-        share = len(trained & names) / max(len(trained | names), 1)
-        if share > overlap:
-            best, overlap = ref, share
-    return best if overlap >= min_overlap else None
 
 
 # --- measuring and judging ------------------------------------------------------------------

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from analysis.errors import DataError, ParameterError
+from analysis.inference import spectrum
 from analysis.inference.heap import reuse_freed_memory
 from analysis.inference.rescale import needs_rescale, rescale, rescaled_shape
 from analysis.inference.tiling import plan_tiles, sliding_window
@@ -121,6 +122,7 @@ def predict(
     threads: int | None = None,
     max_rescale: float = MAX_RESCALE,
     invert: bool = False,
+    match_spectrum: bool = False,
     out: np.ndarray | None = None,
     uncertainty_out: np.ndarray | None = None,
     scratch_dir: str | os.PathLike | None = None,
@@ -159,6 +161,10 @@ def predict(
     invert : bool
         Invert the contrast (for tomograms with membranes bright): the normalised tomogram's
         sign is flipped, at no cost (see :mod:`analysis.inference.domain`'s polarity check).
+    match_spectrum : bool
+        Filter the tomogram first so that its amplitude spectrum approaches that of the
+        network's training data (:mod:`analysis.inference.spectrum`); needs the network's
+        reference spectrum (the shipped network has one).
     out, uncertainty_out : numpy.ndarray, optional
         Float32 arrays of the tomogram's shape to write into (e.g. memory-mapped MRC data).
     scratch_dir : path, optional
@@ -182,6 +188,8 @@ def predict(
     norm = meta["normalisation"] or DEFAULT_NORMALISATION
     if return_uncertainty and predictor.n_views == 1:
         raise ParameterError("an uncertainty map needs test-time augmentation (tta='flips')")
+    if match_spectrum:  # before any work: a network without a reference is refused at once
+        target = spectrum.reference_target(meta)
     resample = needs_rescale(ratio)
     work_shape = rescaled_shape(shape, ratio) if resample else shape
     tile, overlap, batch_size = _tiling(tile, overlap, batch_size, work_shape)
@@ -201,6 +209,13 @@ def predict(
         else:
             source, maps = tomogram, finals
         centre, scale = centre_and_scale(source, norm)
+        if match_spectrum:
+            filtered = work_array(work_shape, **scratch)
+            spectrum.match_spectrum(
+                source, meta["voxel_size_nm"], target, centre=centre, scale=scale, out=filtered
+            )
+            source = filtered
+            centre, scale = centre_and_scale(source, norm)
         if invert:  # (x - c) / -s is the inverted tomogram normalised: same median and range
             scale = -scale
         fn = tile_function(predictor, centre, scale, return_uncertainty)

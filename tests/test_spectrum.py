@@ -1,0 +1,100 @@
+"""Spectrum matching on known spectra: the slab filter is the whole-volume filter, the fit
+follows the gains, a blurred volume gets its spectrum back, and a network without a
+reference spectrum is refused before any work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from analysis.errors import ParameterError
+from analysis.inference import predict, spectrum
+from analysis.io import read_tomogram
+from analysis.models import Predictor, UNet3D, UNetConfig
+from analysis.normalise import DEFAULT_NORMALISATION, centre_and_scale
+
+VS = 2.2
+
+
+def _structured(shape, sigma, seed=0):
+    noise = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+    return ndimage.gaussian_filter(noise, sigma)
+
+
+def _shape_of_spectrum(volume):
+    """Radial log amplitude of the normalised central crop, less its mean: the spectrum's
+    shape, which is all that counts once the filtered volume is normalised again."""
+    centre, scale = centre_and_scale(volume)
+    crop = (spectrum.central_crop(volume, spectrum.CROP_SHAPE) - centre) / scale
+    log_amplitude = spectrum.radial_log_amplitude(spectrum.power_spectrum(crop), VS)
+    return log_amplitude - np.nanmean(log_amplitude), log_amplitude
+
+
+def test_the_filter_a_slab_at_a_time_is_the_whole_volume_filter(tmp_path):
+    volume = _structured((45, 20, 24), 1.0)
+    weights = np.array([1.5, 0.3, -0.8, 0.2, 0.1, -0.05, 0.4, -0.2, 0.1])
+    expected = weights[0] * volume
+    for w, sigma in zip(weights[1:], spectrum.SIGMAS_VOX, strict=True):
+        expected += w * ndimage.gaussian_filter(volume, sigma, mode="nearest")
+    whole = spectrum.apply_gain_filter(volume, weights, planes=100)
+    np.testing.assert_allclose(whole, expected, atol=1e-5)
+    # memory maps in and out, slabs of 4 planes (the margin is 30: most slabs are padded)
+    source = np.memmap(tmp_path / "in.f32", np.float32, "w+", shape=volume.shape)
+    source[:] = volume
+    out = np.memmap(tmp_path / "out.f32", np.float32, "w+", shape=volume.shape)
+    spectrum.apply_gain_filter(source, weights, out=out, planes=4)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_the_fitted_filter_follows_the_gains_and_unit_gains_change_nothing():
+    gains = np.geomspace(1.0, 4.0, len(spectrum.SPECTRUM_EDGES_PER_NM) - 1)
+    weights = spectrum.gain_weights(gains, VS)
+    edges = np.asarray(spectrum.SPECTRUM_EDGES_PER_NM) * VS  # cycles/voxel
+    centres = (edges[:-1] + edges[1:]) / 2
+    np.testing.assert_allclose(spectrum.filter_response(weights, centres), gains, rtol=0.06)
+    unit = spectrum.gain_weights(np.ones_like(gains), VS)
+    f = np.linspace(0, np.sqrt(3) / 2, 50)
+    np.testing.assert_allclose(spectrum.filter_response(unit, f), 1.0, atol=1e-6)
+    volume = _structured((12, 16, 16), 1.0)
+    np.testing.assert_allclose(spectrum.apply_gain_filter(volume, unit), volume, atol=1e-5)
+
+
+def test_gains_are_limited_and_neutral_where_a_bin_is_unknown():
+    gains = spectrum.spectrum_gains([0.0, 0.0, 0.0, np.nan], [np.log(2.0), 5.0, -5.0, 0.0])
+    np.testing.assert_allclose(gains, [2.0, 4.0, 0.25, 1.0])
+
+
+def test_matching_gives_a_blurred_volume_the_spectrum_of_the_sharp_one():
+    sharp = _structured(spectrum.CROP_SHAPE, 0.7)
+    shape_sharp, target = _shape_of_spectrum(sharp)
+    blurred = ndimage.gaussian_filter(sharp, 0.6)
+    shape_blurred, _ = _shape_of_spectrum(blurred)
+    centre, scale = centre_and_scale(blurred)
+    matched, gains = spectrum.match_spectrum(blurred, VS, target, centre=centre, scale=scale)
+    shape_matched, _ = _shape_of_spectrum(matched)
+    before = np.sqrt(np.nanmean((shape_blurred - shape_sharp) ** 2))
+    after = np.sqrt(np.nanmean((shape_matched - shape_sharp) ** 2))
+    assert before > 0.3  # the finest bin lost a factor 3 against the coarsest
+    assert after < before / 4  # 0.36 -> 0.03 when written
+    assert gains[-1] > gains[0]  # the fine bins are raised most
+
+
+def test_a_network_without_a_reference_spectrum_is_refused():
+    torch.manual_seed(0)
+    net = UNet3D(UNetConfig(depth=1, base_channels=2, dropout=0.0)).eval()
+    meta = {"voxel_size_nm": VS, "normalisation": dict(DEFAULT_NORMALISATION)}
+    volume = _structured((16, 16, 16), 1.0)
+    with pytest.raises(ParameterError, match="no reference spectrum"):
+        predict(volume, VS, Predictor(net, meta), match_spectrum=True)
+
+
+def test_on_a_tomogram_like_the_training_data_matching_changes_little():
+    from analysis.synthetic import example_files
+
+    tomo = read_tomogram(example_files("test", seed=301, quick=True)["tomogram"])
+    plain = predict(tomo.data, tomo.voxel_size_nm) > 0.5
+    matched = predict(tomo.data, tomo.voxel_size_nm, match_spectrum=True) > 0.5
+    dice = 2 * (plain & matched).sum() / (plain.sum() + matched.sum())
+    assert plain.mean() > 0.05 and dice > 0.9
