@@ -10,7 +10,8 @@ On the three held-out synthetic tomograms (generator v3, seeds 301–303, 128 ×
   0.5): vesicles found, true ones matched, precision and recall;
 * **mask against spheres** — the Dice of the mask p > 0.5 and of the final labels.
 
-Run (about a minute on one core; ``--network CKPT`` for another network):
+Run (about a minute on one core; ``--network CKPT`` for another network, ``--match-spectrum``
+to match each tomogram's amplitude spectrum to the network's training data first):
 
     .venv/bin/python benchmarks/postprocess_choices.py
 """
@@ -40,13 +41,15 @@ def scores_of(result, truth, voxel_size_nm) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", help="a checkpoint instead of the shipped network")
-    model = Predictor.load(parser.parse_args(argv).network)
+    parser.add_argument("--match-spectrum", action="store_true", help="predict(match_spectrum=)")
+    args = parser.parse_args(argv)
+    model = Predictor.load(args.network)
     splits, outliers = [], []
     for files in sample_dataset()["test"]:
         tomo = read_tomogram(files["tomogram"])
         truth = read_tomogram(files["labels"]).data
         vs = tomo.voxel_size_nm
-        probability = predict(tomo.data, vs, model)
+        probability = predict(tomo.data, vs, model, match_spectrum=args.match_spectrum)
         name = files["tomogram"].stem
         by_choice = {}
         for threshold in (0.5, 0.3):

@@ -162,9 +162,9 @@ def predict(
         Invert the contrast (for tomograms with membranes bright): the normalised tomogram's
         sign is flipped, at no cost (see :mod:`analysis.inference.domain`'s polarity check).
     match_spectrum : bool
-        Filter the tomogram first so that its amplitude spectrum approaches that of the
-        network's training data (:mod:`analysis.inference.spectrum`); needs the network's
-        reference spectrum (the shipped network has one).
+        Filter the tomogram first so that its amplitude spectrum comes into the range of the
+        network's training data's (:mod:`analysis.inference.spectrum`); needs the network's
+        reference spectra (the shipped network has them).
     out, uncertainty_out : numpy.ndarray, optional
         Float32 arrays of the tomogram's shape to write into (e.g. memory-mapped MRC data).
     scratch_dir : path, optional
@@ -189,7 +189,7 @@ def predict(
     if return_uncertainty and predictor.n_views == 1:
         raise ParameterError("an uncertainty map needs test-time augmentation (tta='flips')")
     if match_spectrum:  # before any work: a network without a reference is refused at once
-        target = spectrum.reference_target(meta)
+        envelope = spectrum.reference_envelope(meta)
     resample = needs_rescale(ratio)
     work_shape = rescaled_shape(shape, ratio) if resample else shape
     tile, overlap, batch_size = _tiling(tile, overlap, batch_size, work_shape)
@@ -212,7 +212,7 @@ def predict(
         if match_spectrum:
             filtered = work_array(work_shape, **scratch)
             spectrum.match_spectrum(
-                source, meta["voxel_size_nm"], target, centre=centre, scale=scale, out=filtered
+                source, meta["voxel_size_nm"], envelope, centre=centre, scale=scale, out=filtered
             )
             source = filtered
             centre, scale = centre_and_scale(source, norm)

@@ -12,8 +12,9 @@ reason) puts back, shell by shell of spatial frequency, the contrast the network
   :data:`SPECTRUM_EDGES_PER_NM`;
 * :func:`load_references` and :func:`select_reference` give the spectra of a network's training
   tomograms (``domain_reference.json``, written by ``benchmarks/domain_check.py reference``);
-* :func:`spectrum_gains` are the ratios of the training data's median amplitude to the
-  tomogram's, bin by bin, limited to :data:`GAIN_LIMITS`; :func:`gain_weights` fits them with a
+* :func:`spectrum_gains` bring the tomogram's amplitude, bin by bin, into the range of the
+  training tomograms' (:func:`reference_envelope`: from their 10th to their 90th percentile),
+  limited to :data:`GAIN_LIMITS` — a tomogram like the training data is left as it is; :func:`gain_weights` fits them with a
   filter made of the identity and Gaussians (:data:`SIGMAS_VOX`), which
   :func:`apply_gain_filter` applies a slab of planes at a time, so that memory-mapped volumes
   larger than memory can be filtered; :func:`match_spectrum` does all of it.
@@ -130,8 +131,12 @@ def select_reference(meta: dict, references: list[dict], min_overlap: float = 0.
     return best if overlap >= min_overlap else None
 
 
-#: Version of the matching (bins, limits, filter basis), for caches of its results.
-MATCH_VERSION = 1
+#: Version of the matching (bins, envelope, limits, filter basis), for caches of its results.
+MATCH_VERSION = 2
+#: The training data's range per bin: from this quantile of their spectra to 1 − it. A
+#: tomogram inside it is left as it is; chosen beside matching to the median (which moved
+#: nominal tomograms of the generator too) on calibration data only (book: Performance).
+ENVELOPE_QUANTILE = 0.1
 #: Limits of the gain of one frequency bin: at most four times the tomogram's amplitude, at
 #: least a quarter (noise at frequencies the tomogram has lost is not raised without end).
 GAIN_LIMITS = (0.25, 4.0)
@@ -139,9 +144,11 @@ GAIN_LIMITS = (0.25, 4.0)
 SIGMAS_VOX = (0.4, 0.6, 0.9, 1.3, 2.0, 3.0, 4.5, 7.0)
 
 
-def reference_target(meta: dict, references: list[dict] | None = None) -> np.ndarray:
-    """The median log amplitude per bin of the training tomograms of the network whose
-    checkpoint metadata is ``meta``.
+def reference_envelope(
+    meta: dict, references: list[dict] | None = None, quantile: float = ENVELOPE_QUANTILE
+) -> tuple[np.ndarray, np.ndarray]:
+    """The range of the training tomograms' log amplitude, bin by bin: their ``quantile`` and
+    ``1 − quantile`` quantiles, for the network whose checkpoint metadata is ``meta``.
 
     Raises
     ------
@@ -156,14 +163,21 @@ def reference_target(meta: dict, references: list[dict] | None = None) -> np.nda
             "no reference spectrum of this network's training data (domain_reference.json): "
             "matching the spectrum needs one (benchmarks/domain_check.py reference makes it)"
         )
-    return np.nanmedian(np.asarray(ref["log_amplitude"], np.float64), axis=0)
+    spectra = np.asarray(ref["log_amplitude"], np.float64)
+    return (
+        np.nanquantile(spectra, quantile, axis=0),
+        np.nanquantile(spectra, 1.0 - quantile, axis=0),
+    )
 
 
 def spectrum_gains(
-    log_amplitude, target_log_amplitude, limits: tuple[float, float] = GAIN_LIMITS
+    log_amplitude, low, high, limits: tuple[float, float] = GAIN_LIMITS
 ) -> np.ndarray:
-    """Gain per bin: exp(target − own), limited to ``limits``; 1 where either is NaN."""
-    diff = np.asarray(target_log_amplitude, np.float64) - np.asarray(log_amplitude, np.float64)
+    """Gain per bin that brings ``log_amplitude`` into [``low``, ``high``] (1 where it lies
+    inside, and where any of them is NaN), limited to ``limits``."""
+    own = np.asarray(log_amplitude, np.float64)
+    with np.errstate(invalid="ignore"):
+        diff = np.clip(own, low, high) - own
     gains = np.exp(np.clip(diff, np.log(limits[0]), np.log(limits[1])))
     return np.where(np.isfinite(diff), gains, 1.0)
 
@@ -246,13 +260,13 @@ def apply_gain_filter(
 def match_spectrum(
     volume: np.ndarray,
     voxel_size_nm: float,
-    target_log_amplitude,
+    envelope: tuple[np.ndarray, np.ndarray],
     *,
     centre: float,
     scale: float,
     out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``volume`` filtered so that its spectrum approaches ``target_log_amplitude``.
+    """``volume`` filtered so that its spectrum comes into the training data's range.
 
     Parameters
     ----------
@@ -260,8 +274,9 @@ def match_spectrum(
         At the network's voxel size (may be a memory map).
     voxel_size_nm : float
         The network's voxel size.
-    target_log_amplitude : array-like
-        Per bin of :data:`SPECTRUM_EDGES_PER_NM` (:func:`reference_target`).
+    envelope : (numpy.ndarray, numpy.ndarray)
+        Lowest and highest log amplitude per bin of :data:`SPECTRUM_EDGES_PER_NM`
+        (:func:`reference_envelope`).
     centre, scale : float
         The normalisation of ``volume`` (:func:`analysis.normalise.centre_and_scale`): the
         spectrum is measured on the normalised central crop, as the reference's were.
@@ -276,6 +291,6 @@ def match_spectrum(
     """
     crop = (central_crop(volume, CROP_SHAPE) - centre) / scale
     own = radial_log_amplitude(power_spectrum(crop), voxel_size_nm)
-    gains = spectrum_gains(own, target_log_amplitude)
+    gains = spectrum_gains(own, *envelope)
     weights = gain_weights(gains, voxel_size_nm)
     return apply_gain_filter(volume, weights, out=out), gains
