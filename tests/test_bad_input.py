@@ -226,6 +226,18 @@ def wrong_checkpoint_version(d):
     return argv, d / "old.pt", "format version 99"
 
 
+def spectrum_matching_without_training_spectra(d):
+    from analysis.models import SHIPPED_WEIGHTS
+
+    payload = torch.load(SHIPPED_WEIGHTS, weights_only=True)
+    payload["data"] = {}  # a network whose training tomograms are not recorded
+    torch.save(payload, d / "unknown.pt")
+    tomo = _tomogram(d)
+    out = d / "p.mrc"
+    argv = ["predict", str(tomo), "--out", str(out), "--model", str(d / "unknown.pt")]
+    return [*argv, "--match-spectrum"], None, "no reference spectrum"
+
+
 def checkpoint_not_torch(d):
     (d / "m.pt").write_text("not a checkpoint")
     tomo = _tomogram(d)
@@ -401,6 +413,7 @@ CASES = [
     labels_of_another_shape,
     empty_probability_map,
     wrong_checkpoint_version,
+    spectrum_matching_without_training_spectra,
     checkpoint_not_torch,
     missing_output_folder,
     read_only_output_folder,
