@@ -238,6 +238,14 @@ def spectrum_matching_without_training_spectra(d):
     return [*argv, "--match-spectrum"], None, "no reference spectrum"
 
 
+def batch_spectrum_matching_without_training_spectra(d):
+    argv, _, phrase = spectrum_matching_without_training_spectra(d)
+    (d / "in").mkdir()
+    Path(argv[1]).rename(d / "in" / "tomo.mrc")
+    batch = ["batch", str(d / "in"), "--out", str(d / "out"), "--model", argv[5]]
+    return [*batch, "--match-spectrum", "--quiet"], None, phrase
+
+
 def checkpoint_not_torch(d):
     (d / "m.pt").write_text("not a checkpoint")
     tomo = _tomogram(d)
@@ -414,6 +422,7 @@ CASES = [
     empty_probability_map,
     wrong_checkpoint_version,
     spectrum_matching_without_training_spectra,
+    batch_spectrum_matching_without_training_spectra,
     checkpoint_not_torch,
     missing_output_folder,
     read_only_output_folder,

@@ -177,6 +177,7 @@ LIBRARY = {
         "voxel_size_nm": (segment_file, "voxel_size_nm", _same),
         "probability": (segment_file, "write_probability", _same),
         "tta": (Predictor.load, "tta", _same),
+        "match_spectrum": (predict, "match_spectrum", _same),
         "force": (run_batch, "force", _same),
     },
     "active-zone": {
@@ -197,6 +198,7 @@ LIBRARY = {
         "method": (compare_study, "method", _same),
         "n_boot": (compare_study, "n_boot", _same),
         "seed": (compare_study, "seed", _same),
+        "match_spectrum": (predict, "match_spectrum", _same),
         "force": (run_study, "force", _same),
     },
     "portal": {

@@ -84,6 +84,14 @@ MatchSpectrumOpt = Annotated[
 OutFolderOpt = Annotated[Path, typer.Option(help="Output folder (created if missing).")]
 
 
+def _check_training_spectra(model) -> None:
+    """Refuse --match-spectrum at once for a network without recorded training spectra."""
+    from analysis.inference.spectrum import reference_envelope
+    from analysis.models import Predictor
+
+    reference_envelope(Predictor.load(model).checkpoint)
+
+
 def _tiling(tile: int | None, overlap: float | None) -> dict:
     """The tile options of predict/segment: planned tiles unless --tile is given."""
     if tile is None and overlap is not None:
@@ -899,6 +907,7 @@ def batch(
     tta: Annotated[
         str, typer.Option(help="Test-time augmentation: none, or flips (4 views in xy).")
     ] = "none",
+    match_spectrum: MatchSpectrumOpt = False,
     force: Annotated[bool, typer.Option(help="Redo tomograms whose outputs exist.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -928,8 +937,10 @@ def batch(
         voxel_size_nm=voxel_size_nm,
         write_probability=probability,
         predictor_options=dict(tta=tta),
-        predict_options=dict(progress=False),
+        predict_options=dict(progress=False, match_spectrum=match_spectrum),
     )
+    if match_spectrum:
+        _check_training_spectra(model)  # once, before any tomogram is sent out
     summary = run_batch(tomograms, out, spec=spec, options=options, force=force, progress=not quiet)
     counts = summary["status"].value_counts()
     typer.echo(
@@ -1044,6 +1055,7 @@ def compare(
     n_boot: Annotated[int, typer.Option(help="Hierarchical bootstrap replicates.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and permutations.")] = 0,
     figures: Annotated[bool, typer.Option(help="Also draw the figures (PNG).")] = True,
+    match_spectrum: MatchSpectrumOpt = False,
     force: Annotated[bool, typer.Option(help="Redo tomograms whose outputs exist.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -1062,6 +1074,9 @@ def compare(
         silence_dask_logs()
     options = {"segment": {"model": str(model) if model else None, "predict_options": {}}}
     options["segment"]["predict_options"]["progress"] = False
+    options["segment"]["predict_options"]["match_spectrum"] = match_spectrum
+    if match_spectrum:
+        _check_training_spectra(model)
     spec = ClusterSpec(scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker)
     summary = run_study(items, out, spec=spec, options=options, force=force, progress=not quiet)
     failed = summary[summary["status"] == "failed"]

@@ -629,7 +629,8 @@ def assess(features: dict, thresholds=THRESHOLDS) -> list[Check]:
                 f"amplitude spectrum {distance:.2f} (RMS log) from the nearest training "
                 f"tomogram's (limit {t['spectrum_distance']:.2f}; reference {f['reference']})",
                 "the imaging (defocus, filtering, noise, voxel size) differs from the "
-                "training data: check the results closely, or adapt / fine-tune the network"
+                "training data: try segmenting with --match-spectrum, check the results "
+                "closely, or adapt / fine-tune the network"
                 if far
                 else "",
             )
