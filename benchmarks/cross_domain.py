@@ -204,35 +204,18 @@ def map_key(
     return key + ("" if tta == "none" else f"_tta{tta}") + matched
 
 
-def map_path(
-    cache: Path,
-    sim: str,
-    row: str,
-    seed: int,
-    path: Path,
-    quick: bool,
-    tta: str = "none",
-    match_spectrum: bool = False,
-) -> Path:
-    """Where :func:`probability_map` keeps the map of (row, seed, network file) in ``cache``."""
-    key = map_key(sim, row, seed, path, quick, tta, match_spectrum)
-    return cache / "maps" / f"{key}.npy"
+def map_path(cache: Path, *key, **variant) -> Path:
+    """Where :func:`probability_map` keeps the map of (row, seed, network file) in ``cache``
+    (``key`` and ``variant``: the arguments of :func:`map_key`)."""
+    return cache / "maps" / f"{map_key(*key, **variant)}.npy"
 
 
 def score_key(
-    sim: str,
-    row: str,
-    seed: int,
-    path: Path,
-    quick: bool,
-    postprocess=None,
-    tta: str = "none",
-    match_spectrum: bool = False,
+    sim: str, row: str, seed: int, path: Path, quick: bool, postprocess=None, **variant
 ) -> str:
     """The name of the cached scores of (row, seed, network file) under today's defaults (or
-    ``postprocess``)."""
-    key = map_key(sim, row, seed, path, quick, tta, match_spectrum)
-    return f"{key}_pp{postprocess_key(postprocess)}"
+    ``postprocess``); ``variant``: ``tta`` and ``match_spectrum`` of :func:`map_key`."""
+    return f"{map_key(sim, row, seed, path, quick, **variant)}_pp{postprocess_key(postprocess)}"
 
 
 def probability_map(
@@ -316,7 +299,8 @@ def run(
             for seed in seeds or SEEDS[sim]:
                 tomo = None
                 for name, path in networks.items():
-                    key = score_key(sim, row, seed, path, quick, postprocess, tta, match_spectrum)
+                    variant = {"tta": tta, "match_spectrum": match_spectrum}
+                    key = score_key(sim, row, seed, path, quick, postprocess, **variant)
                     hit = cache / f"{key}.json"
                     if hit.exists():
                         result = json.loads(hit.read_text())
@@ -326,7 +310,7 @@ def run(
                         if name not in loaded:
                             loaded[name] = load(path, tta)
                         started = time.perf_counter()
-                        maps = map_path(cache, sim, row, seed, path, quick, tta, match_spectrum)
+                        maps = map_path(cache, sim, row, seed, path, quick, **variant)
                         probability = probability_map(loaded[name], tomo, vs, maps, match_spectrum)
                         result = score(probability, tomo, labels, vs, postprocess)
                         result["seconds"] = round(time.perf_counter() - started, 1)
