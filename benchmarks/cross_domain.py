@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import testsim
+from analysis.errors import ParameterError
 from analysis.evaluate import evaluate_segmentation, interior_mask
 from analysis.inference import predict, spectrum
 from analysis.io.atomic import atomic_output
@@ -186,6 +187,10 @@ def postprocess_key(postprocess=None) -> str:
     given = {k: v for k, v in (postprocess or {}).items() if k not in settings or v != settings[k]}
     text = json.dumps({**settings, **given}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+#: Where the table goes (``cross_domain_ms.csv`` beside it with ``--match-spectrum``).
+DEFAULT_OUT = ROOT / "benchmarks/results/cross_domain.csv"
 
 
 def map_key(
@@ -386,7 +391,7 @@ def main(argv=None) -> None:
         help="match each tomogram's amplitude spectrum to the network's training data first",
     )
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks/results/cross_domain")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/cross_domain.csv")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     # a mistyped row would otherwise be skipped in silence, and its column look complete
     unknown = [r for r in args.rows or () if not any(r in ROWS.get(s, ()) for s in args.simulator)]
@@ -404,6 +409,20 @@ def main(argv=None) -> None:
         }
         if PUBLISHED.exists():
             networks["published"] = PUBLISHED
+    if args.match_spectrum:
+        # every column needs its network's training spectra: refuse before any work
+        unknown = []
+        for name, path in networks.items():
+            try:
+                spectrum.reference_envelope(load(path).checkpoint)
+            except ParameterError:
+                unknown.append(name)
+        if unknown:
+            parser.error(
+                f"no training spectra recorded for {', '.join(unknown)}: no --match-spectrum"
+            )
+        if args.out == DEFAULT_OUT:  # the plain table stays as it is
+            args.out = args.out.with_name("cross_domain_ms.csv")
     table = run(
         networks,
         args.simulator,

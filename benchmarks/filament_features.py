@@ -45,7 +45,7 @@ keeping as many (connectors 456 against 455 of 558 kept, tethers 90 against 89 o
 the fresh tomograms recall 0.692, precision 0.802 against the package's 0.688 / 0.797, per
 tomogram +0.003 [−0.014, +0.021] and +0.006 [−0.014, +0.026]. With the gap, length and AZ
 distance: +0.024 [+0.001, +0.047] and +0.021 [+0.001, +0.041]. The angle to the beam (package of this
-file's commit, calibration left out one at a time) finds as many as the path cut keeping as
+file's commit, calibration left out one at a time) finds no more than the path cut keeping as
 many: connectors 453 against 451 of 547 kept, tethers 81 against 85 of 129 — the pairs
 without a filament come out alike in every direction, and every tether of the generator
 lies across the beam. Run (about a minute on one

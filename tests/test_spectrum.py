@@ -33,14 +33,15 @@ def _shape_of_spectrum(volume):
 
 
 def test_the_filter_a_slab_at_a_time_is_the_whole_volume_filter(tmp_path):
-    volume = _structured((45, 20, 24), 1.0)
+    volume = _structured((75, 20, 24), 1.0)
     weights = np.array([1.5, 0.3, -0.8, 0.2, 0.1, -0.05, 0.4, -0.2, 0.1])
     expected = weights[0] * volume
     for w, sigma in zip(weights[1:], spectrum.SIGMAS_VOX, strict=True):
         expected += w * ndimage.gaussian_filter(volume, sigma, mode="nearest")
     whole = spectrum.apply_gain_filter(volume, weights, planes=100)
     np.testing.assert_allclose(whole, expected, atol=1e-5)
-    # memory maps in and out, slabs of 4 planes (the margin is 30: most slabs are padded)
+    # memory maps in and out, slabs of 4 planes (margin 29: the middle slabs have real data on
+    # both sides, the first and last are padded beyond the faces)
     source = np.memmap(tmp_path / "in.f32", np.float32, "w+", shape=volume.shape)
     source[:] = volume
     out = np.memmap(tmp_path / "out.f32", np.float32, "w+", shape=volume.shape)

@@ -590,6 +590,8 @@ def segment(
             raise ParameterError(
                 f"--threshold must be a number or 'shell', not {threshold!r}"
             ) from None
+    if match_spectrum:  # before the polarity check's inference, or any other work
+        _check_training_spectra(model)
     _output_folder(out)
     paths = segment_file(
         tomogram,
@@ -1069,14 +1071,14 @@ def compare(
     table = stats.read_study(study)  # every check before any work
     items = stats.study_items(table)
     check_study_outputs(items, out)
+    if match_spectrum:
+        _check_training_spectra(model)
     _output_folder(out)
     if not logging.getLogger("analysis").isEnabledFor(logging.INFO):
         silence_dask_logs()
     options = {"segment": {"model": str(model) if model else None, "predict_options": {}}}
     options["segment"]["predict_options"]["progress"] = False
     options["segment"]["predict_options"]["match_spectrum"] = match_spectrum
-    if match_spectrum:
-        _check_training_spectra(model)
     spec = ClusterSpec(scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker)
     summary = run_study(items, out, spec=spec, options=options, force=force, progress=not quiet)
     failed = summary[summary["status"] == "failed"]

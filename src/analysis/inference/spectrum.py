@@ -131,7 +131,8 @@ def select_reference(meta: dict, references: list[dict], min_overlap: float = 0.
     return best if overlap >= min_overlap else None
 
 
-#: Version of the matching (bins, envelope, limits, filter basis), for caches of its results.
+#: Version of the matching (bins, envelope, limits, filter basis), for caches of its results:
+#: raise it with any change of the settings below or of how the filter is fitted.
 MATCH_VERSION = 2
 #: The training data's range per bin: from this quantile of their spectra to 1 − it. A
 #: tomogram inside it is left as it is; chosen beside matching to the median (which moved
