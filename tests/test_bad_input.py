@@ -238,6 +238,12 @@ def spectrum_matching_without_training_spectra(d):
     return [*argv, "--match-spectrum"], None, "no reference spectrum"
 
 
+def segment_spectrum_matching_without_training_spectra(d):
+    argv, _, phrase = spectrum_matching_without_training_spectra(d)
+    segment = ["segment", argv[1], "--out", str(d / "out"), "--model", argv[5], "--quiet"]
+    return [*segment, "--auto-invert", "--match-spectrum"], None, phrase
+
+
 def batch_spectrum_matching_without_training_spectra(d):
     argv, _, phrase = spectrum_matching_without_training_spectra(d)
     (d / "in").mkdir()
@@ -422,6 +428,7 @@ CASES = [
     empty_probability_map,
     wrong_checkpoint_version,
     spectrum_matching_without_training_spectra,
+    segment_spectrum_matching_without_training_spectra,
     batch_spectrum_matching_without_training_spectra,
     checkpoint_not_torch,
     missing_output_folder,

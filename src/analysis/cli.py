@@ -590,8 +590,6 @@ def segment(
             raise ParameterError(
                 f"--threshold must be a number or 'shell', not {threshold!r}"
             ) from None
-    if match_spectrum:  # before the polarity check's inference, or any other work
-        _check_training_spectra(model)
     _output_folder(out)
     paths = segment_file(
         tomogram,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from analysis.errors import DataError, InputFileError, ParameterError
-from analysis.inference import domain, predict, predict_file
+from analysis.inference import domain, predict, predict_file, spectrum
 from analysis.io import atomic_output, read_mask, read_tomogram, tomogram_stem
 from analysis.io.memmap import negated
 from analysis.models import Predictor
@@ -93,6 +93,8 @@ def segment_file(
     else:
         predictor = Predictor.load(model, **(predictor_options or {}))
     predict_options = dict(predict_options or {})
+    if predict_options.get("match_spectrum"):  # refused before the polarity check's inference
+        spectrum.reference_envelope(predictor.checkpoint)
     paths = output_paths(tomogram, outdir)
     tomo = read_tomogram(tomogram, voxel_size_nm=voxel_size_nm, mmap=True)
     masks = {
