@@ -1,8 +1,8 @@
 """What matching the amplitude spectrum costs at inference, against inference without it.
 
 ``predict(…, match_spectrum=True)`` measures the spectrum of the central crop, fits the
-filter and applies it (identity plus eight Gaussians, a slab of planes at a time) before the
-network runs. Both are timed on the held-out synthetic tomogram test_s301 (128 × 256 × 256 at
+filter and applies it (identity plus eight Gaussians made in a cascade, the whole volume in
+one slab here) before the network runs. Both are timed on the held-out synthetic tomogram test_s301 (128 × 256 × 256 at
 2.2 nm) with the shipped network and default tiles, alternating, three runs each; the median
 counts. The filter alone (:func:`analysis.inference.spectrum.match_spectrum`) is timed in the
 same runs. Run (on the cores the figures are about):
