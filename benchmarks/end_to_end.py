@@ -140,7 +140,7 @@ CHILD = textwrap.dedent(
 
     t = time.perf_counter()
     prob_path = outdir / f"{source.stem}_probability.mrc"
-    predict_file(source, prob_path, model, progress=False)
+    predict_file(source, prob_path, model, progress=False, match_spectrum=False)
     network_stage = time.perf_counter() - t
     times["resample in and back (2 passes)"] = clock["rescale"]
     times["network + stitching"] = clock["network + stitching"]

@@ -37,7 +37,7 @@ CHILD = textwrap.dedent(
     model = Predictor.load()
     print(f"baseline {rss_mib():.0f}")
     warnings.simplefilter("ignore")  # random data hold no vesicles
-    predict_file(sys.argv[1], sys.argv[2], model, tile=64, overlap=0.0)
+    predict_file(sys.argv[1], sys.argv[2], model, tile=64, overlap=0.0, match_spectrum=False)
     """
 )
 

@@ -73,6 +73,7 @@ def main() -> None:
             overlap=OVERLAP,
             batch_size=BATCH,
             blend=MODE,
+            match_spectrum=False,  # like for like: MONAI's window sees the tomogram as it is
         )
 
     @torch.inference_mode()

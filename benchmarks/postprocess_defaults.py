@@ -80,7 +80,7 @@ def probability_map(item: dict, model: Predictor, digest: str, cache: Path):
     path = cache / f"{item['name']}_{sha256(item['tomogram'])[:8]}_{digest}_probability.npy"
     if not path.exists():
         with atomic_output(path) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, predict(tomo, vs, model))
+            np.save(handle, predict(tomo, vs, model, match_spectrum=False))
     return tomo, np.load(path), labels, vs
 
 

@@ -148,3 +148,47 @@ def test_a_tomogram_like_the_training_data_is_left_nearly_as_it_is():
     matched = predict(tomo.data, tomo.voxel_size_nm, predictor, match_spectrum=True) > 0.5
     dice = 2 * (plain & matched).sum() / (plain.sum() + matched.sum())
     assert plain.mean() > 0.05 and dice > 0.97
+
+
+def test_auto_matches_where_the_training_spectra_are_known_and_only_there():
+    shipped = Predictor.load().checkpoint
+    low, high = spectrum.reference_envelope(shipped)
+    for setting in (True, "auto"):
+        got = spectrum.matching_envelope(shipped, setting)
+        np.testing.assert_array_equal(got[0], low)
+        np.testing.assert_array_equal(got[1], high)
+    assert spectrum.matching_envelope(shipped, False) is None
+    elsewhere = {"voxel_size_nm": VS, "data": {"train": ["someone else's tomogram"]}}
+    assert spectrum.matching_envelope(elsewhere, "auto") is None
+    assert spectrum.matching_envelope(elsewhere, False) is None
+    with pytest.raises(ParameterError, match="no reference spectrum"):
+        spectrum.matching_envelope(elsewhere, True)
+    with pytest.raises(ParameterError, match="True, False or 'auto'"):
+        spectrum.matching_envelope(shipped, "yes")
+
+
+def test_auto_on_a_network_without_training_spectra_is_plain_inference():
+    torch.manual_seed(0)
+    net = UNet3D(UNetConfig(depth=1, base_channels=2, dropout=0.0)).eval()
+    meta = {"voxel_size_nm": VS, "normalisation": dict(DEFAULT_NORMALISATION)}
+    volume = _structured((16, 16, 16), 1.0)
+    plain = predict(volume, VS, Predictor(net, meta), match_spectrum=False)
+    auto = predict(volume, VS, Predictor(net, meta), match_spectrum="auto")
+    np.testing.assert_array_equal(auto, plain)
+
+
+def test_segment_file_records_whether_the_spectrum_was_matched(tmp_path):
+    import json
+
+    from analysis.pipeline import segment_file
+    from analysis.synthetic import example_files
+
+    source = example_files("test", seed=301, quick=True)["tomogram"]
+    for setting in (False, True):
+        out = tmp_path / str(setting)
+        out.mkdir()
+        paths = segment_file(
+            source, out, write_probability=False, predict_options={"match_spectrum": setting}
+        )
+        info = json.loads(paths["check"].read_text())["info"]
+        assert info["spectrum_matched"] is setting

@@ -101,6 +101,7 @@ def compare_networks(
     names=None,
     invert: bool = False,
     device: str = "auto",
+    match_spectrum: bool | str = False,
 ) -> pd.DataFrame:
     """Segment each tomogram with two networks and count what changed.
 
@@ -120,6 +121,9 @@ def compare_networks(
         The tomograms have bright membranes (as ``analysis adapt --invert``).
     device : str
         Where the networks run ("auto": a GPU if there is one).
+    match_spectrum : bool or "auto"
+        As for :func:`analysis.inference.predict`, for both networks (``"auto"``: each as it
+        would be segmented; an adapted network has no training spectra of its own).
 
     Returns
     -------
@@ -151,7 +155,7 @@ def compare_networks(
         dark = negated(tomo, memory_limit_bytes=WORK_MEMORY_BYTES) if invert else tomo
         tables = []
         for which, predictor in zip(("starting", "adapted"), predictors, strict=True):
-            probability = predict(tomo, vs, predictor, invert=invert)
+            probability = predict(tomo, vs, predictor, invert=invert, match_spectrum=match_spectrum)
             try:
                 tables.append(kept_vesicles(probability, dark, vs))
             except DataError as err:

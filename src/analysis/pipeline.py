@@ -70,7 +70,9 @@ def segment_file(
         model: :func:`analysis.io.read_mask`), put into the Pyto boundary labels.
     predict_options, postprocess_options : dict, optional
         Options of :func:`analysis.inference.predict` and
-        :func:`analysis.postprocess.segment_vesicles`.
+        :func:`analysis.postprocess.segment_vesicles`; ``match_spectrum`` is resolved
+        here, once (:func:`analysis.inference.spectrum.matching_envelope`), and recorded in
+        ``STEM_check.json``'s info (``spectrum_matched``).
     invert : bool or "auto"
         Invert the contrast (membranes bright in the file); ``"auto"`` inverts when the
         domain check's polarity finds the membranes bright.
@@ -93,8 +95,15 @@ def segment_file(
     else:
         predictor = Predictor.load(model, **(predictor_options or {}))
     predict_options = dict(predict_options or {})
-    if predict_options.get("match_spectrum"):  # refused before the polarity check's inference
-        spectrum.reference_envelope(predictor.checkpoint)
+    # resolved once, before the polarity check's inference: True without training spectra
+    # is refused here, and "auto" becomes what it means for this network
+    matched = (
+        spectrum.matching_envelope(
+            predictor.checkpoint, predict_options.get("match_spectrum", spectrum.DEFAULT_MATCH)
+        )
+        is not None
+    )
+    predict_options["match_spectrum"] = matched
     paths = output_paths(tomogram, outdir)
     tomo = read_tomogram(tomogram, voxel_size_nm=voxel_size_nm, mmap=True)
     masks = {
@@ -156,6 +165,7 @@ def segment_file(
                 vesicles=vesicles.table,
                 invert=invert,
                 name=tomogram,
+                spectrum_matched=matched,
                 device=(predictor_options or {}).get("device", "auto"),
             )
             stack.enter_context(atomic_output(paths["check"])).write_text(report.to_json())

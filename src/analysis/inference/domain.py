@@ -520,8 +520,14 @@ def domain_features(
     )
     if tta:
         view = -raw if invert else raw
+        # the crop as it is: the TTA limit was fitted on unmatched crops
         probability, variance = predict(
-            view, model_vs, predictor, return_uncertainty=True, max_rescale=np.inf
+            view,
+            model_vs,
+            predictor,
+            return_uncertainty=True,
+            max_rescale=np.inf,
+            match_spectrum=False,
         )
         features.update(tta_statistics(probability, variance))
     if vesicles is not None:
@@ -691,6 +697,7 @@ def check_tomogram(
     *,
     thresholds=THRESHOLDS,
     name: str = "",
+    spectrum_matched: bool = False,
     **options,
 ) -> DomainReport:
     """Measure and judge one tomogram (:func:`domain_features`, then :func:`assess`).
@@ -703,6 +710,9 @@ def check_tomogram(
         :data:`THRESHOLDS` by default.
     name : str
         The tomogram's file, for the report's info.
+    spectrum_matched : bool
+        Whether the segmentation this report goes with matched the tomogram's spectrum
+        before inference (recorded in the info; the checks measure the tomogram as it is).
     **options
         ``vesicles``, ``tta``, ``invert``, ``references``, ``device`` of
         :func:`domain_features`.
@@ -722,5 +732,6 @@ def check_tomogram(
         "voxel_size_nm": float(voxel_size_nm),
         "model": model_name,
         "inverted": bool(options.get("invert", False)),
+        "spectrum_matched": bool(spectrum_matched),
     }
     return DomainReport(assess(features, thresholds), features, info)

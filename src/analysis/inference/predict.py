@@ -122,7 +122,7 @@ def predict(
     threads: int | None = None,
     max_rescale: float = MAX_RESCALE,
     invert: bool = False,
-    match_spectrum: bool = False,
+    match_spectrum: bool | str = spectrum.DEFAULT_MATCH,
     out: np.ndarray | None = None,
     uncertainty_out: np.ndarray | None = None,
     scratch_dir: str | os.PathLike | None = None,
@@ -161,10 +161,12 @@ def predict(
     invert : bool
         Invert the contrast (for tomograms with membranes bright): the normalised tomogram's
         sign is flipped, at no cost (see :mod:`analysis.inference.domain`'s polarity check).
-    match_spectrum : bool
+    match_spectrum : bool or "auto"
         Filter the tomogram first so that its amplitude spectrum comes into the range of the
-        network's training data's (:mod:`analysis.inference.spectrum`); needs the network's
-        reference spectra (the shipped network has them).
+        network's training data's (:mod:`analysis.inference.spectrum`). True needs the
+        network's reference spectra (the shipped networks have them); ``"auto"`` matches
+        where they are known and not otherwise
+        (:func:`~analysis.inference.spectrum.matching_envelope`).
     out, uncertainty_out : numpy.ndarray, optional
         Float32 arrays of the tomogram's shape to write into (e.g. memory-mapped MRC data).
     scratch_dir : path, optional
@@ -188,8 +190,8 @@ def predict(
     norm = meta["normalisation"] or DEFAULT_NORMALISATION
     if return_uncertainty and predictor.n_views == 1:
         raise ParameterError("an uncertainty map needs test-time augmentation (tta='flips')")
-    if match_spectrum:  # before any work: a network without a reference is refused at once
-        envelope = spectrum.reference_envelope(meta)
+    # before any work: True for a network without a reference is refused at once
+    envelope = spectrum.matching_envelope(meta, match_spectrum)
     resample = needs_rescale(ratio)
     work_shape = rescaled_shape(shape, ratio) if resample else shape
     tile, overlap, batch_size = _tiling(tile, overlap, batch_size, work_shape)
@@ -205,17 +207,19 @@ def predict(
         if resample:
             source = work_array(work_shape, **scratch)
             rescale(tomogram, work_shape, out=source)
-            maps = [work_array(work_shape, **scratch) for _ in finals]
         else:
-            source, maps = tomogram, finals
+            source = tomogram
         centre, scale = centre_and_scale(source, norm)
-        if match_spectrum:
-            filtered = work_array(work_shape, **scratch)
-            spectrum.match_spectrum(
-                source, meta["voxel_size_nm"], envelope, centre=centre, scale=scale, out=filtered
+        if envelope is not None:
+            weights, _ = spectrum.matching_filter(
+                source, meta["voxel_size_nm"], envelope, centre=centre, scale=scale
             )
-            source = filtered
-            centre, scale = centre_and_scale(source, norm)
+            if not spectrum.is_identity(weights):  # a spectrum in the range is left as it is
+                filtered = work_array(work_shape, **scratch)
+                source = spectrum.apply_gain_filter(source, weights, out=filtered)
+                centre, scale = centre_and_scale(source, norm)
+        # allocated after the filter: the rescaled volume, if any, is freed by then
+        maps = [work_array(work_shape, **scratch) for _ in finals] if resample else finals
         if invert:  # (x - c) / -s is the inverted tomogram normalised: same median and range
             scale = -scale
         fn = tile_function(predictor, centre, scale, return_uncertainty)

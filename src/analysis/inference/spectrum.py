@@ -19,7 +19,10 @@ reason) puts back, shell by shell of spatial frequency, the contrast the network
   (:data:`SIGMAS_VOX`) — the filter as applied, sampled and truncated kernels in a cascade, so
   that :func:`filter_response` is its exact transfer function (tests, with an impulse);
 * :func:`apply_gain_filter` applies it a slab of planes at a time, so that memory-mapped
-  volumes larger than memory can be filtered; :func:`match_spectrum` does all of it.
+  volumes larger than memory can be filtered; :func:`matching_filter` and
+  :func:`match_spectrum` do all of it;
+* :func:`matching_envelope` says what ``match_spectrum`` (True, False or ``"auto"``: on where
+  the network's training spectra are known) means for a network.
 
 All spectra are of normalised crops at the network's voxel size, so the gains compare like
 with like; the filtered volume is normalised again before inference, so only their shape
@@ -183,6 +186,36 @@ def reference_envelope(
     )
 
 
+#: The values ``match_spectrum`` takes: on, off, or on where the network's training spectra are
+#: known (:func:`matching_envelope`).
+MATCH_SETTINGS = (True, False, "auto")
+#: ``predict``'s and ``segment_file``'s default.
+DEFAULT_MATCH: bool | str = False
+
+
+def matching_envelope(
+    meta: dict, setting: bool | str, references: list[dict] | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """What ``match_spectrum=setting`` means for the network whose checkpoint metadata is
+    ``meta``: the envelope to match to (:func:`reference_envelope`), or None for no matching.
+
+    ``True`` needs the network's training spectra (ParameterError without them), ``False``
+    is no matching, ``"auto"`` matches where the spectra are known — the package's own
+    networks — and not otherwise (a network trained elsewhere, e.g. CryoVesNet's, or one
+    adapted or fine-tuned on other tomograms).
+    """
+    if setting is True:
+        return reference_envelope(meta, references)
+    if setting is False:
+        return None
+    if setting != "auto":
+        raise ParameterError(f"match_spectrum must be True, False or 'auto', not {setting!r}")
+    references = load_references() if references is None else references
+    if select_reference(meta, references) is None:
+        return None
+    return reference_envelope(meta, references)
+
+
 def spectrum_gains(
     log_amplitude, low, high, limits: tuple[float, float] = GAIN_LIMITS
 ) -> np.ndarray:
@@ -344,16 +377,16 @@ def apply_gain_filter(
     return out
 
 
-def match_spectrum(
+def matching_filter(
     volume: np.ndarray,
     voxel_size_nm: float,
     envelope: tuple[np.ndarray, np.ndarray],
     *,
     centre: float,
     scale: float,
-    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``volume`` filtered so that its spectrum comes into the training data's range.
+    """The weights of the filter that brings ``volume``'s spectrum into the training data's
+    range (:func:`gain_weights`), and the gain of each bin (:func:`spectrum_gains`).
 
     Parameters
     ----------
@@ -367,6 +400,35 @@ def match_spectrum(
     centre, scale : float
         The normalisation of ``volume`` (:func:`analysis.normalise.centre_and_scale`): the
         spectrum is measured on the normalised central crop, as the reference's were.
+    """
+    crop = (central_crop(volume, CROP_SHAPE) - centre) / scale
+    own = radial_log_amplitude(power_spectrum(crop), voxel_size_nm)
+    gains = spectrum_gains(own, *envelope)
+    return gain_weights(gains, voxel_size_nm), gains
+
+
+def is_identity(weights) -> bool:
+    """Whether filter weights leave a volume as it is (all gains 1)."""
+    weights = np.asarray(weights, np.float64)
+    return bool(weights[0] == 1.0 and not np.any(weights[1:]))
+
+
+def match_spectrum(
+    volume: np.ndarray,
+    voxel_size_nm: float,
+    envelope: tuple[np.ndarray, np.ndarray],
+    *,
+    centre: float,
+    scale: float,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``volume`` filtered so that its spectrum comes into the training data's range
+    (:func:`matching_filter`, then :func:`apply_gain_filter`).
+
+    Parameters
+    ----------
+    volume, voxel_size_nm, envelope, centre, scale
+        As for :func:`matching_filter`.
     out : numpy.ndarray, optional
         Float32 array of the volume's shape to write into.
 
@@ -376,8 +438,5 @@ def match_spectrum(
     gains : numpy.ndarray
         The gain of each bin (:func:`spectrum_gains`).
     """
-    crop = (central_crop(volume, CROP_SHAPE) - centre) / scale
-    own = radial_log_amplitude(power_spectrum(crop), voxel_size_nm)
-    gains = spectrum_gains(own, *envelope)
-    weights = gain_weights(gains, voxel_size_nm)
+    weights, gains = matching_filter(volume, voxel_size_nm, envelope, centre=centre, scale=scale)
     return apply_gain_filter(volume, weights, out=out), gains
