@@ -192,3 +192,29 @@ def test_segment_file_records_whether_the_spectrum_was_matched(tmp_path):
         )
         info = json.loads(paths["check"].read_text())["info"]
         assert info["spectrum_matched"] is setting
+
+
+def test_the_domain_checks_tta_sees_the_crop_the_segmentation_sees():
+    """With matching, the check's TTA runs on the central crop of the matched tomogram (cut
+    from a wider crop, so the filter's faces do not show): the same numbers as the check of
+    the tomogram filtered whole beforehand."""
+    from analysis.inference import domain
+    from analysis.synthetic import example_files
+
+    tomo = read_tomogram(example_files("test", seed=301, quick=True)["tomogram"])
+    assert tomo.voxel_size_nm == pytest.approx(VS)  # no rescaling: whole and crop compare
+    blurred = ndimage.gaussian_filter(np.asarray(tomo.data, np.float32), 1.5)
+    predictor = Predictor.load()
+    plain = domain.domain_features(blurred, VS, predictor)
+    matched = domain.domain_features(blurred, VS, predictor, match_spectrum=True)
+    gains = spectrum.spectrum_gains(
+        plain["log_amplitude"], *spectrum.reference_envelope(predictor.checkpoint)
+    )
+    assert gains.max() > 1.3  # the blur took fine detail: the filter does something
+    whole = spectrum.apply_gain_filter(blurred, spectrum.gain_weights(gains, VS))
+    reference = domain.domain_features(whole, VS, predictor)
+    assert plain["spectrum_matched"] == 0.0 and matched["spectrum_matched"] == 1.0
+    for key in ("tta_disagreement", "foreground", "ambiguous"):
+        assert matched[key] == pytest.approx(reference[key], rel=1e-4, abs=1e-6)
+    assert matched["tta_disagreement"] != pytest.approx(plain["tta_disagreement"], rel=0.01)
+    assert matched["log_amplitude"] == plain["log_amplitude"]  # the tomogram as it is

@@ -165,7 +165,7 @@ def segment_file(
                 vesicles=vesicles.table,
                 invert=invert,
                 name=tomogram,
-                spectrum_matched=matched,
+                match_spectrum=matched,
                 device=(predictor_options or {}).get("device", "auto"),
             )
             stack.enter_context(atomic_output(paths["check"])).write_text(report.to_json())

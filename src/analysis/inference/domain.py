@@ -47,6 +47,7 @@ import numpy as np
 from scipy import ndimage
 
 # the spectrum and the training data's reference are shared with inference (spectrum matching)
+from analysis.inference import spectrum
 from analysis.inference.spectrum import (  # noqa: F401  (re-exported: domain.power_spectrum, …)
     CROP_SHAPE,
     REFERENCE_FILE,
@@ -414,13 +415,15 @@ def image_features(crop: np.ndarray, voxel_size_nm: float) -> dict:
     return features
 
 
-def network_crop(tomogram: np.ndarray, voxel_size_nm: float, model_voxel_size_nm: float):
-    """The central crop of :data:`CROP_SHAPE` network voxels, rescaled to the network's
-    voxel size (as :func:`analysis.inference.predict` would), not normalised."""
+def network_crop(
+    tomogram: np.ndarray, voxel_size_nm: float, model_voxel_size_nm: float, shape=CROP_SHAPE
+):
+    """The central crop of ``shape`` network voxels, rescaled to the network's voxel size
+    (as :func:`analysis.inference.predict` would), not normalised."""
     from analysis.inference.rescale import to_network_grid
 
     ratio = voxel_size_nm / model_voxel_size_nm
-    crop = central_crop(tomogram, tuple(int(round(n / ratio)) for n in CROP_SHAPE))
+    crop = central_crop(tomogram, tuple(int(round(n / ratio)) for n in shape))
     return to_network_grid(crop, ratio)
 
 
@@ -463,6 +466,7 @@ def domain_features(
     invert: bool = False,
     references: list[dict] | None = None,
     device: str = "auto",
+    match_spectrum: bool | str = False,
 ) -> dict:
     """Every number the domain check judges (see the module notes).
 
@@ -486,6 +490,11 @@ def domain_features(
         :func:`load_references` by default.
     device : str
         For a model that is not a predictor yet (its precision: ``"auto"``).
+    match_spectrum : bool or "auto"
+        As the segmentation's inference (:func:`analysis.inference.predict`): where it
+        matches the spectrum, the TTA runs on the crop so filtered (cut from a wider crop, so
+        that its faces are not the filter's); the other numbers describe the tomogram as it
+        is. ``spectrum_matched`` says which.
 
     Returns
     -------
@@ -518,9 +527,20 @@ def domain_features(
     features["spectrum_distance"] = (
         spectrum_distance(features["log_amplitude"], ref["log_amplitude"]) if ref else np.nan
     )
+    envelope = spectrum.matching_envelope(meta, match_spectrum, references)
+    features["spectrum_matched"] = float(envelope is not None)
+    if tta and envelope is not None:
+        gains = spectrum.spectrum_gains(features["log_amplitude"], *envelope)
+        weights = spectrum.gain_weights(gains, model_vs)
+        if not spectrum.is_identity(weights):
+            reach = spectrum.filter_reach(weights)
+            wide = network_crop(
+                tomogram, voxel_size_nm, model_vs, tuple(n + 2 * reach for n in CROP_SHAPE)
+            )
+            raw = central_crop(spectrum.apply_gain_filter(wide, weights), raw.shape)
     if tta:
         view = -raw if invert else raw
-        # the crop as it is: the TTA limit was fitted on unmatched crops
+        # matched above, or not, as the segmentation's inference
         probability, variance = predict(
             view,
             model_vs,
@@ -634,9 +654,15 @@ def assess(features: dict, thresholds=THRESHOLDS) -> list[Check]:
                 "warn" if far else "pass",
                 f"amplitude spectrum {distance:.2f} (RMS log) from the nearest training "
                 f"tomogram's (limit {t['spectrum_distance']:.2f}; reference {f['reference']})",
-                "the imaging (defocus, filtering, noise, voxel size) differs from the "
-                "training data: try segmenting with --match-spectrum, check the results "
-                "closely, or adapt / fine-tune the network"
+                (
+                    "the imaging (defocus, filtering, noise, voxel size) differs from the "
+                    + (
+                        "training data (the spectrum was matched before inference): check the "
+                        if f.get("spectrum_matched")
+                        else "training data: try segmenting with --match-spectrum, check the "
+                    )
+                    + "results closely, or adapt / fine-tune the network"
+                )
                 if far
                 else "",
             )
@@ -697,7 +723,6 @@ def check_tomogram(
     *,
     thresholds=THRESHOLDS,
     name: str = "",
-    spectrum_matched: bool = False,
     **options,
 ) -> DomainReport:
     """Measure and judge one tomogram (:func:`domain_features`, then :func:`assess`).
@@ -710,12 +735,9 @@ def check_tomogram(
         :data:`THRESHOLDS` by default.
     name : str
         The tomogram's file, for the report's info.
-    spectrum_matched : bool
-        Whether the segmentation this report goes with matched the tomogram's spectrum
-        before inference (recorded in the info; the checks measure the tomogram as it is).
     **options
-        ``vesicles``, ``tta``, ``invert``, ``references``, ``device`` of
-        :func:`domain_features`.
+        ``vesicles``, ``tta``, ``invert``, ``references``, ``device``, ``match_spectrum`` of
+        :func:`domain_features` (the info records whether the spectrum was matched).
 
     Returns
     -------
@@ -732,6 +754,6 @@ def check_tomogram(
         "voxel_size_nm": float(voxel_size_nm),
         "model": model_name,
         "inverted": bool(options.get("invert", False)),
-        "spectrum_matched": bool(spectrum_matched),
+        "spectrum_matched": bool(features["spectrum_matched"]),
     }
     return DomainReport(assess(features, thresholds), features, info)

@@ -250,6 +250,13 @@ def _kernel_radius(sigma: float) -> int:
     return int(TRUNCATE * sigma + 0.5)  # as scipy.ndimage sizes its kernels
 
 
+def filter_reach(weights, sigmas_vox=SIGMAS_VOX) -> int:
+    """How far (voxels) :func:`apply_gain_filter` with these weights reaches: the sum of the
+    radii of the cascade's kernels up to the last Gaussian with a nonzero weight."""
+    used = max((k for k, w in enumerate(weights) if float(w) != 0.0), default=0)
+    return sum(_kernel_radius(s) for s in _cascade_steps(sigmas_vox)[:used])
+
+
 def kernel_response(sigma: float, f_per_voxel) -> np.ndarray:
     """Transfer function of scipy's sampled 1-D Gaussian kernel of width ``sigma`` (voxels),
     truncated at :data:`TRUNCATE` σ, at frequencies in cycles/voxel."""
@@ -356,7 +363,7 @@ def apply_gain_filter(
     weights = [float(w) for w in weights]
     used = max((k for k, w in enumerate(weights) if w != 0.0), default=0)
     steps = _cascade_steps(sigmas_vox)[:used]
-    margin = sum(_kernel_radius(s) for s in steps)  # how far the cascade reaches
+    margin = filter_reach(weights, sigmas_vox)
     if planes is None:
         plane_bytes = 4 * int(np.prod(shape[1:]))
         planes = max(SLAB_BYTES // max(plane_bytes, 1) - 2 * margin, margin, 1)
