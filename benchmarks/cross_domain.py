@@ -279,6 +279,32 @@ def tomogram(sim: str, row: str, seed: int, quick: bool, cache: Path):
     return tomo, labels, vs
 
 
+def resolve_matching(networks: dict[str, Path], setting: bool | str) -> dict[str, bool]:
+    """Whether each network's tomograms are spectrum-matched under ``setting`` (True, False
+    or "auto", as :func:`analysis.inference.predict` takes it).
+
+    Raises
+    ------
+    ParameterError
+        Naming the networks without training spectra, for ``setting=True``.
+    """
+    if isinstance(setting, bool):
+        if setting:
+            unknown = []
+            for name, path in networks.items():
+                try:
+                    spectrum.reference_envelope(load(path).checkpoint)
+                except ParameterError:
+                    unknown.append(name)
+            if unknown:
+                raise ParameterError(f"no training spectra recorded for {', '.join(unknown)}")
+        return dict.fromkeys(networks, setting)
+    return {
+        name: spectrum.matching_envelope(load(path).checkpoint, setting) is not None
+        for name, path in networks.items()
+    }
+
+
 def run(
     networks: dict[str, Path],
     simulators,
@@ -288,13 +314,15 @@ def run(
     seeds=None,
     postprocess: dict | None = None,
     tta: str = "none",
-    match_spectrum: bool = False,
+    match_spectrum: bool | str | dict[str, bool] = False,
 ) -> pd.DataFrame:
     """Score every network on every row and seed (``seeds``, default :data:`SEEDS` of each
     simulator) with the post-processing defaults or ``postprocess``, test-time augmentation
-    ``tta`` and, with ``match_spectrum``, each tomogram's spectrum matched to the network's
-    training data first; cached scores and maps are reused."""
+    ``tta`` and spectrum matching ``match_spectrum`` (as :func:`analysis.inference.predict`
+    takes it, or per network: :func:`resolve_matching`); cached scores and maps are reused."""
     cache.mkdir(parents=True, exist_ok=True)
+    if not isinstance(match_spectrum, dict):
+        match_spectrum = resolve_matching(networks, match_spectrum)
     loaded = {}
     records = []
     for sim in simulators:
@@ -304,7 +332,7 @@ def run(
             for seed in seeds or SEEDS[sim]:
                 tomo = None
                 for name, path in networks.items():
-                    variant = {"tta": tta, "match_spectrum": match_spectrum}
+                    variant = {"tta": tta, "match_spectrum": match_spectrum[name]}
                     key = score_key(sim, row, seed, path, quick, postprocess, **variant)
                     hit = cache / f"{key}.json"
                     if hit.exists():
@@ -316,7 +344,9 @@ def run(
                             loaded[name] = load(path, tta)
                         started = time.perf_counter()
                         maps = map_path(cache, sim, row, seed, path, quick, **variant)
-                        probability = probability_map(loaded[name], tomo, vs, maps, match_spectrum)
+                        probability = probability_map(
+                            loaded[name], tomo, vs, maps, match_spectrum[name]
+                        )
                         result = score(probability, tomo, labels, vs, postprocess)
                         result["seconds"] = round(time.perf_counter() - started, 1)
                         hit.write_text(json.dumps(result))
@@ -387,11 +417,21 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--match-spectrum",
-        action="store_true",
-        help="match each tomogram's amplitude spectrum to the network's training data first",
+        nargs="?",
+        choices=("auto", "on", "off"),
+        const="on",
+        default="auto",
+        help="match each tomogram's amplitude spectrum to the network's training data first: "
+        "auto (default, as the package segments: where a network's training spectra are "
+        "known), on (every column; refused without them) or off",
     )
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks/results/cross_domain")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="default: benchmarks/results/cross_domain.csv (_ms with --match-spectrum on, "
+        "_plain with off)",
+    )
     args = parser.parse_args(argv)
     # a mistyped row would otherwise be skipped in silence, and its column look complete
     unknown = [r for r in args.rows or () if not any(r in ROWS.get(s, ()) for s in args.simulator)]
@@ -409,20 +449,14 @@ def main(argv=None) -> None:
         }
         if PUBLISHED.exists():
             networks["published"] = PUBLISHED
-    if args.match_spectrum:
-        # every column needs its network's training spectra: refuse before any work
-        unknown = []
-        for name, path in networks.items():
-            try:
-                spectrum.reference_envelope(load(path).checkpoint)
-            except ParameterError:
-                unknown.append(name)
-        if unknown:
-            parser.error(
-                f"no training spectra recorded for {', '.join(unknown)}: no --match-spectrum"
-            )
-        if args.out == DEFAULT_OUT:  # the plain table stays as it is
-            args.out = args.out.with_name("cross_domain_ms.csv")
+    setting = {"auto": "auto", "on": True, "off": False}[args.match_spectrum]
+    try:  # "on" needs every column's training spectra: refused before any work
+        matching = resolve_matching(networks, setting)
+    except ParameterError as err:
+        parser.error(f"{err}: no --match-spectrum")
+    if args.out is None:  # the default (auto) table, and the others beside it
+        suffix = {"auto": "", "on": "_ms", "off": "_plain"}[args.match_spectrum]
+        args.out = DEFAULT_OUT.with_name(f"cross_domain{suffix}.csv")
     table = run(
         networks,
         args.simulator,
@@ -432,11 +466,12 @@ def main(argv=None) -> None:
         args.seeds,
         postprocess,
         args.tta,
-        args.match_spectrum,
+        matching,
     )
     summary = summarise(table)
     # which file each column is, so that a table shipped with weights can be checked against them
     summary["network_sha256"] = summary["network"].map({k: digest(v) for k, v in networks.items()})
+    summary["match_spectrum"] = summary["network"].map(matching)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     summary.to_csv(args.out, index=False)
     pd.set_option("display.width", 200)

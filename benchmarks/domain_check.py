@@ -151,14 +151,17 @@ def _cached_score(cd_cache: Path, key: str) -> dict | None:
 SCORES = ("f1", "precision", "recall", "dice")
 
 
-def measure(sim, row, seed, model, scores, maps: Path, cd_cache: Path, quick: bool, full: bool):
+def measure(
+    sim, row, seed, model, scores, maps: Path, cd_cache: Path, quick: bool, full: bool, match=False
+):
     """Features and F1 of one (row, seed) for a loaded ``model``.
 
     The tomogram comes from the cross-domain benchmark's cache (made and kept there if
     missing), the F1 from its cached ``scores`` (None if there are none). Only where there is
     no score (or with ``full``) is the tomogram segmented here, as ``cross_domain.score`` does,
     from the probability map kept at ``maps`` (:func:`cross_domain.map_path`), which also
-    gives the vesicle statistics of the check.
+    gives the vesicle statistics of the check. ``match``: the spectrum is matched before
+    inference, and the check's TTA runs on the matched crop.
     """
     from analysis.evaluate import evaluate_segmentation, interior_mask
     from analysis.postprocess import segment_vesicles
@@ -166,7 +169,7 @@ def measure(sim, row, seed, model, scores, maps: Path, cd_cache: Path, quick: bo
     tomo, labels, vs = cd.tomogram(sim, row, seed, quick, cd_cache)
     vesicles = None
     if scores is None or full:
-        probability = cd.probability_map(model, tomo, vs, maps)
+        probability = cd.probability_map(model, tomo, vs, maps, match_spectrum=match)
         try:
             segmented = segment_vesicles(probability, tomo, vs)
             vesicles, found = segmented.table, segmented.labels
@@ -179,25 +182,28 @@ def measure(sim, row, seed, model, scores, maps: Path, cd_cache: Path, quick: bo
             )
     scores = {k: float(scores[k]) for k in SCORES}
     started = time.perf_counter()
-    features = domain.domain_features(tomo, vs, model, vesicles=vesicles)
+    features = domain.domain_features(tomo, vs, model, vesicles=vesicles, match_spectrum=match)
     features["seconds_check"] = round(time.perf_counter() - started, 2)
     return {"simulator": sim, "row": row, "seed": seed, **scores, **features}
 
 
-def cache_key(sim: str, row: str, seed: int, path: Path, quick: bool, full: bool) -> str:
-    """The name of the check's features of (row, seed, network file): the image and network
-    numbers do not depend on the post-processing, the vesicle statistics (``full``) do."""
+def cache_key(
+    sim: str, row: str, seed: int, path: Path, quick: bool, full: bool, match: bool = False
+) -> str:
+    """The name of the check's features of (row, seed, network file, spectrum matching): the
+    image and network numbers do not depend on the post-processing, the vesicle statistics
+    (``full``) do."""
     if full:
-        return cd.score_key(sim, row, seed, path, quick)
-    return cd.map_key(sim, row, seed, path, quick)
+        return cd.score_key(sim, row, seed, path, quick, match_spectrum=match)
+    return cd.map_key(sim, row, seed, path, quick, match_spectrum=match)
 
 
 def collect(name, path, cache: Path, cd_cache: Path, options: argparse.Namespace):
     """Features and F1 of every (row, seed), testsim first, calibration seed first; cached.
 
     ``options``: ``quick``, ``rows``, ``full`` (segment even where the F1 is cached),
-    ``scored`` (skip rows the cross-domain benchmark has not scored yet) and ``cached`` (only
-    rows measured before).
+    ``scored`` (skip rows the cross-domain benchmark has not scored yet), ``cached`` (only
+    rows measured before) and ``match_spectrum`` (scores, maps and the TTA with it).
     """
     cache.mkdir(parents=True, exist_ok=True)
     model = None
@@ -210,17 +216,21 @@ def collect(name, path, cache: Path, cd_cache: Path, options: argparse.Namespace
         if options.rows is None or row in options.rows
     ]
     for sim, row, seed in jobs:
-        hit = cache / f"{cache_key(sim, row, seed, path, options.quick, options.full)}.json"
+        match = options.match_spectrum
+        key = cache_key(sim, row, seed, path, options.quick, options.full, match)
+        hit = cache / f"{key}.json"
         record = json.loads(hit.read_text()) if hit.exists() else None
-        scores = _cached_score(cd_cache, cd.score_key(sim, row, seed, path, options.quick))
+        scores = _cached_score(
+            cd_cache, cd.score_key(sim, row, seed, path, options.quick, match_spectrum=match)
+        )
         if record is None and (options.cached or (options.scored and scores is None)):
             continue
         if record is None:
             if model is None:
                 model = cd.load(path)
-            maps = cd.map_path(cd_cache, sim, row, seed, path, options.quick)
+            maps = cd.map_path(cd_cache, sim, row, seed, path, options.quick, match_spectrum=match)
             record = measure(
-                sim, row, seed, model, scores, maps, cd_cache, options.quick, options.full
+                sim, row, seed, model, scores, maps, cd_cache, options.quick, options.full, match
             )
             hit.write_text(json.dumps(domain._plain(record)))
         elif scores is not None:  # the features are kept; the scores follow the post-processing
@@ -352,6 +362,11 @@ def main(argv=None) -> None:
         "--scored", action="store_true", help="skip rows the cross-domain run has not scored"
     )
     parser.add_argument("--cached", action="store_true", help="only the rows already measured")
+    parser.add_argument(
+        "--match-spectrum",
+        action="store_true",
+        help="the network as it segments with spectrum matching: its F1 and the check's TTA",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/domain_check.csv")
     args = parser.parse_args(argv)
     name, path = _network(args.network)

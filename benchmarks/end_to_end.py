@@ -6,8 +6,9 @@ efficiency of the pipeline"; book/references.bib: cryovesnet_readme). A seeded s
 ``data/cache/`` (about 1 GiB). The segmentation then runs in a fresh process, from file to
 files as ``analysis segment`` does, and reports
 
-- the wall time of each stage: resampling to the network's 2.2 nm and back, network and
-  stitching (they interleave, tile by tile: the forward passes are timed apart), normalising
+- the wall time of each stage: resampling to the network's 2.2 nm and back, matching the
+  amplitude spectrum to the training data's (measuring it, fitting and applying the filter;
+  the package's default, ``--no-match-spectrum`` to leave it out), network and stitching (they interleave, tile by tile: the forward passes are timed apart), normalising
   and writing the probability map, post-processing, writing the outputs;
 - the bare-network limit measured in the same process and precision: the network alone
   (forward passes with normalising and sigmoid, no stitching) over all the tiles that cover
@@ -19,6 +20,7 @@ files as ``analysis segment`` does, and reports
   file-backed parts (memory-mapped files count towards the latter until released).
 
 Run:  .venv/bin/python benchmarks/end_to_end.py [--shape 261 1024 1024] [--voxel-size-nm 1.469]
+          [--no-match-spectrum]
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ CHILD = textwrap.dedent(
     from analysis.postprocess import segment_vesicles, write_outputs
 
     source, outdir = Path(sys.argv[1]), Path(sys.argv[2])
+    match_spectrum = {"auto": "auto", "off": False}[sys.argv[3]]
     peaks = {"RssAnon": 0, "RssFile": 0, "RssShmem": 0}
 
     def sample_memory():  # the kernel keeps only the peak of the total (VmHWM)
@@ -61,7 +64,7 @@ CHILD = textwrap.dedent(
             time.sleep(0.1)
 
     threading.Thread(target=sample_memory, daemon=True).start()
-    clock = {"rescale": 0.0, "network + stitching": 0.0, "network": 0.0}
+    clock = {"rescale": 0.0, "spectrum": 0.0, "network + stitching": 0.0, "network": 0.0}
 
     def timed(name, fn):
         def run(*args, **kwargs):
@@ -73,6 +76,9 @@ CHILD = textwrap.dedent(
         return run
 
     predict_module.rescale = timed("rescale", predict_module.rescale)
+    spectrum = predict_module.spectrum
+    spectrum.matching_filter = timed("spectrum", spectrum.matching_filter)
+    spectrum.apply_gain_filter = timed("spectrum", spectrum.apply_gain_filter)
     predict_module.sliding_window = timed("network + stitching", predict_module.sliding_window)
 
     class TimedPredictor(Predictor):  # the predictor, its forward passes timed
@@ -140,16 +146,17 @@ CHILD = textwrap.dedent(
 
     t = time.perf_counter()
     prob_path = outdir / f"{source.stem}_probability.mrc"
-    predict_file(source, prob_path, model, progress=False, match_spectrum=False)
+    predict_file(source, prob_path, model, progress=False, match_spectrum=match_spectrum)
     network_stage = time.perf_counter() - t
     times["resample in and back (2 passes)"] = clock["rescale"]
+    times["match the spectrum (measure, fit, filter)"] = clock["spectrum"]
     times["network + stitching"] = clock["network + stitching"]
     times["  of which the network (forward passes)"] = clock["network"]
     times["  of which stitching (read tiles, blend, normalise)"] = (
         clock["network + stitching"] - clock["network"]
     )
     times["normalise, clip, write the map"] = (
-        network_stage - clock["rescale"] - clock["network + stitching"]
+        network_stage - clock["rescale"] - clock["spectrum"] - clock["network + stitching"]
     )
 
     t = time.perf_counter()
@@ -201,6 +208,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=(261, 1024, 1024))
     parser.add_argument("--voxel-size-nm", type=float, default=1.469)
+    parser.add_argument(
+        "--no-match-spectrum",
+        action="store_true",
+        help="leave out the spectrum matching (on by default, as in the package)",
+    )
     args = parser.parse_args()
     cache = ROOT / "data" / "cache"
     cache.mkdir(parents=True, exist_ok=True)
@@ -212,7 +224,14 @@ def main() -> None:
     outdir = cache / "e2e_out"
     outdir.mkdir(exist_ok=True)
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, str(source), str(outdir)],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(source),
+            str(outdir),
+            "off" if args.no_match_spectrum else "auto",
+        ],
         capture_output=True,
         text=True,
     )

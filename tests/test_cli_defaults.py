@@ -97,7 +97,7 @@ LIBRARY = {
         "batch_size": (predict, "batch_size", _same),
         "max_rescale": (predict, "max_rescale", _same),
         "invert": (predict, "invert", _same),
-        "match_spectrum": (predict, "match_spectrum", _same),
+        "match_spectrum": (predict, "match_spectrum", cli._matching),
     },
     "segment": {
         "model": (segment_file, "model", _same),
@@ -115,7 +115,7 @@ LIBRARY = {
         "tile": (predict, "tile", _tile),
         "overlap": (predict, "overlap", _overlap),
         "batch_size": (predict, "batch_size", _same),
-        "match_spectrum": (predict, "match_spectrum", _same),
+        "match_spectrum": (predict, "match_spectrum", cli._matching),
         "precision": (Predictor.load, "precision", _same),
         "tta": (Predictor.load, "tta", _same),
         "device": (Predictor.load, "device", _same),
@@ -149,6 +149,7 @@ LIBRARY = {
         "vesicles": (domain_features, "vesicles", _same),
         "invert": (domain_features, "invert", _same),
         "device": (domain_features, "device", _same),
+        "match_spectrum": (domain_features, "match_spectrum", cli._matching),
     },
     "evaluate": {
         "mask": (read_evaluation, "region_mask", _same),
@@ -177,7 +178,7 @@ LIBRARY = {
         "voxel_size_nm": (segment_file, "voxel_size_nm", _same),
         "probability": (segment_file, "write_probability", _same),
         "tta": (Predictor.load, "tta", _same),
-        "match_spectrum": (predict, "match_spectrum", _same),
+        "match_spectrum": (predict, "match_spectrum", cli._matching),
         "force": (run_batch, "force", _same),
     },
     "active-zone": {
@@ -198,7 +199,7 @@ LIBRARY = {
         "method": (compare_study, "method", _same),
         "n_boot": (compare_study, "n_boot", _same),
         "seed": (compare_study, "seed", _same),
-        "match_spectrum": (predict, "match_spectrum", _same),
+        "match_spectrum": (predict, "match_spectrum", cli._matching),
         "force": (run_study, "force", _same),
     },
     "portal": {

@@ -144,7 +144,7 @@ def test_a_tomogram_like_the_training_data_is_left_nearly_as_it_is():
     )
     # inside the training data's range from periods of about 30 nm down (1.05-1.23 above)
     np.testing.assert_allclose(gains[3:], 1.0, atol=0.05)
-    plain = predict(tomo.data, tomo.voxel_size_nm, predictor) > 0.5
+    plain = predict(tomo.data, tomo.voxel_size_nm, predictor, match_spectrum=False) > 0.5
     matched = predict(tomo.data, tomo.voxel_size_nm, predictor, match_spectrum=True) > 0.5
     dice = 2 * (plain & matched).sum() / (plain.sum() + matched.sum())
     assert plain.mean() > 0.05 and dice > 0.97
@@ -160,6 +160,10 @@ def test_auto_matches_where_the_training_spectra_are_known_and_only_there():
     assert spectrum.matching_envelope(shipped, False) is None
     elsewhere = {"voxel_size_nm": VS, "data": {"train": ["someone else's tomogram"]}}
     assert spectrum.matching_envelope(elsewhere, "auto") is None
+    # the 2-D network's reference is six alike tomograms: a range of one imaging condition
+    two_d = Predictor.load("shipped-2d").checkpoint
+    assert spectrum.matching_envelope(two_d, "auto") is None
+    assert spectrum.matching_envelope(two_d, True) is not None
     assert spectrum.matching_envelope(elsewhere, False) is None
     with pytest.raises(ParameterError, match="no reference spectrum"):
         spectrum.matching_envelope(elsewhere, True)
@@ -184,14 +188,13 @@ def test_segment_file_records_whether_the_spectrum_was_matched(tmp_path):
     from analysis.synthetic import example_files
 
     source = example_files("test", seed=301, quick=True)["tomogram"]
-    for setting in (False, True):
-        out = tmp_path / str(setting)
+    # by default ("auto") the shipped network, whose training spectra are known, matches
+    for options, matched in (({"match_spectrum": False}, False), ({}, True)):
+        out = tmp_path / str(matched)
         out.mkdir()
-        paths = segment_file(
-            source, out, write_probability=False, predict_options={"match_spectrum": setting}
-        )
+        paths = segment_file(source, out, write_probability=False, predict_options=options)
         info = json.loads(paths["check"].read_text())["info"]
-        assert info["spectrum_matched"] is setting
+        assert info["spectrum_matched"] is matched
 
 
 def test_the_domain_checks_tta_sees_the_crop_the_segmentation_sees():
@@ -205,14 +208,14 @@ def test_the_domain_checks_tta_sees_the_crop_the_segmentation_sees():
     assert tomo.voxel_size_nm == pytest.approx(VS)  # no rescaling: whole and crop compare
     blurred = ndimage.gaussian_filter(np.asarray(tomo.data, np.float32), 1.5)
     predictor = Predictor.load()
-    plain = domain.domain_features(blurred, VS, predictor)
+    plain = domain.domain_features(blurred, VS, predictor, match_spectrum=False)
     matched = domain.domain_features(blurred, VS, predictor, match_spectrum=True)
     gains = spectrum.spectrum_gains(
         plain["log_amplitude"], *spectrum.reference_envelope(predictor.checkpoint)
     )
     assert gains.max() > 1.3  # the blur took fine detail: the filter does something
     whole = spectrum.apply_gain_filter(blurred, spectrum.gain_weights(gains, VS))
-    reference = domain.domain_features(whole, VS, predictor)
+    reference = domain.domain_features(whole, VS, predictor, match_spectrum=False)
     assert plain["spectrum_matched"] == 0.0 and matched["spectrum_matched"] == 1.0
     for key in ("tta_disagreement", "foreground", "ambiguous"):
         assert matched[key] == pytest.approx(reference[key], rel=1e-4, abs=1e-6)

@@ -76,16 +76,27 @@ InvertOpt = Annotated[
     bool, typer.Option(help="Invert the contrast (for tomograms with membranes bright).")
 ]
 MatchSpectrumOpt = Annotated[
-    bool,
+    bool | None,
     typer.Option(
-        help="Match the tomogram's amplitude spectrum to the network's training data first."
+        "--match-spectrum/--no-match-spectrum",
+        help="Match the tomogram's amplitude spectrum to the network's training data first. "
+        "Default: where the network's varied training spectra are known (the shipped 3-D "
+        "network), not otherwise (e.g. --model cryovesnet or shipped-2d, adapted networks).",
+        show_default=False,
     ),
 ]
 OutFolderOpt = Annotated[Path, typer.Option(help="Output folder (created if missing).")]
 
 
-def _check_training_spectra(model) -> None:
+def _matching(match_spectrum: bool | None) -> bool | str:
+    """--match-spectrum, --no-match-spectrum or neither ("auto") as the library takes it."""
+    return "auto" if match_spectrum is None else match_spectrum
+
+
+def _check_training_spectra(model, match_spectrum: bool | None) -> None:
     """Refuse --match-spectrum at once for a network without recorded training spectra."""
+    if match_spectrum is not True:
+        return
     from analysis.inference.spectrum import reference_envelope
     from analysis.models import Predictor
 
@@ -507,7 +518,7 @@ def predict(
         float, typer.Option(help="Refuse voxel sizes more than this factor from the network's.")
     ] = 3.0,
     invert: InvertOpt = False,
-    match_spectrum: MatchSpectrumOpt = False,
+    match_spectrum: MatchSpectrumOpt = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
@@ -526,7 +537,7 @@ def predict(
         batch_size=batch_size,
         max_rescale=max_rescale,
         invert=invert,
-        match_spectrum=match_spectrum,
+        match_spectrum=_matching(match_spectrum),
         progress=not quiet,
     )
     typer.echo(f"{out}: probability map of {tomogram}")
@@ -570,7 +581,7 @@ def segment(
     auto_invert: Annotated[
         bool, typer.Option(help="Invert the contrast where the domain check finds it inverted.")
     ] = False,
-    match_spectrum: MatchSpectrumOpt = False,
+    match_spectrum: MatchSpectrumOpt = None,
     check: Annotated[
         bool, typer.Option(help="Run the domain check and write STEM_check.json.")
     ] = True,
@@ -603,7 +614,7 @@ def segment(
         predict_options=dict(
             **_tiling(tile, overlap),
             batch_size=batch_size,
-            match_spectrum=match_spectrum,
+            match_spectrum=_matching(match_spectrum),
             progress=not quiet,
         ),
         postprocess_options=dict(
@@ -780,6 +791,7 @@ def check(
         typer.Option(help="Vesicle table of a segmentation (STEM_vesicles.csv): adds its checks."),
     ] = None,
     invert: InvertOpt = False,
+    match_spectrum: MatchSpectrumOpt = None,
     out: Annotated[Path | None, typer.Option(help="Also write the report here (JSON).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     device: DeviceOpt = "auto",
@@ -800,6 +812,7 @@ def check(
             invert=invert,
             name=tomogram,
             device=device,
+            match_spectrum=_matching(match_spectrum),
         )
     except DataError as err:
         raise err.in_file(tomogram) from err
@@ -907,7 +920,7 @@ def batch(
     tta: Annotated[
         str, typer.Option(help="Test-time augmentation: none, or flips (4 views in xy).")
     ] = "none",
-    match_spectrum: MatchSpectrumOpt = False,
+    match_spectrum: MatchSpectrumOpt = None,
     force: Annotated[bool, typer.Option(help="Redo tomograms whose outputs exist.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -937,10 +950,9 @@ def batch(
         voxel_size_nm=voxel_size_nm,
         write_probability=probability,
         predictor_options=dict(tta=tta),
-        predict_options=dict(progress=False, match_spectrum=match_spectrum),
+        predict_options=dict(progress=False, match_spectrum=_matching(match_spectrum)),
     )
-    if match_spectrum:
-        _check_training_spectra(model)  # once, before any tomogram is sent out
+    _check_training_spectra(model, match_spectrum)  # once, before any tomogram is sent out
     summary = run_batch(tomograms, out, spec=spec, options=options, force=force, progress=not quiet)
     counts = summary["status"].value_counts()
     typer.echo(
@@ -1055,7 +1067,7 @@ def compare(
     n_boot: Annotated[int, typer.Option(help="Hierarchical bootstrap replicates.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and permutations.")] = 0,
     figures: Annotated[bool, typer.Option(help="Also draw the figures (PNG).")] = True,
-    match_spectrum: MatchSpectrumOpt = False,
+    match_spectrum: MatchSpectrumOpt = None,
     force: Annotated[bool, typer.Option(help="Redo tomograms whose outputs exist.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -1069,14 +1081,13 @@ def compare(
     table = stats.read_study(study)  # every check before any work
     items = stats.study_items(table)
     check_study_outputs(items, out)
-    if match_spectrum:
-        _check_training_spectra(model)
+    _check_training_spectra(model, match_spectrum)
     _output_folder(out)
     if not logging.getLogger("analysis").isEnabledFor(logging.INFO):
         silence_dask_logs()
     options = {"segment": {"model": str(model) if model else None, "predict_options": {}}}
     options["segment"]["predict_options"]["progress"] = False
-    options["segment"]["predict_options"]["match_spectrum"] = match_spectrum
+    options["segment"]["predict_options"]["match_spectrum"] = _matching(match_spectrum)
     spec = ClusterSpec(scheduler=scheduler, workers=workers, threads_per_worker=threads_per_worker)
     summary = run_study(items, out, spec=spec, options=options, force=force, progress=not quiet)
     failed = summary[summary["status"] == "failed"]

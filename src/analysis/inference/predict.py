@@ -4,17 +4,19 @@
 size and a trained network with its checkpoint metadata, and returns a float32 probability map
 of the tomogram's shape. The network comes as a :class:`analysis.models.Predictor` (weights,
 device, precision, test-time augmentation; :meth:`~analysis.models.Predictor.load` makes one
-from a model name or file); :func:`predict` itself only rescales, normalises and tiles. In
-order, it
+from a model name or file); :func:`predict` itself only rescales, filters, normalises and
+tiles. In order, it
 
 1. checks that the voxel size is plausible for the network (a header in Å read as nm, or a
    tomogram binned far beyond what the network saw, gives an empty map, not an error — so it
    is refused here with a clear message);
 2. resamples the tomogram to the network's training voxel size (:mod:`.rescale`);
-3. normalises it as in training (:mod:`analysis.normalise`), tile by tile in float32;
-4. has the predictor predict overlapping tiles, several per forward pass, optionally under its
+3. by default, where the network's training spectra are known, filters it so that its
+   amplitude spectrum comes into their range (:mod:`.spectrum`; ``match_spectrum``);
+4. normalises it as in training (:mod:`analysis.normalise`), tile by tile in float32;
+5. has the predictor predict overlapping tiles, several per forward pass, optionally under its
    test-time augmentation, whose variance is an uncertainty map;
-5. blends the tiles (:mod:`.tiling`) and resamples the map back to the input grid.
+6. blends the tiles (:mod:`.tiling`) and resamples the map back to the input grid.
 """
 
 from __future__ import annotations

@@ -189,8 +189,14 @@ def reference_envelope(
 #: The values ``match_spectrum`` takes: on, off, or on where the network's training spectra are
 #: known (:func:`matching_envelope`).
 MATCH_SETTINGS = (True, False, "auto")
-#: ``predict``'s and ``segment_file``'s default.
-DEFAULT_MATCH: bool | str = False
+#: ``predict``'s and ``segment_file``'s default: on where the network's training spectra are
+#: known and span a range (the shipped 3-D network), off otherwise (book: Performance).
+DEFAULT_MATCH: bool | str = "auto"
+#: ``"auto"`` matches only to the range of a varied training set, of at least this many
+#: tomograms: six alike ones (the first network's, and the 2-D network's) give the range of one
+#: imaging condition, and matching to it cost the first network most rows of the independent
+#: simulator (book: Performance). ``True`` matches to any recorded reference.
+AUTO_MIN_TRAINING_TOMOGRAMS = 50
 
 
 def matching_envelope(
@@ -200,9 +206,10 @@ def matching_envelope(
     ``meta``: the envelope to match to (:func:`reference_envelope`), or None for no matching.
 
     ``True`` needs the network's training spectra (ParameterError without them), ``False``
-    is no matching, ``"auto"`` matches where the spectra are known — the package's own
-    networks — and not otherwise (a network trained elsewhere, e.g. CryoVesNet's, or one
-    adapted or fine-tuned on other tomograms).
+    is no matching, ``"auto"`` matches where the spectra are known and come from a varied
+    training set (:data:`AUTO_MIN_TRAINING_TOMOGRAMS` tomograms or more: the shipped 3-D
+    network), and not otherwise (a network trained elsewhere, e.g. CryoVesNet's, one adapted
+    or fine-tuned on other tomograms, or one trained on a few alike tomograms).
     """
     if setting is True:
         return reference_envelope(meta, references)
@@ -211,7 +218,8 @@ def matching_envelope(
     if setting != "auto":
         raise ParameterError(f"match_spectrum must be True, False or 'auto', not {setting!r}")
     references = load_references() if references is None else references
-    if select_reference(meta, references) is None:
+    ref = select_reference(meta, references)
+    if ref is None or len(ref["log_amplitude"]) < AUTO_MIN_TRAINING_TOMOGRAMS:
         return None
     return reference_envelope(meta, references)
 
