@@ -420,17 +420,17 @@ def main(argv=None) -> None:
         nargs="?",
         choices=("auto", "on", "off"),
         const="on",
-        default="auto",
+        default="off",
         help="match each tomogram's amplitude spectrum to the network's training data first: "
-        "auto (default, as the package segments: where a network's training spectra are "
-        "known), on (every column; refused without them) or off",
+        "off (default, as the package segments), on (every column; refused without training "
+        "spectra) or auto (where a network's varied training spectra are known)",
     )
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks/results/cross_domain")
     parser.add_argument(
         "--out",
         type=Path,
         help="default: benchmarks/results/cross_domain.csv (_ms with --match-spectrum on, "
-        "_plain with off)",
+        "_auto with auto)",
     )
     args = parser.parse_args(argv)
     # a mistyped row would otherwise be skipped in silence, and its column look complete
@@ -454,8 +454,8 @@ def main(argv=None) -> None:
         matching = resolve_matching(networks, setting)
     except ParameterError as err:
         parser.error(f"{err}: no --match-spectrum")
-    if args.out is None:  # the default (auto) table, and the others beside it
-        suffix = {"auto": "", "on": "_ms", "off": "_plain"}[args.match_spectrum]
+    if args.out is None:  # the default (off) table, and the others beside it
+        suffix = {"off": "", "on": "_ms", "auto": "_auto"}[args.match_spectrum]
         args.out = DEFAULT_OUT.with_name(f"cross_domain{suffix}.csv")
     table = run(
         networks,

@@ -10,8 +10,9 @@ On the three held-out synthetic tomograms (generator v3, seeds 301–303, 128 ×
   0.5): vesicles found, true ones matched, precision and recall;
 * **mask against spheres** — the Dice of the mask p > 0.5 and of the final labels.
 
-Run (about a minute on one core; ``--network CKPT`` for another network, ``--match-spectrum``
-to match each tomogram's amplitude spectrum to the network's training data first):
+Run (about a minute on one core; ``--network CKPT`` for another network; ``--match-spectrum``
+to match each tomogram's amplitude spectrum to the network's training data first, ``auto``
+where its varied training spectra are known):
 
     .venv/bin/python benchmarks/postprocess_choices.py
 """
@@ -41,7 +42,14 @@ def scores_of(result, truth, voxel_size_nm) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", help="a checkpoint instead of the shipped network")
-    parser.add_argument("--match-spectrum", action="store_true", help="predict(match_spectrum=)")
+    parser.add_argument(
+        "--match-spectrum",
+        nargs="?",
+        choices=("auto", "on", "off"),
+        const="on",
+        default="off",
+        help="predict(match_spectrum=): off (default), on or auto",
+    )
     args = parser.parse_args(argv)
     model = Predictor.load(args.network)
     splits, outliers = [], []
@@ -49,7 +57,8 @@ def main(argv=None) -> None:
         tomo = read_tomogram(files["tomogram"])
         truth = read_tomogram(files["labels"]).data
         vs = tomo.voxel_size_nm
-        probability = predict(tomo.data, vs, model, match_spectrum=args.match_spectrum)
+        setting = {"auto": "auto", "on": True, "off": False}[args.match_spectrum]
+        probability = predict(tomo.data, vs, model, match_spectrum=setting)
         name = files["tomogram"].stem
         by_choice = {}
         for threshold in (0.5, 0.3):

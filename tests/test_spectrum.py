@@ -188,8 +188,8 @@ def test_segment_file_records_whether_the_spectrum_was_matched(tmp_path):
     from analysis.synthetic import example_files
 
     source = example_files("test", seed=301, quick=True)["tomogram"]
-    # by default ("auto") the shipped network, whose training spectra are known, matches
-    for options, matched in (({"match_spectrum": False}, False), ({}, True)):
+    # by default not; "auto" matches for the shipped network, whose varied training is known
+    for options, matched in (({}, False), ({"match_spectrum": "auto"}, True)):
         out = tmp_path / str(matched)
         out.mkdir()
         paths = segment_file(source, out, write_probability=False, predict_options=options)

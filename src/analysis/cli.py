@@ -79,9 +79,8 @@ MatchSpectrumOpt = Annotated[
     bool | None,
     typer.Option(
         "--match-spectrum/--no-match-spectrum",
-        help="Match the tomogram's amplitude spectrum to the network's training data first. "
-        "Default: where the network's varied training spectra are known (the shipped 3-D "
-        "network), not otherwise (e.g. --model cryovesnet or shipped-2d, adapted networks).",
+        help="Match the tomogram's amplitude spectrum to the network's training data first "
+        "(default: off; refused for a network without recorded training spectra).",
         show_default=False,
     ),
 ]
@@ -89,8 +88,12 @@ OutFolderOpt = Annotated[Path, typer.Option(help="Output folder (created if miss
 
 
 def _matching(match_spectrum: bool | None) -> bool | str:
-    """--match-spectrum, --no-match-spectrum or neither ("auto") as the library takes it."""
-    return "auto" if match_spectrum is None else match_spectrum
+    """--match-spectrum, --no-match-spectrum or neither (the library's default)."""
+    if match_spectrum is None:
+        from analysis.inference.spectrum import DEFAULT_MATCH
+
+        return DEFAULT_MATCH
+    return match_spectrum
 
 
 def _check_training_spectra(model, match_spectrum: bool | None) -> None:

@@ -189,9 +189,10 @@ def reference_envelope(
 #: The values ``match_spectrum`` takes: on, off, or on where the network's training spectra are
 #: known (:func:`matching_envelope`).
 MATCH_SETTINGS = (True, False, "auto")
-#: ``predict``'s and ``segment_file``'s default: on where the network's training spectra are
-#: known and span a range (the shipped 3-D network), off otherwise (book: Performance).
-DEFAULT_MATCH: bool | str = "auto"
+#: ``predict``'s, ``segment_file``'s and the domain check's default: off. ``"auto"`` helps the
+#: shipped network on blurred tomograms but adds false vesicles on the full-size nominal one,
+#: whose coarse bands lie below the training range for its content (book: Performance).
+DEFAULT_MATCH: bool | str = False
 #: ``"auto"`` matches only to the range of a varied training set, of at least this many
 #: tomograms: six alike ones (the first network's, and the 2-D network's) give the range of one
 #: imaging condition, and matching to it cost the first network most rows of the independent
