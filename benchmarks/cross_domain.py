@@ -305,6 +305,22 @@ def resolve_matching(networks: dict[str, Path], setting: bool | str) -> dict[str
     }
 
 
+#: ``--match-spectrum`` of the benchmarks -> ``match_spectrum`` of :func:`analysis.inference.predict`.
+MATCH_SETTINGS = {"off": False, "on": True, "auto": "auto"}
+
+
+def add_match_spectrum_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--match-spectrum [off|on|auto]`` (alone: on; absent: off, as the package)."""
+    parser.add_argument(
+        "--match-spectrum",
+        nargs="?",
+        choices=tuple(MATCH_SETTINGS),
+        const="on",
+        default="off",
+        help=help,
+    )
+
+
 def run(
     networks: dict[str, Path],
     simulators,
@@ -415,13 +431,9 @@ def main(argv=None) -> None:
         default="none",
         help="test-time augmentation of every column (flips: the mean over four xy flips)",
     )
-    parser.add_argument(
-        "--match-spectrum",
-        nargs="?",
-        choices=("auto", "on", "off"),
-        const="on",
-        default="off",
-        help="match each tomogram's amplitude spectrum to the network's training data first: "
+    add_match_spectrum_option(
+        parser,
+        "match each tomogram's amplitude spectrum to the network's training data first: "
         "off (default, as the package segments), on (every column; refused without training "
         "spectra) or auto (where a network's varied training spectra are known)",
     )
@@ -449,7 +461,7 @@ def main(argv=None) -> None:
         }
         if PUBLISHED.exists():
             networks["published"] = PUBLISHED
-    setting = {"auto": "auto", "on": True, "off": False}[args.match_spectrum]
+    setting = MATCH_SETTINGS[args.match_spectrum]
     try:  # "on" needs every column's training spectra: refused before any work
         matching = resolve_matching(networks, setting)
     except ParameterError as err:

@@ -20,6 +20,8 @@ where its varied training spectra are known):
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -29,6 +31,9 @@ from analysis.io import read_tomogram
 from analysis.models import Predictor
 from analysis.postprocess import segment_vesicles
 from analysis.synthetic import sample_dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cross_domain as cd  # noqa: E402
 
 #: Stricter outlier limits than the defaults (Mahalanobis 5.1, profile correlation 0).
 STRICT = dict(max_mahalanobis=4.0, min_profile_correlation=0.5)
@@ -42,22 +47,15 @@ def scores_of(result, truth, voxel_size_nm) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", help="a checkpoint instead of the shipped network")
-    parser.add_argument(
-        "--match-spectrum",
-        nargs="?",
-        choices=("auto", "on", "off"),
-        const="on",
-        default="off",
-        help="predict(match_spectrum=): off (default), on or auto",
-    )
+    cd.add_match_spectrum_option(parser, "predict(match_spectrum=): off (default), on or auto")
     args = parser.parse_args(argv)
+    setting = cd.MATCH_SETTINGS[args.match_spectrum]
     model = Predictor.load(args.network)
     splits, outliers = [], []
     for files in sample_dataset()["test"]:
         tomo = read_tomogram(files["tomogram"])
         truth = read_tomogram(files["labels"]).data
         vs = tomo.voxel_size_nm
-        setting = {"auto": "auto", "on": True, "off": False}[args.match_spectrum]
         probability = predict(tomo.data, vs, model, match_spectrum=setting)
         name = files["tomogram"].stem
         by_choice = {}
