@@ -99,8 +99,13 @@ def training_files(meta: dict) -> list[Path]:
 def image_features_of(tomogram, voxel_size_nm: float, meta: dict) -> dict:
     """The check's image numbers of a tomogram, as :func:`domain.domain_features` takes them."""
     centre, scale = centre_and_scale(tomogram, meta["normalisation"] or DEFAULT_NORMALISATION)
-    crop = domain.network_crop(tomogram, voxel_size_nm, meta["voxel_size_nm"])
-    return domain.image_features((crop - centre) / scale, meta["voxel_size_nm"])
+    model_vs = meta["voxel_size_nm"]
+    crop = domain.network_crop(tomogram, voxel_size_nm, model_vs)
+    features = domain.image_features((crop - centre) / scale, model_vs)
+    features["grid_log_amplitude"] = domain.matching_log_amplitude(
+        tomogram, voxel_size_nm, model_vs, centre=centre, scale=scale
+    )
+    return features
 
 
 def make_reference(name: str, path: Path, label: str | None = None) -> None:
@@ -123,6 +128,7 @@ def make_reference(name: str, path: Path, label: str | None = None) -> None:
         "crop_shape": list(domain.CROP_SHAPE),
         "edges_per_nm": list(domain.SPECTRUM_EDGES_PER_NM),
         "log_amplitude": [[round(v, 4) for v in r["log_amplitude"]] for r in rows],
+        "grid_log_amplitude": [[round(float(v), 4) for v in r["grid_log_amplitude"]] for r in rows],
         "polarity_skew": [round(r["polarity_skew"], 4) for r in rows],
         "wedge_depth": [round(r["wedge_depth"], 3) for r in rows],
         "wedge_margin": [round(r["wedge_margin"], 3) for r in rows],

@@ -122,6 +122,65 @@ def test_matching_gives_a_blurred_volume_the_spectrum_of_the_sharp_one():
     assert gains[-1] > gains[0]  # the fine bins are raised most
 
 
+def test_crop_boxes_sit_at_their_fraction_of_the_free_range():
+    box = spectrum.crop_box((100, 50, 10), (20, 20, 20), (0.0, 0.5, 1.0))
+    assert box == (slice(0, 20), slice(15, 35), slice(0, 10))  # x: the whole (shorter) axis
+    box = spectrum.crop_box((100, 50, 10), (20, 20, 20), (1.0, 0.2, 0.5))
+    assert box == (slice(80, 100), slice(6, 26), slice(0, 10))
+    volume = np.arange(100 * 50 * 10, dtype=np.float32).reshape(100, 50, 10)
+    np.testing.assert_array_equal(
+        spectrum.central_crop(volume, (20, 20, 20)), volume[40:60, 15:35, :]
+    )
+
+
+def _grid_spectrum(volume):
+    centre, scale = centre_and_scale(volume)
+    crops = [
+        (volume[spectrum.crop_box(volume.shape, spectrum.CROP_SHAPE, at)] - centre) / scale
+        for at in spectrum.GRID_POSITIONS
+    ]
+    return spectrum.grid_log_amplitude(crops, VS), (centre, scale)
+
+
+def test_matching_follows_the_whole_tomogram_not_its_centre():
+    """A tomogram whose central crop holds a third of the contrast of the rest (a full-size
+    tomogram's centre may be all cytoplasm), against a range made around the spectrum of the
+    same tomogram without the dim centre (± 0.3): one central crop would raise the coarse bins
+    over twice (as it did on the full-size nominal tomogram); the grid leaves it as it is."""
+    shape = (64, 256, 256)
+    structure = _structured(shape, 1.5, seed=1)
+    noise = 0.02 * np.random.default_rng(2).normal(size=shape).astype(np.float32)
+    own, _ = _grid_spectrum(structure + noise)
+    envelope = (own - 0.3, own + 0.3)
+    dim = np.ones(shape, np.float32)
+    dim[spectrum.crop_box(shape, spectrum.CROP_SHAPE)] = 1 / 3
+    volume = structure * ndimage.gaussian_filter(dim, 3.0) + noise  # no sharp edges
+    grid, (centre, scale) = _grid_spectrum(volume)
+    central = spectrum.radial_log_amplitude(
+        spectrum.power_spectrum(
+            (spectrum.central_crop(volume, spectrum.CROP_SHAPE) - centre) / scale
+        ),
+        VS,
+    )
+    # the structure's bins (periods 60-10 nm) fall ln 3 - 0.3 below; the noise's stay
+    assert spectrum.spectrum_gains(central, *envelope)[:5].min() > 2.0
+    weights, gains = spectrum.matching_filter(volume, VS, envelope, centre=centre, scale=scale)
+    np.testing.assert_allclose(gains, spectrum.spectrum_gains(grid, *envelope))
+    np.testing.assert_array_equal(gains, 1.0)
+    assert spectrum.is_identity(weights)
+
+
+def test_a_reference_without_grid_spectra_is_matched_only_when_asked_and_then_refused():
+    shipped = Predictor.load().checkpoint
+    old = [
+        {k: v for k, v in ref.items() if k != "grid_log_amplitude"}
+        for ref in spectrum.load_references()
+    ]
+    assert spectrum.matching_envelope(shipped, "auto", old) is None
+    with pytest.raises(ParameterError, match="predates spectra over a grid"):
+        spectrum.matching_envelope(shipped, True, old)
+
+
 def test_a_network_without_a_reference_spectrum_is_refused():
     torch.manual_seed(0)
     net = UNet3D(UNetConfig(depth=1, base_channels=2, dropout=0.0)).eval()
@@ -142,8 +201,10 @@ def test_a_tomogram_like_the_training_data_is_left_nearly_as_it_is():
     _, gains = spectrum.match_spectrum(
         tomo.data, tomo.voxel_size_nm, envelope, centre=centre, scale=scale
     )
-    # inside the training data's range from periods of about 30 nm down (1.05-1.23 above)
-    np.testing.assert_allclose(gains[3:], 1.0, atol=0.05)
+    # inside the training data's range from periods of 12 nm down (1.12-1.32 above: this
+    # half-size tomogram holds less coarse contrast than the full-size training ones)
+    np.testing.assert_allclose(gains[4:], 1.0, atol=0.05)
+    assert gains.max() < 1.4
     plain = predict(tomo.data, tomo.voxel_size_nm, predictor, match_spectrum=False) > 0.5
     matched = predict(tomo.data, tomo.voxel_size_nm, predictor, match_spectrum=True) > 0.5
     dice = 2 * (plain & matched).sum() / (plain.sum() + matched.sum())
@@ -210,11 +271,15 @@ def test_the_domain_checks_tta_sees_the_crop_the_segmentation_sees():
     predictor = Predictor.load()
     plain = domain.domain_features(blurred, VS, predictor, match_spectrum=False)
     matched = domain.domain_features(blurred, VS, predictor, match_spectrum=True)
-    gains = spectrum.spectrum_gains(
-        plain["log_amplitude"], *spectrum.reference_envelope(predictor.checkpoint)
-    )
+    meta = predictor.checkpoint
+    centre, scale = centre_and_scale(blurred, meta["normalisation"])
+    envelope = spectrum.reference_envelope(meta)
+    # the check reads its grid of crops itself: the same spectrum as the segmentation's
+    own = domain.matching_log_amplitude(blurred, VS, VS, centre=centre, scale=scale)
+    weights, gains = spectrum.matching_filter(blurred, VS, envelope, centre=centre, scale=scale)
+    np.testing.assert_allclose(spectrum.spectrum_gains(own, *envelope), gains, rtol=1e-6)
     assert gains.max() > 1.3  # the blur took fine detail: the filter does something
-    whole = spectrum.apply_gain_filter(blurred, spectrum.gain_weights(gains, VS))
+    whole = spectrum.apply_gain_filter(blurred, weights)
     reference = domain.domain_features(whole, VS, predictor, match_spectrum=False)
     assert plain["spectrum_matched"] == 0.0 and matched["spectrum_matched"] == 1.0
     for key in ("tta_disagreement", "foreground", "ambiguous"):

@@ -416,15 +416,42 @@ def image_features(crop: np.ndarray, voxel_size_nm: float) -> dict:
 
 
 def network_crop(
-    tomogram: np.ndarray, voxel_size_nm: float, model_voxel_size_nm: float, shape=CROP_SHAPE
+    tomogram: np.ndarray,
+    voxel_size_nm: float,
+    model_voxel_size_nm: float,
+    shape=CROP_SHAPE,
+    fractions=(0.5, 0.5, 0.5),
 ):
-    """The central crop of ``shape`` network voxels, rescaled to the network's voxel size
-    (as :func:`analysis.inference.predict` would), not normalised."""
+    """The crop of ``shape`` network voxels at ``fractions`` of the free range along each axis
+    (:func:`analysis.inference.spectrum.crop_box`; central by default), rescaled to the
+    network's voxel size (as :func:`analysis.inference.predict` would), not normalised."""
     from analysis.inference.rescale import to_network_grid
 
     ratio = voxel_size_nm / model_voxel_size_nm
-    crop = central_crop(tomogram, tuple(int(round(n / ratio)) for n in shape))
-    return to_network_grid(crop, ratio)
+    box = spectrum.crop_box(tomogram.shape, tuple(int(round(n / ratio)) for n in shape), fractions)
+    return to_network_grid(np.asarray(tomogram[box], np.float32), ratio)
+
+
+def matching_log_amplitude(
+    tomogram: np.ndarray,
+    voxel_size_nm: float,
+    model_voxel_size_nm: float,
+    *,
+    centre: float,
+    scale: float,
+) -> np.ndarray:
+    """The spectrum spectrum matching follows (:func:`analysis.inference.spectrum.
+    grid_log_amplitude` at :data:`~analysis.inference.spectrum.GRID_POSITIONS`), read crop
+    by crop from a tomogram at any voxel size (``centre`` and ``scale``: its normalisation).
+    :func:`~analysis.inference.spectrum.matching_filter` measures the same on the rescaled
+    volume; the two differ only by interpolation at the crops' faces, where the window is 0.
+    """
+    crops = [
+        (network_crop(tomogram, voxel_size_nm, model_voxel_size_nm, CROP_SHAPE, at) - centre)
+        / scale
+        for at in spectrum.GRID_POSITIONS
+    ]
+    return spectrum.grid_log_amplitude(crops, model_voxel_size_nm)
 
 
 def model_voxel_size(model=None) -> float:
@@ -530,7 +557,8 @@ def domain_features(
     envelope = spectrum.matching_envelope(meta, match_spectrum, references)
     features["spectrum_matched"] = float(envelope is not None)
     if tta and envelope is not None:
-        gains = spectrum.spectrum_gains(features["log_amplitude"], *envelope)
+        own = matching_log_amplitude(tomogram, voxel_size_nm, model_vs, centre=centre, scale=scale)
+        gains = spectrum.spectrum_gains(own, *envelope)
         weights = spectrum.gain_weights(gains, model_vs)
         if not spectrum.is_identity(weights):
             reach = spectrum.filter_reach(weights)

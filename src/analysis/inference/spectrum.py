@@ -9,7 +9,8 @@ reason) puts back, shell by shell of spatial frequency, the contrast the network
 
 * :func:`power_spectrum` and :func:`radial_log_amplitude` measure the spectrum of a crop (the
   domain check's ``log_amplitude``, :mod:`analysis.inference.domain`), in the bins of
-  :data:`SPECTRUM_EDGES_PER_NM`;
+  :data:`SPECTRUM_EDGES_PER_NM`; matching follows the mean over a grid of crops
+  (:data:`GRID_POSITIONS`, :func:`grid_log_amplitude`), which describes the whole tomogram;
 * :func:`load_references` and :func:`select_reference` give the spectra of a network's training
   tomograms (``domain_reference.json``, written by ``benchmarks/domain_check.py reference``);
 * :func:`spectrum_gains` bring the tomogram's amplitude, bin by bin, into the range of the
@@ -50,13 +51,32 @@ CROP_SHAPE = (48, 96, 96)
 SPECTRUM_EDGES_PER_NM = tuple(np.round(np.linspace(1 / 60, 0.2, 12), 5))
 
 
+def crop_box(volume_shape, shape, fractions=(0.5, 0.5, 0.5)) -> tuple[slice, ...]:
+    """The box of ``shape`` placed at ``fractions`` of the free range along each axis (0: at
+    the start, 0.5: central, 1: at the end); the whole axis where the volume is smaller."""
+    return tuple(
+        slice(int(f * max(0, n - s)), int(f * max(0, n - s)) + min(n, s))
+        for n, s, f in zip(volume_shape, shape, fractions, strict=True)
+    )
+
+
 def central_crop(volume: np.ndarray, shape) -> np.ndarray:
     """The central box of ``shape`` (the whole axis where the volume is smaller), float32."""
-    box = tuple(
-        slice(max(0, (n - s) // 2), max(0, (n - s) // 2) + min(n, s))
-        for n, s in zip(volume.shape, shape, strict=True)
-    )
-    return np.asarray(volume[box], dtype=np.float32)
+    return np.asarray(volume[crop_box(volume.shape, shape)], dtype=np.float32)
+
+
+#: Where the spectrum that matching follows is measured: crops of :data:`CROP_SHAPE`, central
+#: in z, at these fractions (of the free range) along y and x. One central crop follows what it
+#: holds: that of a full-size tomogram may be all cytoplasm, with less coarse contrast than
+#: any training tomogram's, though it was imaged alike (book: Performance).
+GRID_POSITIONS = tuple((0.5, fy, fx) for fy in (0.2, 0.5, 0.8) for fx in (0.2, 0.5, 0.8))
+
+
+def grid_log_amplitude(crops, voxel_size_nm: float) -> np.ndarray:
+    """:func:`radial_log_amplitude` of the mean :func:`power_spectrum` of crops of one shape
+    (normalised, at the network's voxel size; e.g. at :data:`GRID_POSITIONS`)."""
+    power = np.mean([power_spectrum(crop) for crop in crops], axis=0)
+    return radial_log_amplitude(power, voxel_size_nm)
 
 
 def _abs_frequencies(shape) -> list:
@@ -138,7 +158,7 @@ def select_reference(meta: dict, references: list[dict], min_overlap: float = 0.
 
 #: Version of the matching (bins, envelope, limits, filter basis), for caches of its results:
 #: raise it with any change of the settings below or of how the filter is fitted.
-MATCH_VERSION = 3
+MATCH_VERSION = 4
 #: The training data's range per bin: from this quantile of their spectra to 1 − it. A
 #: tomogram inside it is left as it is; chosen beside matching to the median (which moved
 #: nominal tomograms of the generator too) on calibration data only (book: Performance).
@@ -163,14 +183,15 @@ SLAB_BYTES = 256 * 1024**2
 def reference_envelope(
     meta: dict, references: list[dict] | None = None, quantile: float = ENVELOPE_QUANTILE
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The range of the training tomograms' log amplitude, bin by bin: their ``quantile`` and
-    ``1 − quantile`` quantiles, for the network whose checkpoint metadata is ``meta``.
+    """The range of the training tomograms' log amplitude over a grid of crops
+    (:func:`grid_log_amplitude`), bin by bin: their ``quantile`` and ``1 − quantile``
+    quantiles, for the network whose checkpoint metadata is ``meta``.
 
     Raises
     ------
     ParameterError
         When no reference records this network's training data (e.g. a network trained
-        elsewhere): its spectrum is unknown.
+        elsewhere): its spectrum is unknown; or when the reference predates the grid.
     """
     references = load_references() if references is None else references
     ref = select_reference(meta, references)
@@ -179,7 +200,12 @@ def reference_envelope(
             "no reference spectrum of this network's training data (domain_reference.json): "
             "matching the spectrum needs one (benchmarks/domain_check.py reference makes it)"
         )
-    spectra = np.asarray(ref["log_amplitude"], np.float64)
+    if "grid_log_amplitude" not in ref:
+        raise ParameterError(
+            f"the reference {ref['name']!r} (domain_reference.json) predates spectra over a "
+            "grid of crops: make it again (benchmarks/domain_check.py reference) to match to it"
+        )
+    spectra = np.asarray(ref["grid_log_amplitude"], np.float64)
     return (
         np.nanquantile(spectra, quantile, axis=0),
         np.nanquantile(spectra, 1.0 - quantile, axis=0),
@@ -221,6 +247,8 @@ def matching_envelope(
     references = load_references() if references is None else references
     ref = select_reference(meta, references)
     if ref is None or len(ref["log_amplitude"]) < AUTO_MIN_TRAINING_TOMOGRAMS:
+        return None
+    if "grid_log_amplitude" not in ref:  # an old reference: matched only when asked for
         return None
     return reference_envelope(meta, references)
 
@@ -415,11 +443,14 @@ def matching_filter(
         (:func:`reference_envelope`).
     centre, scale : float
         The normalisation of ``volume`` (:func:`analysis.normalise.centre_and_scale`): the
-        spectrum is measured on the normalised central crop, as the reference's were.
+        spectrum is measured on normalised crops at :data:`GRID_POSITIONS`, as the
+        reference's were.
     """
-    crop = (central_crop(volume, CROP_SHAPE) - centre) / scale
-    own = radial_log_amplitude(power_spectrum(crop), voxel_size_nm)
-    gains = spectrum_gains(own, *envelope)
+    crops = [
+        (np.asarray(volume[crop_box(volume.shape, CROP_SHAPE, at)], np.float32) - centre) / scale
+        for at in GRID_POSITIONS
+    ]
+    gains = spectrum_gains(grid_log_amplitude(crops, voxel_size_nm), *envelope)
     return gain_weights(gains, voxel_size_nm), gains
 
 
