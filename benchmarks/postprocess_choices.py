@@ -10,9 +10,9 @@ On the three held-out synthetic tomograms (generator v3, seeds 301–303, 128 ×
   0.5): vesicles found, true ones matched, precision and recall;
 * **mask against spheres** — the Dice of the mask p > 0.5 and of the final labels.
 
-Run (about a minute on one core; ``--network CKPT`` for another network; ``--match-spectrum``
-to match each tomogram's amplitude spectrum to the network's training data first, ``auto``
-where its varied training spectra are known):
+Run (about a minute on one core; ``--network CKPT`` for another network; each tomogram's
+amplitude spectrum is matched to the network's training data first where its varied training
+spectra are known, as the package does: ``--match-spectrum on`` always, ``off`` never):
 
     .venv/bin/python benchmarks/postprocess_choices.py
 """
@@ -47,7 +47,7 @@ def scores_of(result, truth, voxel_size_nm) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", help="a checkpoint instead of the shipped network")
-    cd.add_match_spectrum_option(parser, "predict(match_spectrum=): off (default), on or auto")
+    cd.add_match_spectrum_option(parser, "predict(match_spectrum=): auto (default), on or off")
     args = parser.parse_args(argv)
     setting = cd.MATCH_SETTINGS[args.match_spectrum]
     model = Predictor.load(args.network)

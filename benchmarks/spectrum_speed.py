@@ -1,6 +1,6 @@
 """What matching the amplitude spectrum costs at inference, against inference without it.
 
-``predict(…, match_spectrum=True)`` measures the spectrum of the central crop, fits the
+``predict(…, match_spectrum=True)`` measures the spectrum over a grid of nine crops, fits the
 filter and applies it (identity plus eight Gaussians made in a cascade, the whole volume in
 one slab here) before the network runs. Both are timed on the held-out synthetic tomogram test_s301 (128 × 256 × 256 at
 2.2 nm) with the shipped network and default tiles, alternating, three runs each; the median

@@ -147,7 +147,7 @@ def test_matching_follows_the_whole_tomogram_not_its_centre():
     tomogram's centre may be all cytoplasm), against a range made around the spectrum of the
     same tomogram without the dim centre (± 0.3): one central crop would raise the coarse bins
     over twice (as it did on the full-size nominal tomogram); the grid leaves it as it is."""
-    shape = (64, 256, 256)
+    shape = (64, 384, 384)  # wide: most grid crops miss the dim centre, as in a full-size one
     structure = _structured(shape, 1.5, seed=1)
     noise = 0.02 * np.random.default_rng(2).normal(size=shape).astype(np.float32)
     own, _ = _grid_spectrum(structure + noise)
@@ -249,13 +249,37 @@ def test_segment_file_records_whether_the_spectrum_was_matched(tmp_path):
     from analysis.synthetic import example_files
 
     source = example_files("test", seed=301, quick=True)["tomogram"]
-    # by default not; "auto" matches for the shipped network, whose varied training is known
-    for options, matched in (({}, False), ({"match_spectrum": "auto"}, True)):
+    # by default ("auto") matched for the shipped network, whose varied training is known
+    for options, matched in (({}, True), ({"match_spectrum": False}, False)):
         out = tmp_path / str(matched)
         out.mkdir()
         paths = segment_file(source, out, write_probability=False, predict_options=options)
         info = json.loads(paths["check"].read_text())["info"]
         assert info["spectrum_matched"] is matched
+
+
+def test_the_checks_spectrum_at_another_voxel_size_is_the_segmentations():
+    """The domain check reads its grid of crops from the tomogram as it is, at 1.5 nm here;
+    the segmentation resamples the whole tomogram to the network's 2.2 nm first and normalises
+    after, which narrows the range (the noise is averaged down). The check carries the scale
+    over, so both see nearly the same spectrum, and so the same gains."""
+    from analysis.inference import domain
+    from analysis.inference.rescale import rescale, rescaled_shape
+    from analysis.synthetic import example_files
+
+    tomo = read_tomogram(example_files("test", seed=301, quick=True)["tomogram"])
+    fine = rescale(np.asarray(tomo.data, np.float32), rescaled_shape(tomo.data.shape, VS / 1.5))
+    fine += np.random.default_rng(0).normal(0, fine.std(), fine.shape).astype(np.float32)
+    meta = Predictor.load().checkpoint
+    envelope = spectrum.reference_envelope(meta)
+    resampled = rescale(fine, rescaled_shape(fine.shape, 1.5 / VS))
+    centre, scale = centre_and_scale(resampled, meta["normalisation"])
+    _, gains = spectrum.matching_filter(resampled, VS, envelope, centre=centre, scale=scale)
+    centre_fine, scale_fine = centre_and_scale(fine, meta["normalisation"])
+    assert scale / scale_fine < 0.8  # the resampling narrows the range
+    own = domain.matching_log_amplitude(fine, 1.5, VS, centre=centre_fine, scale=scale_fine)
+    assert gains.min() < 0.9  # the noise lifts the fine bands: something to match
+    np.testing.assert_allclose(spectrum.spectrum_gains(own, *envelope), gains, rtol=0.05)
 
 
 def test_the_domain_checks_tta_sees_the_crop_the_segmentation_sees():

@@ -79,8 +79,9 @@ MatchSpectrumOpt = Annotated[
     bool | None,
     typer.Option(
         "--match-spectrum/--no-match-spectrum",
-        help="Match the tomogram's amplitude spectrum to the network's training data first "
-        "(default: off; refused for a network without recorded training spectra).",
+        help="Match the tomogram's amplitude spectrum to the network's training data first. "
+        "Default: where the network's varied training spectra are known (the shipped 3-D "
+        "network), not otherwise (e.g. --model cryovesnet or shipped-2d, adapted networks).",
         show_default=False,
     ),
 ]

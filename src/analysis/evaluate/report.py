@@ -269,8 +269,8 @@ def cross_domain_scores(path: str | os.PathLike = CROSS_DOMAIN_TABLE) -> pd.Data
     Columns ``simulator`` ("testsim": the independent simulator, never trained on; "generator":
     the training generator's physics), ``row`` (the shift), ``description``, ``network``,
     ``precision``, ``recall``, ``f1``, ``dice``, ``n_true``, ``n_pred``, ``n_matched``,
-    ``network_sha256``, and ``match_spectrum`` (whether the network's
-    tomograms were spectrum-matched first; not, as the package runs it by default).
+    ``network_sha256``, and ``match_spectrum`` (whether the network's tomograms were
+    spectrum-matched first, as the package runs it by default: the shipped network's are).
     """
     path = Path(path)
     if not path.exists():

@@ -215,10 +215,11 @@ def reference_envelope(
 #: The values ``match_spectrum`` takes: on, off, or on where the network's training spectra are
 #: known (:func:`matching_envelope`).
 MATCH_SETTINGS = (True, False, "auto")
-#: ``predict``'s, ``segment_file``'s and the domain check's default: off. ``"auto"`` helps the
-#: shipped network on blurred tomograms but adds false vesicles on the full-size nominal one,
-#: whose coarse bands lie below the training range for its content (book: Performance).
-DEFAULT_MATCH: bool | str = False
+#: ``predict``'s, ``segment_file``'s and the domain check's default: on where the network's
+#: training spectra are known and span a range (the shipped 3-D network), off otherwise. Made
+#: the default once with one central crop's spectrum, it added false vesicles to the full-size
+#: nominal tomogram; measured over :data:`GRID_POSITIONS` it does not (book: Performance).
+DEFAULT_MATCH: bool | str = "auto"
 #: ``"auto"`` matches only to the range of a varied training set, of at least this many
 #: tomograms: six alike ones (the first network's, and the 2-D network's) give the range of one
 #: imaging condition, and matching to it cost the first network most rows of the independent
@@ -236,7 +237,9 @@ def matching_envelope(
     is no matching, ``"auto"`` matches where the spectra are known and come from a varied
     training set (:data:`AUTO_MIN_TRAINING_TOMOGRAMS` tomograms or more: the shipped 3-D
     network), and not otherwise (a network trained elsewhere, e.g. CryoVesNet's, one adapted
-    or fine-tuned on other tomograms, or one trained on a few alike tomograms).
+    or fine-tuned on other tomograms, or one trained on a few alike tomograms). A reference
+    made before the grid of crops (no ``grid_log_amplitude``) is not matched to under
+    ``"auto"``, and refused under ``True``.
     """
     if setting is True:
         return reference_envelope(meta, references)
