@@ -16,8 +16,10 @@ Two commands:
     vesicle statistics). Thresholds are then fitted on the
     calibration seeds (testsim 9101, generator 40001) so that the warning fires where
     F1 < 0.9 and stays quiet where F1 ≥ 0.95, and the confusion table is reported on the
-    held-out seeds (9102, 40002). Features are cached per (row, seed, network file, simulator
-    version) in ``--cache`` (with ``--full`` also per post-processing settings); the F1 is
+    held-out seeds (9102, 40002). The network runs as the package runs it (``--match-spectrum
+    auto``: the spectrum matched where its varied training spectra are known, and the check's
+    TTA on the matched crop; ``on`` or ``off`` to insist). Features are cached per (row, seed,
+    network file, simulator version, spectrum matching) in ``--cache`` (with ``--full`` also per post-processing settings); the F1 is
     always the benchmark's current one.
 
 Run (the first shipped network, trained on the v3 generator only):
@@ -44,6 +46,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import cross_domain as cd  # noqa: E402
 
+from analysis.errors import ParameterError  # noqa: E402
 from analysis.inference import domain  # noqa: E402
 from analysis.io import read_tomogram  # noqa: E402
 from analysis.normalise import DEFAULT_NORMALISATION, centre_and_scale  # noqa: E402
@@ -368,10 +371,11 @@ def main(argv=None) -> None:
         "--scored", action="store_true", help="skip rows the cross-domain run has not scored"
     )
     parser.add_argument("--cached", action="store_true", help="only the rows already measured")
-    parser.add_argument(
-        "--match-spectrum",
-        action="store_true",
-        help="the network as it segments with spectrum matching: its F1 and the check's TTA",
+    cd.add_match_spectrum_option(
+        parser,
+        "the network as the package segments with it (auto, default: the spectrum matched where "
+        "its varied training spectra are known), always matched (on) or never (off): its F1 "
+        "and the check's TTA",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/domain_check.csv")
     args = parser.parse_args(argv)
@@ -379,6 +383,11 @@ def main(argv=None) -> None:
     if args.command == "reference":
         make_reference(name, path, args.name)
         return
+    try:  # one setting for the network, as predict resolves it
+        setting = cd.MATCH_SETTINGS[args.match_spectrum]
+        args.match_spectrum = cd.resolve_matching({name: path}, setting)[name]
+    except ParameterError as err:
+        parser.error(f"{err}: no --match-spectrum")
     table = collect(name, path, args.cache, args.cd_cache, args)
     table.drop(columns=["log_amplitude"]).to_csv(args.out, index=False)
     fitted = calibrate(table)
