@@ -135,10 +135,7 @@ def test_crop_boxes_sit_at_their_fraction_of_the_free_range():
 
 def _grid_spectrum(volume):
     centre, scale = centre_and_scale(volume)
-    crops = [
-        (volume[spectrum.crop_box(volume.shape, spectrum.CROP_SHAPE, at)] - centre) / scale
-        for at in spectrum.GRID_POSITIONS
-    ]
+    crops = [(crop - centre) / scale for crop in spectrum.grid_crops(volume)]
     return spectrum.grid_log_amplitude(crops, VS), (centre, scale)
 
 

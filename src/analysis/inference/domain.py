@@ -419,20 +419,15 @@ def image_features(crop: np.ndarray, voxel_size_nm: float) -> dict:
 
 
 def network_crop(
-    tomogram: np.ndarray,
-    voxel_size_nm: float,
-    model_voxel_size_nm: float,
-    shape=CROP_SHAPE,
-    fractions=(0.5, 0.5, 0.5),
+    tomogram: np.ndarray, voxel_size_nm: float, model_voxel_size_nm: float, shape=CROP_SHAPE
 ):
-    """The crop of ``shape`` network voxels at ``fractions`` of the free range along each axis
-    (:func:`analysis.inference.spectrum.crop_box`; central by default), rescaled to the
-    network's voxel size (as :func:`analysis.inference.predict` would), not normalised."""
+    """The central crop of ``shape`` network voxels, rescaled to the network's voxel size
+    (as :func:`analysis.inference.predict` would), not normalised."""
     from analysis.inference.rescale import to_network_grid
 
     ratio = voxel_size_nm / model_voxel_size_nm
-    box = spectrum.crop_box(tomogram.shape, tuple(int(round(n / ratio)) for n in shape), fractions)
-    return to_network_grid(np.asarray(tomogram[box], np.float32), ratio)
+    crop = central_crop(tomogram, tuple(int(round(n / ratio)) for n in shape))
+    return to_network_grid(crop, ratio)
 
 
 def matching_log_amplitude(
@@ -457,11 +452,7 @@ def matching_log_amplitude(
     from analysis.inference.rescale import needs_rescale, to_network_grid
 
     ratio = voxel_size_nm / model_voxel_size_nm
-    shape = tuple(int(round(n / ratio)) for n in CROP_SHAPE)
-    originals = [
-        np.asarray(tomogram[spectrum.crop_box(tomogram.shape, shape, at)], np.float32)
-        for at in spectrum.GRID_POSITIONS
-    ]
+    originals = spectrum.grid_crops(tomogram, tuple(int(round(n / ratio)) for n in CROP_SHAPE))
     crops = [to_network_grid(crop, ratio) for crop in originals]
     if needs_rescale(ratio):
 

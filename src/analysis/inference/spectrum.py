@@ -72,6 +72,14 @@ def central_crop(volume: np.ndarray, shape) -> np.ndarray:
 GRID_POSITIONS = tuple((0.5, fy, fx) for fy in (0.2, 0.5, 0.8) for fx in (0.2, 0.5, 0.8))
 
 
+def grid_crops(volume: np.ndarray, shape=CROP_SHAPE) -> list[np.ndarray]:
+    """The crops of ``shape`` at :data:`GRID_POSITIONS` (float32, not normalised): only they
+    are read from a memory-mapped ``volume``."""
+    return [
+        np.asarray(volume[crop_box(volume.shape, shape, at)], np.float32) for at in GRID_POSITIONS
+    ]
+
+
 def grid_log_amplitude(crops, voxel_size_nm: float) -> np.ndarray:
     """:func:`radial_log_amplitude` of the mean :func:`power_spectrum` of crops of one shape
     (normalised, at the network's voxel size; e.g. at :data:`GRID_POSITIONS`)."""
@@ -449,10 +457,7 @@ def matching_filter(
         spectrum is measured on normalised crops at :data:`GRID_POSITIONS`, as the
         reference's were.
     """
-    crops = [
-        (np.asarray(volume[crop_box(volume.shape, CROP_SHAPE, at)], np.float32) - centre) / scale
-        for at in GRID_POSITIONS
-    ]
+    crops = [(crop - centre) / scale for crop in grid_crops(volume)]
     gains = spectrum_gains(grid_log_amplitude(crops, voxel_size_nm), *envelope)
     return gain_weights(gains, voxel_size_nm), gains
 
