@@ -21,9 +21,8 @@ the cores the figures are about):
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
+from alternating import alternating_medians, print_medians
 
 from analysis.inference import predict
 from analysis.inference.domain import check_tomogram
@@ -49,16 +48,8 @@ def main() -> None:
         "check": lambda: check_tomogram(data, vs, predictor),
         "check, unmatched": lambda: check_tomogram(data, vs, predictor, match_spectrum=False),
     }
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(REPEATS):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    median = {name: float(np.median(t)) for name, t in times.items()}
-    print(f"test_s301 {data.shape} at {vs} nm, median of {REPEATS} runs:")
-    for name, seconds in median.items():
-        print(f"  {name:17s} {seconds:7.1f} s")
+    median = alternating_medians(runs, REPEATS)
+    print_medians(f"test_s301 {data.shape} at {vs} nm, median of {REPEATS} runs:", median)
     print(f"ratio check / segment: {median['check'] / median['segment']:.2f}")
     print(f"ratio check / check unmatched: {median['check'] / median['check, unmatched']:.2f}")
 

@@ -12,9 +12,7 @@ same runs. Run (on the cores the figures are about):
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
+from alternating import alternating_medians, print_medians
 
 from analysis.inference import predict, spectrum
 from analysis.io import read_tomogram
@@ -32,21 +30,16 @@ def main() -> None:
     meta = predictor.checkpoint
     envelope = spectrum.reference_envelope(meta)
     centre, scale = centre_and_scale(tomo.data, meta["normalisation"] or DEFAULT_NORMALISATION)
-    times: dict[str, list[float]] = {"plain": [], "matched": [], "filter alone": []}
-    for _ in range(REPEATS):
-        for name in ("plain", "matched", "filter alone"):
-            start = time.perf_counter()
-            if name == "filter alone":
-                spectrum.match_spectrum(
-                    tomo.data, tomo.voxel_size_nm, envelope, centre=centre, scale=scale
-                )
-            else:
-                predict(tomo.data, tomo.voxel_size_nm, predictor, match_spectrum=name == "matched")
-            times[name].append(time.perf_counter() - start)
-    median = {name: float(np.median(t)) for name, t in times.items()}
-    print(f"test_s301 {tomo.shape} at {tomo.voxel_size_nm} nm, median of {REPEATS} runs:")
-    for name, seconds in median.items():
-        print(f"  {name:13s} {seconds:7.1f} s")
+    data, vs = tomo.data, tomo.voxel_size_nm
+    runs = {
+        "plain": lambda: predict(data, vs, predictor, match_spectrum=False),
+        "matched": lambda: predict(data, vs, predictor, match_spectrum=True),
+        "filter alone": lambda: spectrum.match_spectrum(
+            data, vs, envelope, centre=centre, scale=scale
+        ),
+    }
+    median = alternating_medians(runs, REPEATS)
+    print_medians(f"test_s301 {tomo.shape} at {vs} nm, median of {REPEATS} runs:", median)
     print(f"ratio matched / plain: {median['matched'] / median['plain']:.2f}")
 
 
