@@ -139,7 +139,8 @@ def main(argv=None) -> None:
     cd.add_match_spectrum_option(
         parser,
         "spectrum matching, scored and compared: auto (default, as the package segments: "
-        "the shipped network matched, an adapted one not) or off",
+        "the shipped network matched, an adapted one not) or off (both unmatched; the "
+        "table then goes to adaptation[_statistics]_plain.csv); on is refused",
     )
     parser.add_argument("--cache", type=Path, default=cd.ROOT / "benchmarks/results/cross_domain")
     parser.add_argument(
@@ -158,6 +159,7 @@ def main(argv=None) -> None:
         prior_weight=args.prior_weight,
     )
     suffix = "_statistics" if args.method == "statistics" else ""
+    suffix += "_plain" if args.match_spectrum == "off" else ""  # an off run keeps the auto table
     out = args.out or cd.ROOT / f"benchmarks/results/adaptation{suffix}.csv"
     rows = args.rows or default_rows(args.network, args.simulator)
     setting = cd.MATCH_SETTINGS[args.match_spectrum]
@@ -193,17 +195,18 @@ def main(argv=None) -> None:
     wide = wide.reset_index().merge(pd.DataFrame(changes), on="row")
     wide["f1_guarded"] = wide["f1_adapted"].where(~wide["warned"], wide["f1_unadapted"])
     wide.insert(1, "simulator", args.simulator)
+    wide["match_spectrum"] = matching["unadapted"]  # the starting network's; adapted: never
     write_summary(wide, out, args.network, "adapt_config", cfg)
 
 
 def changes_on_adaptation_set(args, row: str, adapted: Path, matching: dict[str, bool]) -> dict:
     """What ``analysis adapt`` reports after adapting: the vesicles the two networks find
     alone on the (unlabelled) tomograms adapted on, pooled, and whether it warns (cached
-    beside the adapted network, per starting network, post-processing settings and spectrum
-    matching of each network, ``matching``: names "unadapted" and "adapted")."""
+    beside the adapted network, per starting network, post-processing settings and whether
+    the starting network's tomograms are spectrum-matched, ``matching["unadapted"]``)."""
     key = f"{adapted.stem}_from{cd.digest(args.network)}_pp{cd.postprocess_key()}"
-    tags = {"unadapted": "_ms", "adapted": "_adaptedms"}
-    key += "".join(f"{tags[n]}{spectrum.MATCH_VERSION}" for n in tags if matching[n])
+    if matching["unadapted"]:  # the adapted network is never matched (no training spectra)
+        key += f"_ms{spectrum.MATCH_VERSION}"
     kept = args.cache / "changes" / f"{key}.json"
     if kept.exists():
         return json.loads(kept.read_text())

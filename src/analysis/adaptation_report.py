@@ -13,8 +13,8 @@ segment`` would run it (:func:`compare_networks`, ``match_spectrum="auto"``): th
 network on spectrum-matched tomograms, an adapted one, which has no training spectra, on the
 tomograms as they are. On the adaptation benchmark (book, chapter 7: test, calibration and
 fresh seeds) the warning fired, against the matched shipped network, on every row where the
-statistics method lost more than 0.007 F1 and where it gained at most 0.004. It does not see
-false vesicles: a method that adds false ones looks as if it gained.
+statistics method lost 0.01 F1 or more, and never where it gained more than 0.005. It does not
+see false vesicles: a method that adds false ones looks as if it gained.
 """
 
 from __future__ import annotations
