@@ -211,9 +211,10 @@ def changes_on_adaptation_set(args, row: str, adapted: Path, matching: dict[str,
     if kept.exists():
         return json.loads(kept.read_text())
     tomos, sizes, _ = adaptation_set(args.simulator, row, args.adapt_seeds, args.cache)
-    table = compare_networks(
-        tomos, sizes, args.network, adapted, match_spectrum=cd.MATCH_SETTINGS[args.match_spectrum]
-    )
+    # "auto" where the starting network is matched: compare_networks then leaves the adapted
+    # one unmatched, as analysis adapt does
+    setting = "auto" if matching["unadapted"] else False
+    table = compare_networks(tomos, sizes, args.network, adapted, match_spectrum=setting)
     result = {
         "lost": int(table["lost"].sum()),
         "new": int(table["new"].sum()),

@@ -531,8 +531,9 @@ def test_compare_networks_of_one_network_with_itself_changes_nothing(crop):
 
     # as compare_networks runs the shipped network by default: as analysis segment does
     # (spectrum matched); unmatched, it keeps another number of vesicles on this crop
-    probability = predict(-tomo, vs, Predictor.load(None), invert=True)
-    plain = predict(-tomo, vs, Predictor.load(None), invert=True, match_spectrum=False)
+    shipped = Predictor.load(None)
+    probability = predict(-tomo, vs, shipped, invert=True)
+    plain = predict(-tomo, vs, shipped, invert=True, match_spectrum=False)
     assert len(kept_vesicles(plain, tomo, vs)) != same.found_before
     assert len(kept_vesicles(probability, tomo, vs)) == same.found_before
     assert len(kept_vesicles(probability, -tomo, vs)) != same.found_before
