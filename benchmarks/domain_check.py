@@ -103,8 +103,8 @@ def image_features_of(tomogram, voxel_size_nm: float, meta: dict) -> dict:
     """The check's image numbers of a tomogram, as :func:`domain.domain_features` takes them."""
     centre, scale = centre_and_scale(tomogram, meta["normalisation"] or DEFAULT_NORMALISATION)
     model_vs = meta["voxel_size_nm"]
-    crop = domain.network_crop(tomogram, voxel_size_nm, model_vs)
-    features = domain.image_features((crop - centre) / scale, model_vs)
+    _, crop = domain.network_view(tomogram, voxel_size_nm, model_vs, centre=centre, scale=scale)
+    features = domain.image_features(crop, model_vs)
     features["grid_log_amplitude"] = domain.matching_log_amplitude(
         tomogram, voxel_size_nm, model_vs, centre=centre, scale=scale
     )
