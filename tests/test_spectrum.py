@@ -53,6 +53,10 @@ def test_the_filter_a_slab_at_a_time_is_the_whole_volume_filter(tmp_path):
     np.testing.assert_allclose(out, expected, atol=1e-5)
     with pytest.raises(ValueError, match="cannot write into the volume"):
         spectrum.apply_gain_filter(source, weights, out=source, planes=4)
+    # on three threads, slab by slab as above: the same numbers to the bit
+    threaded = np.memmap(tmp_path / "threads.f32", np.float32, "w+", shape=volume.shape)
+    spectrum.apply_gain_filter(source, weights, out=threaded, planes=4, threads=3)
+    np.testing.assert_array_equal(threaded, out)
 
 
 def _impulse_response_spectrum(weights, n=96):

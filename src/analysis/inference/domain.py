@@ -581,6 +581,8 @@ def domain_features(
     dict
         Floats (and ``log_amplitude``, a list; ``wedge_best`` and ``reference``, strings).
     """
+    import torch
+
     from analysis.inference.predict import predict
     from analysis.models import Predictor
     from analysis.normalise import DEFAULT_NORMALISATION, centre_and_scale
@@ -617,7 +619,8 @@ def domain_features(
             wide = network_crop(
                 tomogram, voxel_size_nm, model_vs, tuple(n + 2 * reach for n in CROP_SHAPE)
             )
-            raw = central_crop(spectrum.apply_gain_filter(wide, weights), raw.shape)
+            filtered = spectrum.apply_gain_filter(wide, weights, threads=torch.get_num_threads())
+            raw = central_crop(filtered, raw.shape)
     if tta:
         view = -raw if invert else raw
         # matched above, or not, as the segmentation's inference

@@ -218,7 +218,9 @@ def predict(
             )
             if not spectrum.is_identity(weights):  # a spectrum in the range is left as it is
                 filtered = work_array(work_shape, **scratch)
-                source = spectrum.apply_gain_filter(source, weights, out=filtered)
+                source = spectrum.apply_gain_filter(
+                    source, weights, out=filtered, threads=torch.get_num_threads()
+                )
                 centre, scale = centre_and_scale(source, norm)
         # allocated after the filter: the rescaled volume, if any, is freed by then
         maps = [work_array(work_shape, **scratch) for _ in finals] if resample else finals

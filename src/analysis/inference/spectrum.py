@@ -38,7 +38,6 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from analysis.errors import ParameterError
 
@@ -390,6 +389,7 @@ def apply_gain_filter(
     *,
     out: np.ndarray | None = None,
     planes: int | None = None,
+    threads: int = 1,
 ) -> np.ndarray:
     """``weights[0] · volume + Σ weights[k] · G_k(volume)``, float32, where ``G_k`` is the
     Gaussian of width ``sigmas_vox[k]`` made as a cascade (each from the previous one,
@@ -400,8 +400,10 @@ def apply_gain_filter(
     :data:`SLAB_BYTES` with their margins: usually the whole volume), each with a margin of
     real planes as wide as the cascade reaches, so that the result equals filtering the
     whole volume at once. ``volume`` may be a memory map; ``out`` (float32, the volume's
-    shape, not sharing memory with it) too.
+    shape, not sharing memory with it) too. Each Gaussian is shared among ``threads`` CPU
+    threads (:func:`analysis.inference.gaussian.gaussian_filter`: the same result as one).
     """
+    from analysis.inference.gaussian import gaussian_filter
     from analysis.io.memmap import release_pages
 
     shape = volume.shape
@@ -423,7 +425,9 @@ def apply_gain_filter(
         result = weights[0] * slab
         blurred = slab
         for w, step in zip(weights[1:], steps, strict=False):
-            blurred = ndimage.gaussian_filter(blurred, step, mode="nearest", truncate=TRUNCATE)
+            blurred = gaussian_filter(
+                blurred, step, mode="nearest", truncate=TRUNCATE, threads=threads
+            )
             if w != 0.0:
                 result += w * blurred
         out[z0:z1] = result[z0 - lo : z1 - lo]
