@@ -23,3 +23,51 @@ def small_volume(rng):
 def mrc_path(tmp_path, small_volume):
     """An MRC file of ``small_volume`` at 2.2 nm voxels."""
     return write_mrc(tmp_path / "tomo.mrc", small_volume, 2.2)
+
+
+def build_book(source, toc, out):
+    """``jupyter-book build`` of ``source`` with ``toc`` into ``out``, in quick mode, strictly
+    (-W -n: a failing notebook or a broken reference fails the build)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "jupyter-book"),
+            "build",
+            str(source),
+            "--config",
+            str(root / "book" / "_config.yml"),
+            "--toc",
+            str(toc),
+            "--path-output",
+            str(out),
+            "--builder",
+            "html",
+            "-W",
+            "-n",
+            "--keep-going",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ANALYSIS_QUICK="1"),
+        cwd=source,
+    )
+
+
+@pytest.fixture(scope="session")
+def quick_book(tmp_path_factory):
+    """The whole book built once in quick mode: (the finished process, its ``_build`` folder).
+
+    The build executes every notebook; the notebook tests read the executed copies it keeps in
+    ``_build/jupyter_execute`` instead of executing each notebook a second time.
+    """
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("book")
+    proc = build_book(root, root / "book" / "_toc.yml", out)
+    return proc, out / "_build"

@@ -12,42 +12,16 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from conftest import build_book
 
 ROOT = Path(__file__).resolve().parents[1]
-JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
-
-
-def _build(source: Path, toc: Path, out: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ANALYSIS_QUICK="1")
-    return subprocess.run(
-        [
-            str(JUPYTER_BOOK),
-            "build",
-            str(source),
-            "--config",
-            str(ROOT / "book" / "_config.yml"),
-            "--toc",
-            str(toc),
-            "--path-output",
-            str(out),
-            "--builder",
-            "html",
-            "-W",
-            "-n",
-            "--keep-going",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=source,
-    )
 
 
 @pytest.mark.book
-def test_whole_book_builds_in_quick_mode(tmp_path):
-    proc = _build(ROOT, ROOT / "book" / "_toc.yml", tmp_path)
+def test_whole_book_builds_in_quick_mode(quick_book, tmp_path):
+    proc, build = quick_book
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    html = tmp_path / "_build" / "html"
+    html = build / "html"
     index = (html / "book" / "intro.html").read_text()
     assert "Synaptic vesicles at the active zone" in index
     assert (html / "index.html").exists()
@@ -58,7 +32,7 @@ def test_whole_book_builds_in_quick_mode(tmp_path):
     out = tmp_path / "times.csv"
     script = ROOT / "benchmarks" / "book_times.py"
     proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "_build"), "--out", str(out)],
+        [sys.executable, str(script), str(build), "--out", str(out)],
         capture_output=True,
         text=True,
         env=dict(os.environ, ANALYSIS_QUICK="1"),
@@ -93,7 +67,7 @@ def test_a_failing_notebook_fails_the_build(tmp_path):
         "format: jb-book\nroot: book/intro\nchapters:\n  - file: book/how_to_run\n"
         "  - file: notebooks/01_data\n"
     )
-    proc = _build(src, toc, tmp_path / "out")
+    proc = build_book(src, toc, tmp_path / "out")
     assert proc.returncode != 0
     assert "deliberately broken" in proc.stdout + proc.stderr
 
