@@ -25,7 +25,7 @@ def mrc_path(tmp_path, small_volume):
     return write_mrc(tmp_path / "tomo.mrc", small_volume, 2.2)
 
 
-def build_book(source, toc, out):
+def _build_book(source, toc, out):
     """``jupyter-book build`` of ``source`` with ``toc`` into ``out``, in quick mode, strictly
     (-W -n: a failing notebook or a broken reference fails the build)."""
     import os
@@ -58,16 +58,23 @@ def build_book(source, toc, out):
     )
 
 
+@pytest.fixture
+def build_book():
+    """The quick, strict book build as a function of (source, toc, out)."""
+    return _build_book
+
+
 @pytest.fixture(scope="session")
 def quick_book(tmp_path_factory):
     """The whole book built once in quick mode: (the finished process, its ``_build`` folder).
 
     The build executes every notebook; the notebook tests read the executed copies it keeps in
-    ``_build/jupyter_execute`` instead of executing each notebook a second time.
+    ``_build/jupyter_execute`` instead of executing each notebook a second time (myst-nb
+    executes in the notebook's folder, as a user would, and keeps every output there).
     """
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     out = tmp_path_factory.mktemp("book")
-    proc = build_book(root, root / "book" / "_toc.yml", out)
+    proc = _build_book(root, root / "book" / "_toc.yml", out)
     return proc, out / "_build"

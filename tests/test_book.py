@@ -12,7 +12,6 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-from conftest import build_book
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +43,7 @@ def test_whole_book_builds_in_quick_mode(quick_book, tmp_path):
 
 
 @pytest.mark.book
-def test_a_failing_notebook_fails_the_build(tmp_path):
+def test_a_failing_notebook_fails_the_build(build_book, tmp_path):
     src = tmp_path / "src"
     (src / "book").mkdir(parents=True)
     shutil.copy(ROOT / "book" / "intro.md", src / "book" / "intro.md")

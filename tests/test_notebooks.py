@@ -117,15 +117,28 @@ def _execute_quick(path: Path):
     return nb
 
 
+def _executed_in_book(name: str, quick_book):
+    """The copy of notebook ``name`` with its outputs that the quick book build executed."""
+    proc, build = quick_book
+    executed = build / "jupyter_execute" / "notebooks" / name
+    if not executed.exists():
+        # the build stops at the first failing notebook: show where it failed
+        log = proc.stdout + proc.stderr
+        at = max(log.find("CellExecutionError"), log.find("ExecutionError"))
+        excerpt = log[max(at - 1500, 0) : at + 1500] if at >= 0 else log[-3000:]
+        pytest.fail(
+            f"the quick book build (exit code {proc.returncode}) did not execute {name}, "
+            f"or failed in it:\n{excerpt}"
+        )
+    return nbformat.read(executed, as_version=4)
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_in_quick_mode(path, quick_book):
     # the quick book build (tests/conftest.py) has executed every notebook once; its copy with
     # the outputs is read here rather than executing the notebook a second time
-    proc, build = quick_book
-    executed = build / "jupyter_execute" / "notebooks" / path.name
-    assert executed.exists(), f"the book build did not execute {path.name}: " + proc.stderr[-3000:]
-    nb = nbformat.read(executed, as_version=4)
+    nb = _executed_in_book(path.name, quick_book)
     assert len(nb.cells) == len(nbformat.read(path, as_version=4).cells)
     code = [c for c in nb.cells if c.cell_type == "code"]
     # every cell ran (the Colab set-up cell too: it does nothing outside Colab), but for the
@@ -150,17 +163,12 @@ def test_notebook_runs_in_quick_mode(path, quick_book):
 
 
 def _printed_numbers(nb) -> list[str]:
-    """Every printed text and table, with elapsed times masked (they differ between runs).
-
-    stderr is left out: the book build drops its warnings (``stderr_output: remove-warn``).
-    """
+    """Every text output and table, with elapsed times masked (they differ between runs)."""
     import re
 
     texts = []
     for cell in nb.cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if out.get("name") == "stderr":
-                continue
             text = out.get("text") or out.get("data", {}).get("text/plain", "")
             texts.append(re.sub(r"\d+(\.\d+)? s\b", "<time> s", text))
     return texts
@@ -170,9 +178,7 @@ def _printed_numbers(nb) -> list[str]:
 def test_the_same_notebook_run_twice_prints_the_same_numbers(quick_book):
     """Chapter 4 executed afresh prints what it printed in the book build, another process."""
     name = "04_postprocessing.ipynb"
-    _, build = quick_book
-    in_book = nbformat.read(build / "jupyter_execute" / "notebooks" / name, as_version=4)
-    first = _printed_numbers(in_book)
+    first = _printed_numbers(_executed_in_book(name, quick_book))
     second = _printed_numbers(_execute_quick(ROOT / "notebooks" / name))
     assert first == second
     assert sum(any(ch.isdigit() for ch in t) for t in first) >= 5  # there are numbers to compare
