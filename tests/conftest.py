@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from analysis.io import write_mrc
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -28,19 +35,13 @@ def mrc_path(tmp_path, small_volume):
 def _build_book(source, toc, out):
     """``jupyter-book build`` of ``source`` with ``toc`` into ``out``, in quick mode, strictly
     (-W -n: a failing notebook or a broken reference fails the build)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
     return subprocess.run(
         [
             str(Path(sys.executable).parent / "jupyter-book"),
             "build",
             str(source),
             "--config",
-            str(root / "book" / "_config.yml"),
+            str(ROOT / "book" / "_config.yml"),
             "--toc",
             str(toc),
             "--path-output",
@@ -72,9 +73,6 @@ def quick_book(tmp_path_factory):
     ``_build/jupyter_execute`` instead of executing each notebook a second time (myst-nb
     executes in the notebook's folder, as a user would, and keeps every output there).
     """
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
     out = tmp_path_factory.mktemp("book")
-    proc = _build_book(root, root / "book" / "_toc.yml", out)
+    proc = _build_book(ROOT, ROOT / "book" / "_toc.yml", out)
     return proc, out / "_build"
