@@ -76,3 +76,28 @@ def quick_book(tmp_path_factory):
     out = tmp_path_factory.mktemp("book")
     proc = _build_book(ROOT, ROOT / "book" / "_toc.yml", out)
     return proc, out / "_build"
+
+
+@pytest.fixture(scope="session")
+def segmented_example(tmp_path_factory):
+    """``analysis segment`` of the quick example tomogram (generator, seed 301) with its
+    active-zone and region masks, default settings, not quiet, run once for every test that
+    reads such a run: (its example files, the output folder, stdout, stderr).
+
+    The folder is shared: a test that writes into it copies it first.
+    """
+    import contextlib
+    import io
+
+    from analysis.cli import main
+    from analysis.synthetic import example_files
+
+    files = example_files("test", seed=301, quick=True)
+    out = tmp_path_factory.mktemp("segmented_example")
+    args = ["segment", str(files["tomogram"]), "--out", str(out)]
+    args += ["--az-mask", str(files["az_mask"]), "--region-mask", str(files["region_mask"])]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(args)
+    assert code == 0, stderr.getvalue()
+    return files, out, stdout.getvalue(), stderr.getvalue()

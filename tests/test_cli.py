@@ -258,16 +258,15 @@ def test_predict_writes_a_probability_map_and_refuses_a_voxel_size_in_angstrom(t
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
-def test_segment_writes_every_output_and_a_failure_leaves_the_folder_as_it_was(tmp_path, capsys):
+def test_segment_writes_every_output_and_a_failure_leaves_the_folder_as_it_was(
+    segmented_example, tmp_path, capsys
+):
+    import shutil
+
     import pandas as pd
 
-    from analysis.synthetic import example_files
-
-    files = example_files("test", seed=301, quick=True)
-    out = tmp_path / "seg"
-    args = ["segment", str(files["tomogram"]), "--out", str(out), "--quiet"]
-    args += ["--az-mask", str(files["az_mask"]), "--region-mask", str(files["region_mask"])]
-    assert main(args) == 0
+    files, done, stdout, _ = segmented_example  # segment with --az-mask and --region-mask
+    out = shutil.copytree(done, tmp_path / "seg")
     stem = files["tomogram"].stem
     suffixes = ["_probability.mrc", "_labels.mrc", "_vesicles.csv", "_vesicles.mod"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -278,7 +277,7 @@ def test_segment_writes_every_output_and_a_failure_leaves_the_folder_as_it_was(t
     assert abs(int(table["kept"].sum()) - len(truth)) <= 2
     pyto = read_tomogram(out / f"{stem}_pyto_labels.mrc").data
     assert {1, 2, 10}.issubset(set(np.unique(pyto).astype(int)))
-    assert f"{int(table['kept'].sum())} vesicles kept" in capsys.readouterr().out
+    assert f"{int(table['kept'].sum())} vesicles kept" in stdout
 
     # A tomogram of noise holds no vesicle: one line naming it, exit 2, earlier results intact.
     noise = np.random.default_rng(0).normal(size=(48, 64, 64)).astype(np.float32)
@@ -330,19 +329,17 @@ def test_an_imod_byte_tomogram_gives_the_vesicles_of_its_float_original(tmp_path
     assert len(tables["float"]) > 10 and scores["f1"] == 1.0
 
 
-def test_segment_then_evaluate_against_the_manual_model_round_trip(tmp_path, capsys):
+def test_segment_then_evaluate_against_the_manual_model_round_trip(
+    segmented_example, tmp_path, capsys
+):
     import json
 
-    from analysis.synthetic import example_files
-
-    files = example_files("test", seed=301, quick=True)
+    files, done, _, _ = segmented_example
     stem = files["tomogram"].stem
-    assert main(["segment", str(files["tomogram"]), "--out", str(tmp_path), "--quiet"]) == 0
-    capsys.readouterr()
-    args = ["evaluate", "--pred", str(tmp_path / f"{stem}_labels.mrc"), "--json"]
+    args = ["evaluate", "--pred", str(done / f"{stem}_labels.mrc"), "--json"]
     args += ["--truth", str(files["manual"]), "--mask", str(files["region_mask"])]
-    args += ["--probability", str(tmp_path / f"{stem}_probability.mrc")]
-    args += ["--table", str(tmp_path / f"{stem}_vesicles.csv")]
+    args += ["--probability", str(done / f"{stem}_probability.mrc")]
+    args += ["--table", str(done / f"{stem}_vesicles.csv")]
     assert main(args) == 0
     scores = json.loads(capsys.readouterr().out)
     assert set(scores) >= {
@@ -361,7 +358,7 @@ def test_segment_then_evaluate_against_the_manual_model_round_trip(tmp_path, cap
     args = [
         "evaluate",
         "--pred",
-        str(tmp_path / f"{stem}_labels.mrc"),
+        str(done / f"{stem}_labels.mrc"),
         "--truth",
         str(files["labels"]),
         "--json",

@@ -102,19 +102,20 @@ def test_training_killed_mid_epoch_resumes_to_identical_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_segmenting_twice_gives_byte_identical_files(tmp_path):
+def test_segmenting_twice_gives_byte_identical_files(segmented_example, tmp_path):
     from analysis.cli import main
     from analysis.postprocess import OUTPUT_SUFFIXES
-    from analysis.synthetic import example_files
 
-    tomogram = example_files("test", seed=301, quick=True)["tomogram"]
-    for run in ("a", "b"):
-        assert main(["segment", str(tomogram), "--out", str(tmp_path / run), "--quiet"]) == 0
-    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    files, first, _, _ = segmented_example
+    tomogram = files["tomogram"]
+    args = ["segment", str(tomogram), "--out", str(tmp_path), "--quiet"]
+    args += ["--az-mask", str(files["az_mask"]), "--region-mask", str(files["region_mask"])]
+    assert main(args) == 0  # the same command as the first run's, in another process state
+    names = sorted(p.name for p in first.iterdir())
     assert names == sorted(tomogram.stem + suffix for suffix in OUTPUT_SUFFIXES.values())
-    assert names == sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert names == sorted(p.name for p in tmp_path.iterdir())
     for name in names:
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+        assert (first / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
 
 def test_a_batch_whose_worker_dies_finishes_on_rerun_without_redoing_work(tmp_path):
