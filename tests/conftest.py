@@ -101,3 +101,16 @@ def segmented_example(tmp_path_factory):
         code = main(args)
     assert code == 0, stderr.getvalue()
     return files, out, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(scope="session")
+def quick_crop(tmp_path_factory):
+    """Half the quick example tomogram (generator, seed 301): its first 64 rows in y, an MRC
+    of (z, y, x) = (64, 64, 128) voxels of 2.2 nm holding 19 of its 36 vesicle centres, for
+    tests whose point is the bookkeeping around a segmentation, not the segmentation."""
+    from analysis.io import read_tomogram
+    from analysis.synthetic import example_files
+
+    tomo = read_tomogram(example_files("test", seed=301, quick=True)["tomogram"])
+    path = tmp_path_factory.mktemp("quick_crop") / "crop.mrc"
+    return write_mrc(path, np.ascontiguousarray(tomo.data[:, :64]), tomo.voxel_size_nm)

@@ -10,14 +10,13 @@ import pytest
 
 from analysis.batch import SUMMARY_NAME, find_tomograms, is_finished
 from analysis.cli import main
-from analysis.synthetic import example_files
 
 
 @pytest.fixture(scope="module")
-def input_dir(tmp_path_factory):
-    """Three tomograms: two copies of the quick test tomogram and one corrupt file."""
+def input_dir(tmp_path_factory, quick_crop):
+    """Three tomograms: two copies of half the quick test tomogram and one corrupt file."""
     folder = tmp_path_factory.mktemp("in")
-    source = example_files("test", seed=301, quick=True)["tomogram"]
+    source = quick_crop
     shutil.copy(source, folder / "a.mrc")
     shutil.copy(source, folder / "b.mrc")
     (folder / "c.mrc").write_bytes(b"this is not an MRC file" * 100)

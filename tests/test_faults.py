@@ -118,13 +118,12 @@ def test_segmenting_twice_gives_byte_identical_files(segmented_example, tmp_path
         assert (first / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
 
-def test_a_batch_whose_worker_dies_finishes_on_rerun_without_redoing_work(tmp_path):
+def test_a_batch_whose_worker_dies_finishes_on_rerun_without_redoing_work(quick_crop, tmp_path):
     from distributed import Client, LocalCluster
 
     from analysis.batch import run_batch
-    from analysis.synthetic import example_files
 
-    source = example_files("test", seed=301, quick=True)["tomogram"]
+    source = quick_crop  # 19 vesicle centres
     inputs = []
     for name in ("a", "b", "c"):
         shutil.copy(source, tmp_path / f"{name}.mrc")
@@ -168,4 +167,4 @@ def test_a_batch_whose_worker_dies_finishes_on_rerun_without_redoing_work(tmp_pa
     for name, stamp in stamps.items():
         assert (out / name).stat().st_mtime_ns == stamp
     assert len(list(out.glob("*_vesicles.csv"))) == 3
-    assert all(pd.read_csv(p)["kept"].sum() > 20 for p in out.glob("*_vesicles.csv"))
+    assert all(pd.read_csv(p)["kept"].sum() >= 15 for p in out.glob("*_vesicles.csv"))
