@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -78,11 +79,22 @@ def quick_book(tmp_path_factory):
     return proc, out / "_build"
 
 
+class SegmentedExample(NamedTuple):
+    """One ``analysis segment`` run: the example files, the command without its ``--out``,
+    the output folder, and what the run printed."""
+
+    files: dict
+    args: list
+    out: Path
+    stdout: str
+    stderr: str
+
+
 @pytest.fixture(scope="session")
 def segmented_example(tmp_path_factory):
     """``analysis segment`` of the quick example tomogram (generator, seed 301) with its
     active-zone and region masks, default settings, not quiet, run once for every test that
-    reads such a run: (its example files, the output folder, stdout, stderr).
+    reads such a run (:class:`SegmentedExample`).
 
     The folder is shared: a test that writes into it copies it first.
     """
@@ -93,14 +105,14 @@ def segmented_example(tmp_path_factory):
     from analysis.synthetic import example_files
 
     files = example_files("test", seed=301, quick=True)
-    out = tmp_path_factory.mktemp("segmented_example")
-    args = ["segment", str(files["tomogram"]), "--out", str(out)]
+    args = ["segment", str(files["tomogram"])]
     args += ["--az-mask", str(files["az_mask"]), "--region-mask", str(files["region_mask"])]
+    out = tmp_path_factory.mktemp("segmented_example")
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(args)
+        code = main([*args, "--out", str(out)])
     assert code == 0, stderr.getvalue()
-    return files, out, stdout.getvalue(), stderr.getvalue()
+    return SegmentedExample(files, args, out, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture(scope="session")

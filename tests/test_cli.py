@@ -265,8 +265,8 @@ def test_segment_writes_every_output_and_a_failure_leaves_the_folder_as_it_was(
 
     import pandas as pd
 
-    files, done, stdout, _ = segmented_example  # segment with --az-mask and --region-mask
-    out = shutil.copytree(done, tmp_path / "seg")
+    files = segmented_example.files  # segmented with --az-mask and --region-mask
+    out = shutil.copytree(segmented_example.out, tmp_path / "seg")
     stem = files["tomogram"].stem
     suffixes = ["_probability.mrc", "_labels.mrc", "_vesicles.csv", "_vesicles.mod"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -277,7 +277,7 @@ def test_segment_writes_every_output_and_a_failure_leaves_the_folder_as_it_was(
     assert abs(int(table["kept"].sum()) - len(truth)) <= 2
     pyto = read_tomogram(out / f"{stem}_pyto_labels.mrc").data
     assert {1, 2, 10}.issubset(set(np.unique(pyto).astype(int)))
-    assert f"{int(table['kept'].sum())} vesicles kept" in stdout
+    assert f"{int(table['kept'].sum())} vesicles kept" in segmented_example.stdout
 
     # A tomogram of noise holds no vesicle: one line naming it, exit 2, earlier results intact.
     noise = np.random.default_rng(0).normal(size=(48, 64, 64)).astype(np.float32)
@@ -334,7 +334,7 @@ def test_segment_then_evaluate_against_the_manual_model_round_trip(
 ):
     import json
 
-    files, done, _, _ = segmented_example
+    files, done = segmented_example.files, segmented_example.out
     stem = files["tomogram"].stem
     args = ["evaluate", "--pred", str(done / f"{stem}_labels.mrc"), "--json"]
     args += ["--truth", str(files["manual"]), "--mask", str(files["region_mask"])]

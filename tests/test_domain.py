@@ -231,10 +231,8 @@ def test_segment_says_the_check_on_stderr_unless_quiet_and_all_pass(
 ):
     from analysis.cli import main
 
-    files, _, _, stderr = segmented_example  # not quiet
-    assert "domain check: all" in stderr
-    args = ["segment", str(files["tomogram"]), "--out", str(tmp_path), "--quiet"]
-    assert main(args) == 0
+    assert "domain check: all" in segmented_example.stderr  # not quiet
+    assert main([*segmented_example.args, "--out", str(tmp_path), "--quiet"]) == 0
     assert "domain check: all" not in capsys.readouterr().err
 
 

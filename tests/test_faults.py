@@ -106,11 +106,9 @@ def test_segmenting_twice_gives_byte_identical_files(segmented_example, tmp_path
     from analysis.cli import main
     from analysis.postprocess import OUTPUT_SUFFIXES
 
-    files, first, _, _ = segmented_example
-    tomogram = files["tomogram"]
-    args = ["segment", str(tomogram), "--out", str(tmp_path)]
-    args += ["--az-mask", str(files["az_mask"]), "--region-mask", str(files["region_mask"])]
-    assert main(args) == 0  # the first run's command, run again later in the same process
+    tomogram, first = segmented_example.files["tomogram"], segmented_example.out
+    # the first run's command, run again later in the same process
+    assert main([*segmented_example.args, "--out", str(tmp_path)]) == 0
     names = sorted(p.name for p in first.iterdir())
     assert names == sorted(tomogram.stem + suffix for suffix in OUTPUT_SUFFIXES.values())
     assert names == sorted(p.name for p in tmp_path.iterdir())
